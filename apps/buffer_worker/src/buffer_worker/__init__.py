@@ -1,0 +1,1 @@
+"""Buffer-mode worker for Vast.ai and local boxes: claims jobs from the orchestrator."""

@@ -1,0 +1,1 @@
+"""fastwan-generate: one video from the command line, through the core use case."""

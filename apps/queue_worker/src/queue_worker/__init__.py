@@ -1,0 +1,1 @@
+"""SaladCloud queue-mode worker: FastAPI app behind Salad's job-queue binary."""

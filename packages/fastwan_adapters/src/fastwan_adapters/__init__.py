@@ -1,0 +1,1 @@
+"""Real implementations of the fastwan_core ports: model, encoder, orchestrator, storage, images."""

@@ -1,0 +1,53 @@
+"""fastwan_core: the FastWan worker's domain, shared with the services that talk to it.
+
+The public API, all importable from here:
+
+- :class:`Job` and :class:`JobValidationError`: the orchestrator's job, validated, with its
+  wire format (``Job.from_wire``, ``Job.to_wire``).
+- :func:`plan_generation` and :class:`GenerationPlan`: what the model is asked to do.
+- :class:`JobRun`, :class:`JobState`, :class:`Phase`: the job's life cycle.
+- :class:`JobResult`, :class:`Metrics`, :class:`Timings`, :class:`ProgressUpdate`,
+  :class:`ErrorCode`, :class:`JobFailure`: what a job produces and how it fails.
+- :mod:`fastwan_core.ports`: the Protocols adapters implement.
+- :class:`GenerateVideo`: the use case that runs a job through the ports.
+- :mod:`fastwan_core.testing`: a fake for every port.
+"""
+
+from __future__ import annotations
+
+from fastwan_core.errors import ErrorCode, JobCancelled, JobFailure, JobValidationError
+from fastwan_core.job import ImageSource, Job, Size
+from fastwan_core.lifecycle import IllegalTransition, JobRun, JobState, Phase
+from fastwan_core.plan import FASTWAN_TIMESTEPS, GenerationPlan, plan_generation
+from fastwan_core.ports import EncodedVideo, GeneratedVideo, Stage
+from fastwan_core.results import JobResult, Metrics, ProgressUpdate, Timings
+from fastwan_core.usecase import GenerateVideo, WorkerInfo
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FASTWAN_TIMESTEPS",
+    "EncodedVideo",
+    "ErrorCode",
+    "GenerateVideo",
+    "GeneratedVideo",
+    "GenerationPlan",
+    "IllegalTransition",
+    "ImageSource",
+    "Job",
+    "JobCancelled",
+    "JobFailure",
+    "JobResult",
+    "JobRun",
+    "JobState",
+    "JobValidationError",
+    "Metrics",
+    "Phase",
+    "ProgressUpdate",
+    "Stage",
+    "Size",
+    "Timings",
+    "WorkerInfo",
+    "__version__",
+    "plan_generation",
+]

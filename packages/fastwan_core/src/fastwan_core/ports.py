@@ -1,0 +1,164 @@
+"""The ports: what the use case needs from the outside world, as ``typing.Protocol``.
+
+Adapters implement these (``fastwan_adapters``); ``fastwan_core.testing`` holds a fake for
+each. Images and frames are opaque to the core: it only hands the loader's picture to the
+generator and the generator's frames to the encoder, so their concrete types (PIL images,
+numpy arrays) stay in the adapters.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Mapping
+from typing import Protocol
+
+import attrs
+
+from fastwan_core.job import ImageSource, Size
+from fastwan_core.plan import GenerationPlan
+from fastwan_core.results import ProgressUpdate
+
+__all__ = [
+    "CancelSignal",
+    "Clock",
+    "EncodedVideo",
+    "Frames",
+    "GeneratedVideo",
+    "GenerationEvents",
+    "ImageLoader",
+    "Picture",
+    "ProgressReporter",
+    "ResultStore",
+    "Stage",
+    "VideoEncoder",
+    "VideoGenerator",
+]
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Monotonic seconds; only differences are meaningful."""
+        ...
+
+
+class CancelSignal(Protocol):
+    """Set when the job should stop (``threading.Event`` satisfies it)."""
+
+    def is_set(self) -> bool: ...
+
+
+class Picture(Protocol):
+    """A decoded RGB image (``PIL.Image.Image`` satisfies it)."""
+
+    @property
+    def size(self) -> tuple[int, int]: ...
+
+
+class Frames(Protocol):
+    """Decoded video frames, in the generator's and encoder's shared format."""
+
+    def __len__(self) -> int: ...
+
+
+class Stage(enum.Enum):
+    """The generator's own stages, timed separately in ``metrics.timings``."""
+
+    TEXT_ENCODE = "text_encode"
+    DENOISE = "denoise"
+    DECODE = "decode"
+
+
+@attrs.frozen
+class GeneratedVideo:
+    """The generator's output: frames at ``plan.generated_size``, and what it cost."""
+
+    frames: Frames
+    peak_vram_gb: float = 0.0
+
+
+@attrs.frozen
+class EncodedVideo:
+    """An encoded MP4, held in memory (a 5 s clip is a few MB)."""
+
+    data: bytes = attrs.field(repr=lambda d: f"<{len(d)} bytes>")
+    size: Size
+    content_type: str = "video/mp4"
+
+    @property
+    def sha1(self) -> str:
+        return hashlib.sha1(self.data).hexdigest()  # noqa: S324 - B2's checksum, not security
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.data)
+
+
+class GenerationEvents(Protocol):
+    """Given by the use case to the generator: report stages and steps, honour cancellation."""
+
+    def stage(self, stage: Stage) -> None:
+        """A new stage begins (the previous one ends)."""
+        ...
+
+    def step(self, index: int, total: int) -> None:
+        """Denoising step ``index`` (1-based) of ``total`` is done."""
+        ...
+
+    def check_cancelled(self) -> None:
+        """Raise ``JobCancelled`` if the job was cancelled: call it before each step."""
+        ...
+
+
+class ImageLoader(Protocol):
+    def load(self, source: ImageSource) -> Picture:
+        """Fetch and decode the first frame.
+
+        Raises:
+            JobFailure: ``image_fetch_failed`` (retryable or not) or ``invalid_input``.
+        """
+        ...
+
+
+class VideoGenerator(Protocol):
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def device_name(self) -> str:
+        """The GPU's name (or ``"cpu"``), for ``metrics.gpu_name``."""
+        ...
+
+    def generate(
+        self, plan: GenerationPlan, image: Picture | None, events: GenerationEvents
+    ) -> GeneratedVideo:
+        """Run the plan, reporting each stage and step through ``events``.
+
+        Raises:
+            JobCancelled: from ``events.check_cancelled``.
+            JobFailure: ``gpu_out_of_memory``, ``generation_failed`` (``fatal`` if the GPU is
+                left unusable).
+        """
+        ...
+
+
+class VideoEncoder(Protocol):
+    def encode(self, frames: Frames, size: Size, fps: int) -> EncodedVideo:
+        """Encode to H.264 MP4 at exactly ``size`` (resizing if the frames differ)."""
+        ...
+
+
+class ResultStore(Protocol):
+    def put(self, name: str, video: EncodedVideo, metadata: Mapping[str, str]) -> str:
+        """Store ``video`` under ``name`` (overwriting), return its public URL.
+
+        Raises:
+            JobFailure: ``upload_failed``.
+        """
+        ...
+
+
+class ProgressReporter(Protocol):
+    def report(self, job_id: str, update: ProgressUpdate) -> None:
+        """Best effort: never raises, never blocks the job for long."""
+        ...

@@ -1,0 +1,161 @@
+"""What a job produces: its result, metrics and timings, and the progress updates on the way.
+
+All of these are sent to the orchestrator; ``to_wire`` gives exactly the contract's JSON
+(fields that do not apply are left out, never sent as ``null``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from fastwan_core.errors import ErrorCode
+from fastwan_core.job import Size
+from fastwan_core.lifecycle import JobState, Phase
+
+__all__ = ["JobResult", "Metrics", "ProgressUpdate", "Timings"]
+
+
+@attrs.frozen(kw_only=True)
+class Timings:
+    """Seconds spent per stage; a stage that did not run is ``None`` (left out on the wire)."""
+
+    download_s: float | None = None
+    text_encode_s: float | None = None
+    denoise_s: float | None = None
+    decode_s: float | None = None
+    encode_s: float | None = None
+    upload_s: float | None = None
+    total_s: float | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Metrics:
+    """The contract's ``metrics`` object, sent with every terminal status.
+
+    Attributes:
+        duration_sec: the whole job, seconds (today's field).
+        peak_vram_gb: peak GPU memory allocated during the job, GiB (0 without a GPU).
+        fps: frames generated per second of job time (today's field, a throughput).
+        video_fps: the delivered video's frame rate.
+        generated_size, output_size: the model's size and the delivered size.
+        size_bytes, sha1: of the delivered MP4.
+    """
+
+    duration_sec: float
+    peak_vram_gb: float | None = None
+    fps: float | None = None
+    timings: Timings = attrs.field(factory=Timings)
+    steps: int | None = None
+    seed: int | None = None
+    model_id: str | None = None
+    generated_size: Size | None = None
+    output_size: Size | None = None
+    num_frames: int | None = None
+    video_fps: int | None = None
+    size_bytes: int | None = None
+    sha1: str | None = None
+    worker_id: str | None = None
+    gpu_name: str | None = None
+    worker_version: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class JobResult:
+    """How a job ended: the body of a terminal status and of queue mode's answer.
+
+    Attributes:
+        status: one of the terminal states.
+        error_code, retryable: set on failure and cancellation.
+        fatal: not sent; the worker must restart after reporting this result (GPU unusable).
+    """
+
+    status: JobState = attrs.field()
+    job_id: str | None = None
+    output_url: str | None = None
+    metrics: Metrics | None = None
+    error: str | None = None
+    error_code: ErrorCode | None = None
+    retryable: bool | None = None
+    fatal: bool = False
+
+    @status.validator
+    def _terminal(self, _attribute: object, value: JobState) -> None:
+        if not value.is_terminal:
+            raise ValueError(f"a result's status must be terminal, got {value.value}")
+
+    @classmethod
+    def failure(
+        cls,
+        code: ErrorCode,
+        message: str,
+        *,
+        job_id: str | None = None,
+        retryable: bool | None = None,
+        metrics: Metrics | None = None,
+        fatal: bool = False,
+    ) -> JobResult:
+        """A failed (or, for ``ErrorCode.CANCELLED``, cancelled) result."""
+        return cls(
+            status=JobState.CANCELLED if code is ErrorCode.CANCELLED else JobState.FAILED,
+            job_id=job_id,
+            metrics=metrics,
+            error=message,
+            error_code=code,
+            retryable=code.retryable if retryable is None else retryable,
+            fatal=fatal,
+        )
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is JobState.SUCCEEDED
+
+    def to_wire(self) -> dict[str, Any]:
+        """``status``, ``output_url``, ``metrics``, ``error``, ``error_code``, ``retryable``."""
+        from fastwan_core.wire import converter
+
+        wire: dict[str, Any] = converter.unstructure(self)
+        return wire
+
+    @classmethod
+    def from_wire(cls, payload: dict[str, Any]) -> JobResult:
+        """Read a result back (for services that consume it); unknown keys are ignored."""
+        from fastwan_core.wire import converter
+
+        return converter.structure(payload, cls)
+
+    def progress_update(self, worker_id: str | None = None) -> ProgressUpdate:
+        """The final progress call for this result, in the contract's shape."""
+        if self.succeeded:
+            return ProgressUpdate(
+                status=self.status, progress=1.0, output_url=self.output_url, worker_id=worker_id
+            )
+        return ProgressUpdate(
+            status=self.status, error=self.error, error_code=self.error_code, worker_id=worker_id
+        )
+
+
+@attrs.frozen(kw_only=True)
+class ProgressUpdate:
+    """One call to ``/internal/videogen/jobs/{musetalk_job_id}/progress``."""
+
+    status: JobState
+    phase: Phase | None = None
+    progress: float | None = None
+    step: int | None = None
+    total_steps: int | None = None
+    output_url: str | None = None
+    error: str | None = None
+    error_code: ErrorCode | None = None
+    worker_id: str | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+    def to_wire(self) -> dict[str, Any]:
+        from fastwan_core.wire import converter
+
+        wire: dict[str, Any] = converter.unstructure(self)
+        return wire

@@ -1,0 +1,284 @@
+"""The generate-video use case: one job through the ports, from first frame to stored MP4.
+
+It owns what happens around the model: the order of the phases, progress (one report per
+phase change, at most one a second in between), cancellation between steps, per-stage
+timings, and the mapping of every failure to a contract error code. It does no I/O itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Final
+
+import attrs
+
+from fastwan_core.errors import ErrorCode, JobCancelled, JobFailure, JobValidationError
+from fastwan_core.job import Job
+from fastwan_core.lifecycle import JobRun, JobState, Phase
+from fastwan_core.plan import GenerationPlan, plan_generation
+from fastwan_core.ports import (
+    CancelSignal,
+    Clock,
+    EncodedVideo,
+    GeneratedVideo,
+    ImageLoader,
+    Picture,
+    ProgressReporter,
+    ResultStore,
+    Stage,
+    VideoEncoder,
+    VideoGenerator,
+)
+from fastwan_core.results import JobResult, Metrics, ProgressUpdate, Timings
+
+__all__ = ["GenerateVideo", "WorkerInfo"]
+
+log = logging.getLogger(__name__)
+
+# Share of the inference phase given to text encoding; the steps share the rest.
+_TEXT_ENCODE_SHARE: Final = 0.1
+
+
+@attrs.frozen
+class WorkerInfo:
+    """Who runs the job, for ``metrics`` and progress calls."""
+
+    worker_id: str | None = None
+    worker_version: str | None = None
+
+
+class _NeverCancelled:
+    def is_set(self) -> bool:
+        return False
+
+
+NEVER_CANCELLED: Final = _NeverCancelled()
+
+
+@attrs.define
+class GenerateVideo:
+    """Runs jobs through the ports. One instance per worker; one job at a time per instance.
+
+    Attributes:
+        progress_interval_s: the least time between two progress reports of the same phase.
+    """
+
+    images: ImageLoader
+    generator: VideoGenerator
+    encoder: VideoEncoder
+    store: ResultStore
+    progress: ProgressReporter
+    clock: Clock
+    worker: WorkerInfo = attrs.field(factory=WorkerInfo)
+    progress_interval_s: float = 1.0
+
+    def run_payload(self, payload: object, cancel: CancelSignal = NEVER_CANCELLED) -> JobResult:
+        """Validate the orchestrator's JSON and run it; a bad job is an ``invalid_input`` result."""
+        try:
+            job = Job.from_wire(payload)
+        except JobValidationError as error:
+            result = JobResult.failure(
+                ErrorCode.INVALID_INPUT,
+                str(error),
+                job_id=error.job_id,
+                metrics=Metrics(duration_sec=0.0, **self._worker_metrics()),
+            )
+            if error.job_id is not None:
+                self._report(error.job_id, result.progress_update(self.worker.worker_id))
+            return result
+        return self.run(job, cancel)
+
+    def run(self, job: Job, cancel: CancelSignal = NEVER_CANCELLED) -> JobResult:
+        """Run one valid job to its end. Never raises: every failure is a failed result."""
+        execution = _Execution(self, job, cancel)
+        result = execution.run()
+        self._report(job.musetalk_job_id, result.progress_update(self.worker.worker_id))
+        return result
+
+    def _report(self, job_id: str, update: ProgressUpdate) -> None:
+        try:
+            self.progress.report(job_id, update)
+        except Exception:  # the port promises not to raise; a job never fails for progress
+            log.warning("progress report failed for job %s", job_id, exc_info=True)
+
+    def _worker_metrics(self) -> dict[str, str | None]:
+        return {
+            "model_id": self.generator.model_id,
+            "gpu_name": self.generator.device_name,
+            "worker_id": self.worker.worker_id,
+            "worker_version": self.worker.worker_version,
+        }
+
+
+class _Execution:
+    """The state of one job's run: the entity, the timings and the throttle."""
+
+    def __init__(self, usecase: GenerateVideo, job: Job, cancel: CancelSignal) -> None:
+        self.usecase = usecase
+        self.job = job
+        self.cancel = cancel
+        self.clock = usecase.clock
+        self.entity = JobRun(job.musetalk_job_id)
+        self.timings: dict[str, float] = {}
+        self.plan: GenerationPlan = plan_generation(job)
+        self.started = self.clock.now()
+        self.last_report = float("-inf")
+        self.generated: GeneratedVideo | None = None
+        self.encoded: EncodedVideo | None = None
+
+    def run(self) -> JobResult:
+        self.entity.start()
+        try:
+            url = self._pipeline()
+        except JobCancelled:
+            return self._end(JobState.CANCELLED, ErrorCode.CANCELLED, "job cancelled")
+        except JobFailure as failure:
+            if failure.code is ErrorCode.CANCELLED:
+                return self._end(JobState.CANCELLED, ErrorCode.CANCELLED, failure.message)
+            log.warning("job %s failed: %s (%s)", self.job.musetalk_job_id, failure.message, failure.code.value)
+            return self._end(
+                JobState.FAILED, failure.code, failure.message, retryable=failure.retryable, fatal=failure.fatal
+            )
+        except Exception as error:  # an adapter's bug must never take the worker down
+            log.exception("job %s: unexpected error", self.job.musetalk_job_id)
+            phase = self.entity.phase.value if self.entity.phase else "start"
+            return self._end(
+                JobState.FAILED, ErrorCode.INTERNAL_ERROR, f"internal error during {phase}: {type(error).__name__}"
+            )
+        self.entity.succeed()
+        return JobResult(
+            status=JobState.SUCCEEDED, job_id=self.job.musetalk_job_id, output_url=url, metrics=self._metrics()
+        )
+
+    def _pipeline(self) -> str:
+        usecase = self.usecase
+        image: Picture | None = None
+        if (source := self.job.image_source) is not None:
+            self._enter(Phase.DOWNLOADING)
+            with self._timed("download_s"):
+                image = usecase.images.load(source)
+        self._check_cancelled()
+        self._enter(Phase.INFERENCE)
+        events = _Events(self)
+        try:
+            self.generated = usecase.generator.generate(self.plan, image, events)
+        finally:
+            events.close()
+        self._check_cancelled()
+        self._enter(Phase.ENCODING)
+        with self._timed("encode_s"):
+            self.encoded = usecase.encoder.encode(self.generated.frames, self.plan.output_size, self.plan.fps)
+        self._check_cancelled()  # a cancelled job uploads nothing
+        self._enter(Phase.UPLOADING)
+        metadata = {"job_id": self.job.musetalk_job_id, "seed": str(self.job.seed), "model": usecase.generator.model_id}
+        with self._timed("upload_s"):
+            return usecase.store.put(self.job.output_name, self.encoded, metadata)
+
+    # -- progress -------------------------------------------------------------------------
+
+    def _enter(self, phase: Phase) -> None:
+        self.entity.enter(phase)
+        self._report(force=True)
+
+    def advance(self, fraction: float, step: int | None = None, total: int | None = None) -> None:
+        self.entity.advance(fraction)
+        self._report(force=False, step=step, total=total)
+
+    def _report(self, *, force: bool, step: int | None = None, total: int | None = None) -> None:
+        now = self.clock.now()
+        if not force and now - self.last_report < self.usecase.progress_interval_s:
+            return
+        self.last_report = now
+        update = ProgressUpdate(
+            status=JobState.RUNNING,
+            phase=self.entity.phase,
+            progress=round(self.entity.progress, 4),
+            step=step,
+            total_steps=total,
+            worker_id=self.usecase.worker.worker_id,
+        )
+        self.usecase._report(self.job.musetalk_job_id, update)
+
+    def _check_cancelled(self) -> None:
+        if self.cancel.is_set():
+            raise JobCancelled
+
+    # -- timings and the end --------------------------------------------------------------
+
+    @contextmanager
+    def _timed(self, name: str) -> Iterator[None]:
+        start = self.clock.now()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + self.clock.now() - start
+
+    def record(self, name: str, seconds: float) -> None:
+        self.timings[name] = self.timings.get(name, 0.0) + seconds
+
+    def _end(
+        self, state: JobState, code: ErrorCode, message: str, *, retryable: bool | None = None, fatal: bool = False
+    ) -> JobResult:
+        if state is JobState.CANCELLED:
+            self.entity.cancel()
+        else:
+            self.entity.fail()
+        return JobResult.failure(
+            code, message, job_id=self.job.musetalk_job_id, retryable=retryable, metrics=self._metrics(), fatal=fatal
+        )
+
+    def _metrics(self) -> Metrics:
+        total = self.clock.now() - self.started
+        timings = Timings(**{name: round(value, 4) for name, value in self.timings.items()}, total_s=round(total, 4))
+        encoded, plan = self.encoded, self.plan
+        return Metrics(
+            duration_sec=round(total, 4),
+            peak_vram_gb=round(self.generated.peak_vram_gb, 3) if self.generated else None,
+            fps=round(plan.num_frames / total, 4) if self.generated and total > 0 else None,
+            timings=timings,
+            steps=plan.steps,
+            seed=plan.seed,
+            generated_size=plan.generated_size,
+            output_size=plan.output_size,
+            num_frames=plan.num_frames,
+            video_fps=plan.fps,
+            size_bytes=encoded.size_bytes if encoded else None,
+            sha1=encoded.sha1 if encoded else None,
+            **self.usecase._worker_metrics(),
+        )
+
+
+_STAGE_TIMING: Final = {Stage.TEXT_ENCODE: "text_encode_s", Stage.DENOISE: "denoise_s", Stage.DECODE: "decode_s"}
+
+
+class _Events:
+    """The generator's view of the job: stages are timed, steps advance progress."""
+
+    def __init__(self, execution: _Execution) -> None:
+        self.execution = execution
+        self.current: Stage | None = None
+        self.since = 0.0
+
+    def stage(self, stage: Stage) -> None:
+        self.close()
+        self.current, self.since = stage, self.execution.clock.now()
+        if stage is Stage.DECODE:
+            self.execution._enter(Phase.DECODING)
+        elif stage is Stage.DENOISE:
+            self.execution.advance(_TEXT_ENCODE_SHARE)
+
+    def step(self, index: int, total: int) -> None:
+        fraction = _TEXT_ENCODE_SHARE + (1 - _TEXT_ENCODE_SHARE) * index / total
+        self.execution.advance(fraction, step=index, total=total)
+
+    def check_cancelled(self) -> None:
+        self.execution._check_cancelled()
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.execution.record(_STAGE_TIMING[self.current], self.execution.clock.now() - self.since)
+            self.current = None
+
+
