@@ -19,7 +19,7 @@ install: $(BIN)/python
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check packages apps
+	$(BIN)/ruff format --check .
 
 typecheck: install
 	$(BIN)/mypy

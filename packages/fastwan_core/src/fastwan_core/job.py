@@ -162,9 +162,7 @@ _RULES: Final[dict[str, _Rule]] = {
     "height": _Rule(int, "an integer", default=1280, check=_between("height", 256, 1280)),
     "fps": _Rule(int, "an integer", default=24, check=_between("fps", 1, 60)),
     "steps": _Rule(int, "an integer", default=4, check=_between("steps", 1, 100)),
-    "guidance_scale": _Rule(
-        (int, float), "a number", default=1.0, check=_finite("guidance_scale", 0, 20)
-    ),
+    "guidance_scale": _Rule((int, float), "a number", default=1.0, check=_finite("guidance_scale", 0, 20)),
     "seed": _Rule(int, "an integer", default=42, check=_between("seed", 0, MAX_SEED)),
     "params": _Rule(dict, "an object", default=None),
 }
@@ -220,9 +218,7 @@ class Job:
         ]
         problems += _cross_field_problems(self.image_url, self.image_base64)
         if problems:
-            raise JobValidationError(
-                problems, job_id=self.musetalk_job_id, buffer_job_id=self.buffer_job_id
-            )
+            raise JobValidationError(problems, job_id=self.musetalk_job_id, buffer_job_id=self.buffer_job_id)
 
     @classmethod
     def from_wire(cls, payload: object) -> Job:
@@ -243,9 +239,7 @@ class Job:
         job_id = raw_id if isinstance(raw_id, str) and _ID_RE.fullmatch(raw_id) else None
         raw_buffer_id = data.get("buffer_job_id")
         buffer_job_id = (
-            raw_buffer_id
-            if isinstance(raw_buffer_id, str) and _ID_RE.fullmatch(raw_buffer_id)
-            else None
+            raw_buffer_id if isinstance(raw_buffer_id, str) and _ID_RE.fullmatch(raw_buffer_id) else None
         )
 
         problems: list[str] = []
@@ -256,9 +250,10 @@ class Job:
                 if rule.required:
                     problems.append(f"{name} is required")
                 continue
-            if (message := _type_error(name, rule, value)) is not None:
-                problems.append(message)
-            elif rule.check is not None and (message := rule.check(value)) is not None:
+            message = _type_error(name, rule, value)
+            if message is None and rule.check is not None:
+                message = rule.check(value)
+            if message is not None:
                 problems.append(message)
             else:
                 values[name] = float(value) if name == "guidance_scale" else value

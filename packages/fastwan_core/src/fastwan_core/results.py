@@ -123,7 +123,8 @@ class JobResult:
         """Read a result back (for services that consume it); unknown keys are ignored."""
         from fastwan_core.wire import converter
 
-        return converter.structure(payload, cls)
+        result: JobResult = converter.structure(payload, cls)
+        return result
 
     def progress_update(self, worker_id: str | None = None) -> ProgressUpdate:
         """The final progress call for this result, in the contract's shape."""

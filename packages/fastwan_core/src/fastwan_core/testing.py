@@ -115,7 +115,9 @@ class FakeGenerator:
     calls: list[tuple[GenerationPlan, Picture | None]] = attrs.field(factory=list)
     steps_run: list[int] = attrs.field(factory=list)
 
-    def generate(self, plan: GenerationPlan, image: Picture | None, events: GenerationEvents) -> GeneratedVideo:
+    def generate(
+        self, plan: GenerationPlan, image: Picture | None, events: GenerationEvents
+    ) -> GeneratedVideo:
         self.calls.append((plan, image))
         events.stage(Stage.TEXT_ENCODE)
         self._spend()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Final
+from typing import Any, Final
 
 import attrs
 
@@ -83,7 +83,7 @@ class GenerateVideo:
                 ErrorCode.INVALID_INPUT,
                 str(error),
                 job_id=error.job_id,
-                metrics=Metrics(duration_sec=0.0, **self._worker_metrics()),
+                metrics=self._metrics(duration_sec=0.0),
             )
             if error.job_id is not None:
                 self._report(error.job_id, result.progress_update(self.worker.worker_id))
@@ -103,13 +103,15 @@ class GenerateVideo:
         except Exception:  # the port promises not to raise; a job never fails for progress
             log.warning("progress report failed for job %s", job_id, exc_info=True)
 
-    def _worker_metrics(self) -> dict[str, str | None]:
-        return {
-            "model_id": self.generator.model_id,
-            "gpu_name": self.generator.device_name,
-            "worker_id": self.worker.worker_id,
-            "worker_version": self.worker.worker_version,
-        }
+    def _metrics(self, **values: Any) -> Metrics:
+        """Metrics with who ran the job filled in."""
+        return Metrics(
+            model_id=self.generator.model_id,
+            gpu_name=self.generator.device_name,
+            worker_id=self.worker.worker_id,
+            worker_version=self.worker.worker_version,
+            **values,
+        )
 
 
 class _Execution:
@@ -137,19 +139,30 @@ class _Execution:
         except JobFailure as failure:
             if failure.code is ErrorCode.CANCELLED:
                 return self._end(JobState.CANCELLED, ErrorCode.CANCELLED, failure.message)
-            log.warning("job %s failed: %s (%s)", self.job.musetalk_job_id, failure.message, failure.code.value)
+            log.warning(
+                "job %s failed: %s (%s)", self.job.musetalk_job_id, failure.message, failure.code.value
+            )
             return self._end(
-                JobState.FAILED, failure.code, failure.message, retryable=failure.retryable, fatal=failure.fatal
+                JobState.FAILED,
+                failure.code,
+                failure.message,
+                retryable=failure.retryable,
+                fatal=failure.fatal,
             )
         except Exception as error:  # an adapter's bug must never take the worker down
             log.exception("job %s: unexpected error", self.job.musetalk_job_id)
             phase = self.entity.phase.value if self.entity.phase else "start"
             return self._end(
-                JobState.FAILED, ErrorCode.INTERNAL_ERROR, f"internal error during {phase}: {type(error).__name__}"
+                JobState.FAILED,
+                ErrorCode.INTERNAL_ERROR,
+                f"internal error during {phase}: {type(error).__name__}",
             )
         self.entity.succeed()
         return JobResult(
-            status=JobState.SUCCEEDED, job_id=self.job.musetalk_job_id, output_url=url, metrics=self._metrics()
+            status=JobState.SUCCEEDED,
+            job_id=self.job.musetalk_job_id,
+            output_url=url,
+            metrics=self._metrics(),
         )
 
     def _pipeline(self) -> str:
@@ -172,7 +185,11 @@ class _Execution:
             self.encoded = usecase.encoder.encode(self.generated.frames, self.plan.output_size, self.plan.fps)
         self._check_cancelled()  # a cancelled job uploads nothing
         self._enter(Phase.UPLOADING)
-        metadata = {"job_id": self.job.musetalk_job_id, "seed": str(self.job.seed), "model": usecase.generator.model_id}
+        metadata = {
+            "job_id": self.job.musetalk_job_id,
+            "seed": str(self.job.seed),
+            "model": usecase.generator.model_id,
+        }
         with self._timed("upload_s"):
             return usecase.store.put(self.job.output_name, self.encoded, metadata)
 
@@ -219,21 +236,34 @@ class _Execution:
         self.timings[name] = self.timings.get(name, 0.0) + seconds
 
     def _end(
-        self, state: JobState, code: ErrorCode, message: str, *, retryable: bool | None = None, fatal: bool = False
+        self,
+        state: JobState,
+        code: ErrorCode,
+        message: str,
+        *,
+        retryable: bool | None = None,
+        fatal: bool = False,
     ) -> JobResult:
         if state is JobState.CANCELLED:
             self.entity.cancel()
         else:
             self.entity.fail()
         return JobResult.failure(
-            code, message, job_id=self.job.musetalk_job_id, retryable=retryable, metrics=self._metrics(), fatal=fatal
+            code,
+            message,
+            job_id=self.job.musetalk_job_id,
+            retryable=retryable,
+            metrics=self._metrics(),
+            fatal=fatal,
         )
 
     def _metrics(self) -> Metrics:
         total = self.clock.now() - self.started
-        timings = Timings(**{name: round(value, 4) for name, value in self.timings.items()}, total_s=round(total, 4))
+        timings = Timings(
+            **{name: round(value, 4) for name, value in self.timings.items()}, total_s=round(total, 4)
+        )
         encoded, plan = self.encoded, self.plan
-        return Metrics(
+        return self.usecase._metrics(
             duration_sec=round(total, 4),
             peak_vram_gb=round(self.generated.peak_vram_gb, 3) if self.generated else None,
             fps=round(plan.num_frames / total, 4) if self.generated and total > 0 else None,
@@ -246,11 +276,14 @@ class _Execution:
             video_fps=plan.fps,
             size_bytes=encoded.size_bytes if encoded else None,
             sha1=encoded.sha1 if encoded else None,
-            **self.usecase._worker_metrics(),
         )
 
 
-_STAGE_TIMING: Final = {Stage.TEXT_ENCODE: "text_encode_s", Stage.DENOISE: "denoise_s", Stage.DECODE: "decode_s"}
+_STAGE_TIMING: Final = {
+    Stage.TEXT_ENCODE: "text_encode_s",
+    Stage.DENOISE: "denoise_s",
+    Stage.DECODE: "decode_s",
+}
 
 
 class _Events:
@@ -280,5 +313,3 @@ class _Events:
         if self.current is not None:
             self.execution.record(_STAGE_TIMING[self.current], self.execution.clock.now() - self.since)
             self.current = None
-
-

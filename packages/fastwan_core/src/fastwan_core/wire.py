@@ -27,10 +27,16 @@ def _make() -> cattrs.Converter:
     conv.register_unstructure_hook(
         JobResult,
         make_dict_unstructure_fn(
-            JobResult, conv, _cattrs_omit_if_default=True, job_id=override(omit=True), fatal=override(omit=True)
+            JobResult,
+            conv,
+            _cattrs_omit_if_default=True,
+            job_id=override(omit=True),
+            fatal=override(omit=True),
         ),
     )
-    conv.register_structure_hook(JobResult, make_dict_structure_fn(JobResult, conv, fatal=override(omit=True)))
+    conv.register_structure_hook(
+        JobResult, make_dict_structure_fn(JobResult, conv, fatal=override(omit=True))
+    )
     return conv
 
 

@@ -1,0 +1,77 @@
+"""The job's life: legal transitions only, monotonic progress, one terminal state."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fastwan_core import IllegalTransition, JobRun, JobState, Phase
+
+
+def running() -> JobRun:
+    run = JobRun("j1")
+    run.start()
+    return run
+
+
+def test_a_full_life() -> None:
+    run = running()
+    seen = [run.progress]
+    for phase in Phase:
+        run.enter(phase)
+        seen.append(run.progress)
+        run.advance(0.5)
+        seen.append(run.progress)
+    run.succeed()
+    seen.append(run.progress)
+    assert seen == sorted(seen)
+    assert run.state is JobState.SUCCEEDED and run.progress == 1.0
+
+
+def test_phases_may_be_skipped_but_never_revisited() -> None:
+    run = running()
+    run.enter(Phase.INFERENCE)  # text-to-video skips downloading
+    with pytest.raises(IllegalTransition, match="cannot go from inference to downloading"):
+        run.enter(Phase.DOWNLOADING)
+    with pytest.raises(IllegalTransition):
+        run.enter(Phase.INFERENCE)
+
+
+@pytest.mark.parametrize("end", [JobRun.succeed, JobRun.fail, JobRun.cancel])
+def test_exactly_one_terminal_state(end: object) -> None:
+    run = running()
+    end(run)  # type: ignore[operator]
+    for other in (JobRun.succeed, JobRun.fail, JobRun.cancel):
+        with pytest.raises(IllegalTransition, match="already"):
+            other(run)
+    with pytest.raises(IllegalTransition):
+        run.enter(Phase.UPLOADING)
+
+
+def test_nothing_before_start() -> None:
+    run = JobRun("j1")
+    with pytest.raises(IllegalTransition, match="cannot enter inference while pending"):
+        run.enter(Phase.INFERENCE)
+    run.start()
+    with pytest.raises(IllegalTransition, match="cannot start while running"):
+        run.start()
+    with pytest.raises(IllegalTransition, match="advance before any phase"):
+        run.advance(0.5)
+
+
+@given(st.lists(st.tuples(st.sampled_from(list(Phase)), st.floats(-1, 2)), max_size=20))
+def test_progress_is_monotonic_in_0_1(moves: list[tuple[Phase, float]]) -> None:
+    run = running()
+    last = run.progress
+    for phase, fraction in moves:
+        with contextlib.suppress(IllegalTransition):
+            run.enter(phase)
+        if run.phase is not None:
+            run.advance(fraction)
+        assert last <= run.progress < 1.0
+        last = run.progress
+    run.fail()
+    assert 0.0 <= run.progress < 1.0
