@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastwan_core import ImageSource, Job, JobValidationError
+from fastwan_core import ImageSource, Job, JobValidationError, job_json_schema
 
 # The contract's example job, comments removed.
 CONTRACT_EXAMPLE: dict[str, Any] = {
@@ -165,3 +165,12 @@ def test_arbitrary_json_gives_a_job_or_the_validation_error(payload: dict[str, A
 def test_arbitrary_json_values_are_rejected_cleanly(payload: Any) -> None:
     with pytest.raises(JobValidationError):
         Job.from_wire(payload if not isinstance(payload, dict) else {**payload, "prompt": None})
+
+
+def test_the_json_schema_describes_every_field_with_its_limits() -> None:
+    schema = job_json_schema()
+    assert set(schema["properties"]) == set(CONTRACT_EXAMPLE)
+    assert schema["required"] == ["musetalk_job_id", "prompt"]
+    width = schema["properties"]["width"]
+    assert width["default"] == 720
+    assert {"type": "integer", "minimum": 256, "maximum": 1280} in width["anyOf"]

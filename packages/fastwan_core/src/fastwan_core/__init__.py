@@ -16,7 +16,7 @@ The public API, all importable from here:
 from __future__ import annotations
 
 from fastwan_core.errors import ErrorCode, JobCancelled, JobFailure, JobValidationError
-from fastwan_core.job import ImageSource, Job, Size
+from fastwan_core.job import ImageSource, Job, Size, job_json_schema
 from fastwan_core.lifecycle import IllegalTransition, JobRun, JobState, Phase
 from fastwan_core.plan import FASTWAN_TIMESTEPS, GenerationPlan, plan_generation
 from fastwan_core.ports import EncodedVideo, GeneratedVideo, Stage
@@ -49,5 +49,6 @@ __all__ = [
     "Timings",
     "WorkerInfo",
     "__version__",
+    "job_json_schema",
     "plan_generation",
 ]

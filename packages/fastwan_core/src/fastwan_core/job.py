@@ -16,7 +16,7 @@ import attrs
 
 from fastwan_core.errors import JobValidationError
 
-__all__ = ["ImageSource", "Job", "Size"]
+__all__ = ["ImageSource", "Job", "Size", "job_json_schema"]
 
 _ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MAX_PROMPT_CHARS: Final = 2000
@@ -143,29 +143,82 @@ def _finite(name: str, low: float, high: float) -> _Check:
 
 @attrs.frozen
 class _Rule:
+    """How one wire field is read: its JSON type, default, check, and JSON Schema."""
+
     kind: type | tuple[type, ...]
     kind_name: str
+    schema: Mapping[str, Any]
     required: bool = False
     default: Any = None
     check: _Check | None = None
 
 
+def _integer(name: str, low: int, high: int, default: int, check: _Check | None = None) -> _Rule:
+    schema = {"type": "integer", "minimum": low, "maximum": high, "default": default}
+    return _Rule(int, "an integer", schema, default=default, check=check or _between(name, low, high))
+
+
+def _string(check: _Check, *, required: bool = False, **schema: Any) -> _Rule:
+    return _Rule(str, "a string", {"type": "string", **schema}, required=required, check=check)
+
+
+_ID_SCHEMA: Final[dict[str, Any]] = {"pattern": "^" + _ID_RE.pattern + "$", "maxLength": 128}
+
 _RULES: Final[dict[str, _Rule]] = {
-    "musetalk_job_id": _Rule(str, "a string", required=True, check=_job_id("musetalk_job_id")),
-    "buffer_job_id": _Rule(str, "a string", check=_job_id("buffer_job_id")),
-    "image_url": _Rule(str, "a string", check=_image_url),
-    "image_base64": _Rule(str, "a string", check=_image_base64),
-    "prompt": _Rule(str, "a string", required=True, check=_prompt),
-    "negative_prompt": _Rule(str, "a string", check=_negative_prompt),
-    "num_frames": _Rule(int, "an integer", default=121, check=_num_frames),
-    "width": _Rule(int, "an integer", default=720, check=_between("width", 256, 1280)),
-    "height": _Rule(int, "an integer", default=1280, check=_between("height", 256, 1280)),
-    "fps": _Rule(int, "an integer", default=24, check=_between("fps", 1, 60)),
-    "steps": _Rule(int, "an integer", default=4, check=_between("steps", 1, 100)),
-    "guidance_scale": _Rule((int, float), "a number", default=1.0, check=_finite("guidance_scale", 0, 20)),
-    "seed": _Rule(int, "an integer", default=42, check=_between("seed", 0, MAX_SEED)),
-    "params": _Rule(dict, "an object", default=None),
+    "musetalk_job_id": _string(_job_id("musetalk_job_id"), required=True, **_ID_SCHEMA),
+    "buffer_job_id": _string(_job_id("buffer_job_id"), **_ID_SCHEMA),
+    "image_url": _string(_image_url, format="uri", pattern="^https?://", maxLength=MAX_URL_CHARS),
+    "image_base64": _string(_image_base64, minLength=1, maxLength=MAX_IMAGE_BASE64_CHARS),
+    "prompt": _string(_prompt, required=True, minLength=1, maxLength=MAX_PROMPT_CHARS),
+    "negative_prompt": _string(_negative_prompt, maxLength=MAX_PROMPT_CHARS),
+    "num_frames": _integer("num_frames", 5, 121, 121, check=_num_frames),
+    "width": _integer("width", 256, 1280, 720),
+    "height": _integer("height", 256, 1280, 1280),
+    "fps": _integer("fps", 1, 60, 24),
+    "steps": _integer("steps", 1, 100, 4),
+    "guidance_scale": _Rule(
+        (int, float),
+        "a number",
+        {"type": "number", "minimum": 0, "maximum": 20, "default": 1.0},
+        default=1.0,
+        check=_finite("guidance_scale", 0, 20),
+    ),
+    "seed": _integer("seed", 0, MAX_SEED, 42),
+    "params": _Rule(dict, "an object", {"type": "object", "default": {}}),
 }
+
+_DESCRIPTIONS: Final = {
+    "musetalk_job_id": "The orchestrator's job id; names the output file. `job_id` is accepted as an alias.",
+    "buffer_job_id": "Buffer mode only: the id used on the status endpoint.",
+    "image_url": "The first frame (image-to-video), http or https. Absent or null: text-to-video.",
+    "image_base64": "The first frame inline (base64 or a data URL), instead of image_url.",
+    "num_frames": "4k+1 frames, 5..121 (121 is 5 s at 24 fps).",
+    "steps": "Accepted for compatibility; FastWan runs its distilled 3-step schedule.",
+    "guidance_scale": "Accepted for compatibility; the distilled model runs without guidance.",
+    "params": "Free-form; ignored unless a key is documented.",
+}
+
+
+def job_json_schema() -> dict[str, Any]:
+    """The wire job as a JSON Schema (for OpenAPI pages); ``Job.from_wire`` stays the authority."""
+    properties: dict[str, Any] = {}
+    for name, rule in _RULES.items():
+        prop = dict(rule.schema)
+        if not rule.required:
+            prop = {
+                "anyOf": [prop, {"type": "null"}],
+                **({"default": prop.pop("default")} if "default" in prop else {}),
+            }
+        if name in _DESCRIPTIONS:
+            prop["description"] = _DESCRIPTIONS[name]
+        properties[name] = prop
+    return {
+        "title": "Job",
+        "type": "object",
+        "properties": properties,
+        "required": [name for name, rule in _RULES.items() if rule.required],
+        "additionalProperties": True,
+    }
 
 
 def _type_error(name: str, rule: _Rule, value: Any) -> str | None:
