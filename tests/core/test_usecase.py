@@ -219,3 +219,15 @@ def test_timings_present_for_every_stage_run_and_partial_on_failure(world: World
     assert None not in (timings.download_s, timings.text_encode_s, timings.denoise_s, timings.decode_s)
     assert timings.encode_s == 0.3 and timings.upload_s == 0.2
     assert result.metrics.size_bytes is not None  # encoded before the upload failed
+
+
+def test_metrics_report_the_size_the_encoder_delivered(world: World) -> None:
+    class OddSizeEncoder(FakeEncoder):
+        def encode(self, frames: Any, size: Any, fps: int) -> Any:
+            encoded = super().encode(frames, size, fps)
+            return attrs.evolve(encoded, size=type(size)(size.width - 1, size.height))
+
+    world.usecase.encoder = OddSizeEncoder()
+    result = world.usecase.run(Job.from_wire({**T2V, "width": 513}))
+    assert result.metrics is not None and result.metrics.output_size is not None
+    assert result.metrics.output_size.as_list() == [512, 512]

@@ -79,7 +79,12 @@ class GeneratedVideo:
 
 @attrs.frozen
 class EncodedVideo:
-    """An encoded MP4, held in memory (a 5 s clip is a few MB)."""
+    """An encoded MP4, held in memory (a 5 s clip is a few MB).
+
+    Attributes:
+        size: the size actually delivered; the requested one except where the codec cannot
+            carry it (H.264 4:2:0 has no odd sides: the encoder documents what it does).
+    """
 
     data: bytes = attrs.field(repr=lambda d: f"<{len(d)} bytes>")
     size: Size

@@ -271,7 +271,7 @@ class _Execution:
             steps=plan.steps,
             seed=plan.seed,
             generated_size=plan.generated_size,
-            output_size=plan.output_size,
+            output_size=encoded.size if encoded else plan.output_size,
             num_frames=plan.num_frames,
             video_fps=plan.fps,
             size_bytes=encoded.size_bytes if encoded else None,
