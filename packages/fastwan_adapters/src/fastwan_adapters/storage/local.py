@@ -1,0 +1,117 @@
+"""A result store on local disk: the default when no B2 credentials are given.
+
+It lets the worker run end to end on a laptop or in CI with nothing to sign up for, and lets
+the queue worker serve the folder over HTTP (``base_url``). Writes are atomic, so a reader (or
+a crash) never sees half a video under the final name: re-running a job replaces the file in
+one step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Final
+from urllib.parse import quote
+
+import attrs
+
+from fastwan_adapters.config import ConfigError, env_str
+from fastwan_adapters.storage.names import checked_name
+from fastwan_core import EncodedVideo, ErrorCode, JobFailure
+
+__all__ = ["DEFAULT_OUTPUT_DIR", "LocalResultStore"]
+
+DEFAULT_OUTPUT_DIR: Final = "./outputs"
+#: mkstemp creates files readable by their owner only; outputs are meant to be shared.
+_FILE_MODE: Final = 0o644
+
+
+@attrs.frozen
+class LocalResultStore:
+    """Writes each video to ``directory/name`` and a ``name.json`` sidecar with its metadata.
+
+    Attributes:
+        directory: where outputs go; created on first use if missing.
+        base_url: when set, URLs are ``base_url/name`` (the folder is served over HTTP);
+            otherwise they are ``file://`` URLs of the written file.
+    """
+
+    directory: Path = attrs.field(converter=Path)
+    base_url: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], *, base_url: str | None = None) -> LocalResultStore:
+        """``OUTPUT_DIR`` (default ``./outputs``), created now so a bad path stops start-up."""
+        raw = env_str(env, "OUTPUT_DIR", DEFAULT_OUTPUT_DIR) or DEFAULT_OUTPUT_DIR
+        directory = Path(raw).expanduser().resolve()
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"OUTPUT_DIR {str(directory)!r} cannot be created: {exc.strerror}") from None
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise ConfigError(f"OUTPUT_DIR {str(directory)!r} is not writable")
+        return cls(directory, base_url=base_url)
+
+    def put(self, name: str, video: EncodedVideo, metadata: Mapping[str, str]) -> str:
+        name = checked_name(name)
+        sidecar = {
+            **metadata,
+            "content_type": video.content_type,
+            "sha1": video.sha1,
+            "size_bytes": str(video.size_bytes),
+        }
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            _write_atomically(self.directory / name, video.data)
+            _write_atomically(
+                self.directory / f"{name}.json", json.dumps(sidecar, indent=2, sort_keys=True).encode()
+            )
+        except OSError as exc:
+            raise JobFailure(
+                ErrorCode.UPLOAD_FAILED,
+                f"could not write {name} to OUTPUT_DIR {str(self.directory)!r}: {exc.strerror or exc}",
+            ) from exc
+        return self.url_for(name)
+
+    def url_for(self, name: str) -> str:
+        """The URL ``put`` returns for ``name``."""
+        if self.base_url is not None:
+            return f"{self.base_url.rstrip('/')}/{quote(name)}"
+        return (self.directory / name).absolute().as_uri()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Temp file in the same folder, fsync, ``os.replace``, fsync the folder.
+
+    Same folder, because ``os.replace`` is atomic only within one filesystem; the folder's
+    fsync makes the rename itself survive a power cut, not just the bytes.
+    """
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as temp:
+            os.fchmod(temp.fileno(), _FILE_MODE)
+            temp.write(data)
+            temp.flush()
+            os.fsync(temp.fileno())
+        Path(temp_name).replace(path)  # os.replace: atomic within one filesystem
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            Path(temp_name).unlink()
+        raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    # Not every platform can open a directory (Windows cannot); the data is safe either way.
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,149 @@
+"""LocalResultStore on a real temporary folder, and the store chosen from the environment."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+from fastwan_adapters.config import ConfigError
+from fastwan_adapters.storage import LocalResultStore, result_store_from_env
+from fastwan_core import EncodedVideo, ErrorCode, JobFailure, Size
+
+METADATA = {"job_id": "job-1", "seed": "42", "model": "FastVideo/FastWan2.2-TI2V-5B-Diffusers"}
+
+
+def video(data: bytes = b"fake mp4 bytes") -> EncodedVideo:
+    return EncodedVideo(data, Size(720, 1280))
+
+
+def test_put_writes_the_video_and_returns_its_file_url(tmp_path: Path) -> None:
+    store = LocalResultStore(tmp_path / "outputs")
+
+    url = store.put("job-1.mp4", video(), METADATA)
+
+    written = tmp_path / "outputs" / "job-1.mp4"
+    assert written.read_bytes() == b"fake mp4 bytes"
+    assert url == written.as_uri()
+    assert Path(unquote(urlparse(url).path)) == written
+    assert sorted(p.name for p in written.parent.iterdir()) == ["job-1.mp4", "job-1.mp4.json"]
+
+
+def test_the_sidecar_holds_the_metadata_and_checksum(tmp_path: Path) -> None:
+    clip = video()
+    LocalResultStore(tmp_path).put("job-1.mp4", clip, METADATA)
+
+    sidecar = json.loads((tmp_path / "job-1.mp4.json").read_text())
+    assert sidecar == METADATA | {
+        "content_type": "video/mp4",
+        "sha1": clip.sha1,
+        "size_bytes": str(len(clip.data)),
+    }
+
+
+def test_base_url_gives_an_http_url_with_the_name_quoted(tmp_path: Path) -> None:
+    store = LocalResultStore(tmp_path, base_url="http://worker:8000/outputs/")
+
+    assert store.put("job 1.mp4", video(), METADATA) == "http://worker:8000/outputs/job%201.mp4"
+    assert (tmp_path / "job 1.mp4").read_bytes() == b"fake mp4 bytes"
+
+
+def test_running_a_job_again_overwrites_the_same_file(tmp_path: Path) -> None:
+    store = LocalResultStore(tmp_path)
+
+    first = store.put("job-1.mp4", video(b"first take"), METADATA)
+    second = store.put("job-1.mp4", video(b"second take"), METADATA | {"seed": "7"})
+
+    assert first == second
+    assert (tmp_path / "job-1.mp4").read_bytes() == b"second take"
+    assert json.loads((tmp_path / "job-1.mp4.json").read_text())["seed"] == "7"
+
+
+def test_a_failed_write_leaves_the_previous_file_whole_and_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LocalResultStore(tmp_path)
+    store.put("job-1.mp4", video(b"previous"), METADATA)
+
+    def disk_full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(JobFailure) as caught:
+        store.put("job-1.mp4", video(b"half of the new one"), METADATA)
+
+    assert caught.value.code is ErrorCode.UPLOAD_FAILED
+    assert caught.value.retryable is True
+    assert "No space left on device" in caught.value.message
+    assert (tmp_path / "job-1.mp4").read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job-1.mp4", "job-1.mp4.json"]
+
+
+@pytest.mark.parametrize(
+    "name", ["../escape.mp4", "sub/dir.mp4", "..", ".", ".hidden.mp4", "", "a\\b.mp4", "a\nb"]
+)
+def test_a_name_that_is_not_one_plain_segment_is_refused(tmp_path: Path, name: str) -> None:
+    store = LocalResultStore(tmp_path / "outputs")
+
+    with pytest.raises(JobFailure) as caught:
+        store.put(name, video(), METADATA)
+
+    assert caught.value.code is ErrorCode.UPLOAD_FAILED
+    assert caught.value.retryable is False
+    assert list(tmp_path.rglob("*")) == []
+
+
+def test_the_output_folder_is_created_when_missing(tmp_path: Path) -> None:
+    store = LocalResultStore(tmp_path / "a" / "b")
+
+    store.put("job-1.mp4", video(), METADATA)
+
+    assert (tmp_path / "a" / "b" / "job-1.mp4").is_file()
+
+
+def test_files_are_readable_by_others_despite_the_private_temp_file(tmp_path: Path) -> None:
+    LocalResultStore(tmp_path).put("job-1.mp4", video(), METADATA)
+
+    assert (tmp_path / "job-1.mp4").stat().st_mode & 0o777 == 0o644
+
+
+# --- from the environment -------------------------------------------------------------------
+
+
+def test_from_env_uses_output_dir_and_creates_it(tmp_path: Path) -> None:
+    store = LocalResultStore.from_env({"OUTPUT_DIR": str(tmp_path / "new")})
+
+    assert store.directory == (tmp_path / "new").resolve()
+    assert store.directory.is_dir()
+
+
+def test_from_env_defaults_to_outputs_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    assert LocalResultStore.from_env({}).directory == tmp_path.resolve() / "outputs"
+
+
+def test_an_output_dir_that_cannot_be_created_names_the_variable(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+
+    with pytest.raises(ConfigError, match="OUTPUT_DIR"):
+        LocalResultStore.from_env({"OUTPUT_DIR": str(blocker / "outputs")})
+
+
+def test_without_b2_variables_the_local_store_is_chosen(tmp_path: Path) -> None:
+    store = result_store_from_env({"OUTPUT_DIR": str(tmp_path)}, local_base_url="http://w/outputs")
+
+    assert isinstance(store, LocalResultStore)
+    assert store.put("job-1.mp4", video(), METADATA) == "http://w/outputs/job-1.mp4"
+    assert sorted(os.listdir(tmp_path)) == ["job-1.mp4", "job-1.mp4.json"]
+
+
+def test_half_set_b2_variables_stop_start_up_instead_of_falling_back(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="B2_APP_KEY, B2_BUCKET_NAME must be set"):
+        result_store_from_env({"OUTPUT_DIR": str(tmp_path), "B2_KEY_ID": "kid"})
