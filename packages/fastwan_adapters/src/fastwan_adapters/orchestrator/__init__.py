@@ -1,0 +1,53 @@
+"""The orchestrator adapter: the HTTP client, the progress reporter and the status outbox.
+
+- :class:`OrchestratorClient`: claim, heartbeat, status and progress, each with the contract's
+  retry rule.
+- :class:`OrchestratorProgressReporter`: the core's ``ProgressReporter`` port, best effort,
+  sent from a background thread.
+- :class:`StatusOutbox`: terminal statuses kept on disk until the orchestrator has them.
+"""
+
+from __future__ import annotations
+
+from fastwan_adapters.orchestrator.backoff import Backoff, Sleep, StopSignal
+from fastwan_adapters.orchestrator.client import API_KEY_HEADER, DEFAULT_TIMEOUT, OrchestratorClient
+from fastwan_adapters.orchestrator.errors import (
+    DeliveryInterrupted,
+    OrchestratorAuthError,
+    OrchestratorError,
+    OrchestratorRejected,
+    OrchestratorUnavailable,
+)
+from fastwan_adapters.orchestrator.messages import (
+    Heartbeat,
+    HeartbeatAnswer,
+    StatusOutcome,
+    WorkerStatus,
+    running_status_body,
+    status_body,
+)
+from fastwan_adapters.orchestrator.outbox import PendingStatus, StatusOutbox
+from fastwan_adapters.orchestrator.progress import OrchestratorProgressReporter
+
+__all__ = [
+    "API_KEY_HEADER",
+    "DEFAULT_TIMEOUT",
+    "Backoff",
+    "DeliveryInterrupted",
+    "Heartbeat",
+    "HeartbeatAnswer",
+    "OrchestratorAuthError",
+    "OrchestratorClient",
+    "OrchestratorError",
+    "OrchestratorProgressReporter",
+    "OrchestratorRejected",
+    "OrchestratorUnavailable",
+    "PendingStatus",
+    "Sleep",
+    "StatusOutbox",
+    "StatusOutcome",
+    "StopSignal",
+    "WorkerStatus",
+    "running_status_body",
+    "status_body",
+]

@@ -1,0 +1,234 @@
+"""The terminal-status outbox: a job's last word survives crashes and orchestrator outages.
+
+The contract says a terminal status is never dropped. So it is written to ``STATE_DIR`` before
+it is sent (temp file, fsync, ``os.replace``, fsync of the folder: after a crash the entry is
+either whole or absent), and removed right after the orchestrator records it or says the job
+is gone, before anything else happens, so that the window in which a crash could send it twice
+is as short as it can be. At start, whatever is left is sent first, oldest first.
+
+A resend after a crash in that window reaches an orchestrator that has already recorded the
+status; it answers 409 (the job is no longer open), which ends delivery as ``GONE``.
+
+One worker process owns a ``STATE_DIR``; two processes sharing one could send a status twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import attrs
+
+from fastwan_adapters.orchestrator.backoff import StopSignal
+from fastwan_adapters.orchestrator.messages import StatusOutcome
+
+__all__ = ["OUTBOX_DIR_NAME", "PendingStatus", "StatusOutbox", "StatusSender"]
+
+log = logging.getLogger(__name__)
+
+OUTBOX_DIR_NAME: Final = "status-outbox"
+_PENDING_SUFFIX: Final = ".status.json"
+_REJECTED_SUFFIX: Final = ".rejected.json"
+_CORRUPT_SUFFIX: Final = ".corrupt"
+_TEMP_PREFIX: Final = ".tmp-"
+_FORMAT_VERSION: Final = 1
+# The contract's id rule (fastwan_core.job): safe as a file name, never "." or "..".
+_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+class StatusSender(Protocol):
+    """What the outbox needs of the client (``OrchestratorClient`` satisfies it)."""
+
+    def post_status(
+        self,
+        buffer_job_id: str,
+        body: Mapping[str, Any],
+        *,
+        stop: StopSignal | None = None,
+        max_attempts: int | None = None,
+    ) -> StatusOutcome: ...
+
+
+@attrs.frozen
+class PendingStatus:
+    """A terminal status on disk, not yet taken by the orchestrator.
+
+    Attributes:
+        written_ns: when it was put (wall clock, ns): the order of delivery.
+        path: its file.
+    """
+
+    buffer_job_id: str
+    body: Mapping[str, Any] = attrs.field(repr=False)
+    written_ns: int
+    path: Path
+
+
+class StatusOutbox:
+    """Terminal statuses kept on disk until the orchestrator has them.
+
+    Args:
+        state_dir: ``STATE_DIR``; the outbox lives in its ``status-outbox`` folder (created).
+    """
+
+    def __init__(self, state_dir: Path | str) -> None:
+        self._dir = Path(state_dir) / OUTBOX_DIR_NAME
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._sending = threading.Lock()  # one send at a time: no entry goes out twice
+        for leftover in self._dir.glob(f"{_TEMP_PREFIX}*"):
+            # A put that crashed before os.replace: it never returned, nothing relies on it.
+            leftover.unlink(missing_ok=True)
+
+    @property
+    def directory(self) -> Path:
+        return self._dir
+
+    def put(self, buffer_job_id: str, body: Mapping[str, Any]) -> PendingStatus:
+        """Write ``body`` durably; when this returns, the status survives a crash.
+
+        A second put for the same job replaces the first (one terminal status per job).
+
+        Raises:
+            ValueError: ``buffer_job_id`` is not a contract id, or ``body`` is not JSON.
+        """
+        if not _ID_RE.fullmatch(buffer_job_id):
+            raise ValueError(
+                "buffer_job_id must be 1 to 128 letters, digits, '.', '_' or '-' starting with a letter "
+                f"or digit, got {buffer_job_id!r}"
+            )
+        payload = dict(body)
+        written_ns = time.time_ns()
+        record = {"version": _FORMAT_VERSION, "buffer_job_id": buffer_job_id, "written_ns": written_ns}
+        try:
+            data = json.dumps({**record, "body": payload}, allow_nan=False, separators=(",", ":")).encode()
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"the status body of buffer job {buffer_job_id} is not JSON: {error}") from None
+        path = self._dir / f"{buffer_job_id}{_PENDING_SUFFIX}"
+        _write_atomically(path, data)
+        return PendingStatus(buffer_job_id, payload, written_ns, path)
+
+    def pending(self) -> list[PendingStatus]:
+        """The statuses still to send, oldest first. An unreadable file is set aside
+        (``*.corrupt``) and logged rather than blocking the others."""
+        entries = []
+        for path in self._dir.glob(f"*{_PENDING_SUFFIX}"):
+            entry = self._read(path)
+            if entry is not None:
+                entries.append(entry)
+        return sorted(entries, key=lambda entry: (entry.written_ns, entry.buffer_job_id))
+
+    def deliver(
+        self,
+        client: StatusSender,
+        buffer_job_id: str,
+        body: Mapping[str, Any],
+        *,
+        stop: StopSignal | None = None,
+    ) -> StatusOutcome:
+        """``put`` then ``send``: the way to end a job."""
+        return self.send(client, self.put(buffer_job_id, body), stop=stop)
+
+    def send(
+        self, client: StatusSender, entry: PendingStatus, *, stop: StopSignal | None = None
+    ) -> StatusOutcome:
+        """Send one entry until the orchestrator takes it; remove it at once when it does.
+
+        Raises:
+            DeliveryInterrupted: ``stop`` was set while retrying; the entry stays on disk.
+        """
+        with self._sending:
+            if not entry.path.exists():
+                # Taken by a concurrent send (flush and deliver raced): it has its outcome.
+                return StatusOutcome.RECORDED
+            outcome = client.post_status(entry.buffer_job_id, entry.body, stop=stop)
+            if outcome is StatusOutcome.REJECTED:
+                _set_aside(entry.path, _REJECTED_SUFFIX)
+            else:
+                _remove_durably(entry.path)
+        if outcome is StatusOutcome.GONE:
+            log.warning(
+                "status %s of buffer job %s: the job is no longer ours (404/409)",
+                entry.body.get("status"),
+                entry.buffer_job_id,
+            )
+        elif outcome is StatusOutcome.REJECTED:
+            log.error(
+                "status of buffer job %s refused by the orchestrator; kept in %s",
+                entry.buffer_job_id,
+                self._dir,
+            )
+        return outcome
+
+    def flush(self, client: StatusSender, *, stop: StopSignal | None = None) -> dict[str, StatusOutcome]:
+        """Send every pending status, oldest first (call it at start, before claiming).
+
+        Raises:
+            DeliveryInterrupted: ``stop`` was set; what was not sent stays on disk.
+        """
+        outcomes = {}
+        for entry in self.pending():
+            outcomes[entry.buffer_job_id] = self.send(client, entry, stop=stop)
+        return outcomes
+
+    def _read(self, path: Path) -> PendingStatus | None:
+        try:
+            record = json.loads(path.read_bytes())
+            entry = PendingStatus(
+                buffer_job_id=str(record["buffer_job_id"]),
+                body=dict(record["body"]),
+                written_ns=int(record["written_ns"]),
+                path=path,
+            )
+        except FileNotFoundError:
+            return None  # removed by a concurrent send
+        except (ValueError, KeyError, TypeError):
+            log.error("outbox file %s is unreadable; set aside as %s", path.name, _CORRUPT_SUFFIX)
+            _set_aside(path, _CORRUPT_SUFFIX)
+            return None
+        return entry
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=_TEMP_PREFIX)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        Path(temp).replace(path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _remove_durably(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def _set_aside(path: Path, suffix: str) -> None:
+    path.replace(path.with_name(path.name.removesuffix(_PENDING_SUFFIX) + suffix))
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename or removal in ``directory`` durable (POSIX; a no-op where unsupported)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
