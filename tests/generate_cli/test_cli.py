@@ -1,0 +1,96 @@
+"""fastwan-generate end to end: the tiny model, the real encoder, a file on disk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from generate_cli.__main__ import main
+
+
+@pytest.fixture(autouse=True)
+def _tiny(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FASTWAN_MODEL", "tiny")
+    monkeypatch.setenv("FASTWAN_WARMUP", "0")
+
+
+def decode(path: Path) -> tuple[int, int, int]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        return stream.codec_context.width, stream.codec_context.height, frames
+
+
+def test_text_to_video_writes_the_requested_mp4(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "fox.mp4"
+    code = main(
+        [
+            "--prompt",
+            "a red fox",
+            "--width",
+            "288",
+            "--height",
+            "256",
+            "--num-frames",
+            "5",
+            "--out",
+            str(out),
+            "--json",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    assert decode(out) == (288, 256, 5)
+    printed = capsys.readouterr().out
+    result = json.loads(printed[: printed.rindex("}") + 1])
+    assert result["status"] == "succeeded" and result["output_url"] == out.as_uri()
+    assert result["metrics"]["steps"] == 3 and result["metrics"]["output_size"] == [288, 256]
+
+
+def test_image_to_video_from_a_local_file(tmp_path: Path) -> None:
+    image = tmp_path / "face.png"
+    Image.fromarray(np.full((256, 256, 3), 200, dtype=np.uint8)).save(image)
+    out = tmp_path / "face-video.mp4"
+    code = main(
+        [
+            "--prompt",
+            "a face",
+            "--image",
+            str(image),
+            "--width",
+            "256",
+            "--height",
+            "256",
+            "--num-frames",
+            "5",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    assert decode(out) == (256, 256, 5)
+
+
+def test_an_invalid_job_names_the_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--prompt", "p", "--width", "2000", "--out", str(tmp_path / "x.mp4")]) == 2
+    assert "width must be between 256 and 1280, got 2000" in capsys.readouterr().err
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_a_bad_out_name_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--prompt", "p", "--out", str(tmp_path / "video.avi")]) == 2
+    assert "--out must name a .mp4 file" in capsys.readouterr().err
+
+
+def test_the_real_model_without_a_gpu_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FASTWAN_MODEL", "FastVideo/FastWan2.2-TI2V-5B-Diffusers")
+    assert main(["--prompt", "p", "--out", str(tmp_path / "x.mp4")]) == 2
+    assert "FASTWAN_MODEL" in capsys.readouterr().err
