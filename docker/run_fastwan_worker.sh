@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# Entrypoint of the FastWan worker image: one image, two ways of getting jobs.
+#
+#   WORKER_MODE=queue (default)  SaladCloud. Salad's job-queue binary (salad-http-job-queue-worker)
+#                                pulls jobs and POSTs them to the queue worker (fastwan-queue-worker,
+#                                FastAPI on :${PORT:-8000}). Both run side by side; this script
+#                                forwards SIGTERM/SIGINT to both, and when either exits it stops the
+#                                other and exits with the status of the one that exited first.
+#                                A container that keeps running with one half dead would look
+#                                healthy to Salad while doing no work, so one dying ends both.
+#   WORKER_MODE=buffer           Vast.ai / local. Execs the buffer worker (fastwan-buffer-worker),
+#                                which claims jobs from the orchestrator itself and handles
+#                                SIGTERM on its own, so no process stands between it and the signal.
+#
+#   SALAD_QUEUE_WORKER=on|off    Salad's binary only works on a SaladCloud node (it talks to the
+#                                node's local job service), so local tests of queue mode set it to
+#                                "off" to run the queue worker alone. Default "on": a missing binary
+#                                is then an error, never a silently idle container.
+#   STOP_TIMEOUT_S               Seconds to wait for the remaining process once the other one has
+#                                exited, before SIGKILL. Default: SHUTDOWN_GRACE_S (25) rounded up,
+#                                + 10, so a job that can still finish in its grace is not cut short.
+#
+# Exit status: that of the process that exited first (queue mode) or of the buffer worker;
+# 2 for a bad setting; 127 when a program the mode needs is not on PATH.
+set -euo pipefail
+
+readonly SCRIPT_NAME="run_fastwan_worker"
+readonly SALAD_BIN="salad-http-job-queue-worker"
+readonly QUEUE_BIN="fastwan-queue-worker"
+readonly BUFFER_BIN="fastwan-buffer-worker"
+
+log() {
+  printf '%s: %s\n' "${SCRIPT_NAME}" "$*" >&2
+}
+
+die() {
+  local status="$1"
+  shift
+  log "error: $*"
+  exit "${status}"
+}
+
+require_program() {
+  command -v "$1" >/dev/null 2>&1 || die 127 "$1 not found on PATH ($2)"
+}
+
+# Printed once at start-up: the first thing to read when a node misbehaves. A host without a GPU
+# (or without nvidia-smi) still starts, and the worker itself reports what it finds.
+print_gpu_diagnostics() {
+  if ! command -v nvidia-smi >/dev/null 2>&1; then
+    log "GPU: nvidia-smi not found; no GPU diagnostics"
+    return 0
+  fi
+  local status=0
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || status=$?
+  if ((status != 0)); then
+    log "GPU: nvidia-smi failed with status ${status}; starting anyway"
+  fi
+}
+
+# pid -> 1 once it has been sent SIGTERM: a second SIGTERM makes uvicorn abandon its graceful
+# shutdown, which would cut short the job the first one let finish.
+declare -A signalled=()
+app_pid=""
+salad_pid=""
+stop_requested=0
+
+terminate() {
+  local pid
+  for pid in "$@"; do
+    if [[ -n "${pid}" && -z "${signalled[${pid}]:-}" ]]; then
+      signalled[${pid}]=1
+      kill -TERM "${pid}" 2>/dev/null || true
+    fi
+  done
+}
+
+# SIGINT is forwarded as SIGTERM: children started in the background by a non-interactive shell
+# ignore SIGINT, and both programs treat SIGTERM as "finish up and exit".
+# shellcheck disable=SC2317 # called by the traps set in run_queue_mode
+on_stop_signal() {
+  log "received $1; forwarding SIGTERM to ${QUEUE_BIN} and ${SALAD_BIN}"
+  stop_requested=1
+  terminate "${app_pid}" "${salad_pid}"
+}
+
+# Waits up to STOP_TIMEOUT_S for a process that was asked to stop, then kills it, so that a child
+# ignoring SIGTERM cannot keep a half-dead container alive forever.
+await_exit() {
+  local pid="$1" name="$2" timeout_s="$3"
+  local ticks=$((timeout_s * 10))
+  while kill -0 "${pid}" 2>/dev/null && ((ticks > 0)); do
+    sleep 0.1
+    ticks=$((ticks - 1))
+  done
+  if kill -0 "${pid}" 2>/dev/null; then
+    log "${name} still running ${timeout_s}s after SIGTERM; sending SIGKILL"
+    kill -KILL "${pid}" 2>/dev/null || true
+  fi
+  wait "${pid}" 2>/dev/null || true
+}
+
+# STOP_TIMEOUT_S, or SHUTDOWN_GRACE_S (which the workers read as a number of seconds, 25 by
+# default, fractions allowed) rounded up, plus 10.
+stop_timeout() {
+  if [[ -n "${STOP_TIMEOUT_S:-}" ]]; then
+    [[ "${STOP_TIMEOUT_S}" =~ ^[0-9]+$ ]] \
+      || die 2 "STOP_TIMEOUT_S must be a whole number of seconds, got '${STOP_TIMEOUT_S}'"
+    echo "$((10#${STOP_TIMEOUT_S}))"
+    return
+  fi
+  local grace="${SHUTDOWN_GRACE_S:-25}"
+  [[ "${grace}" =~ ^([0-9]+)([.]([0-9]*))?$ ]] \
+    || die 2 "SHUTDOWN_GRACE_S must be a number of seconds, got '${grace}'"
+  local whole=$((10#${BASH_REMATCH[1]})) fraction="${BASH_REMATCH[3]}"
+  if [[ "${fraction}" =~ [1-9] ]]; then
+    whole=$((whole + 1))
+  fi
+  echo "$((whole + 10))"
+}
+
+run_queue_mode() {
+  local salad_switch="${SALAD_QUEUE_WORKER:-on}"
+  case "${salad_switch}" in
+    on) ;;
+    off)
+      require_program "${QUEUE_BIN}" "the fastwan-queue-worker distribution is not installed"
+      log "SALAD_QUEUE_WORKER=off: running ${QUEUE_BIN} alone (local testing; no jobs come from Salad)"
+      exec "${QUEUE_BIN}" "$@"
+      ;;
+    *) die 2 "SALAD_QUEUE_WORKER must be 'on' or 'off', got '${salad_switch}'" ;;
+  esac
+
+  require_program "${SALAD_BIN}" "queue mode needs SaladCloud's job queue worker, which the image installs in /usr/local/bin; to run the queue worker alone for local testing, set SALAD_QUEUE_WORKER=off"
+  require_program "${QUEUE_BIN}" "the fastwan-queue-worker distribution is not installed"
+
+  local stop_timeout_s
+  stop_timeout_s="$(stop_timeout)"
+
+  trap 'on_stop_signal SIGTERM' TERM
+  trap 'on_stop_signal SIGINT' INT
+
+  # The app first: it starts loading the model while Salad's binary waits for /ready.
+  "${QUEUE_BIN}" "$@" &
+  app_pid=$!
+  "${SALAD_BIN}" &
+  salad_pid=$!
+  log "started ${QUEUE_BIN} (pid ${app_pid}) and ${SALAD_BIN} (pid ${salad_pid}); stop timeout ${stop_timeout_s}s"
+  if ((stop_requested)); then # the signal came before both pids were known
+    terminate "${app_pid}" "${salad_pid}"
+  fi
+
+  local exited_pid="" status=0
+  while [[ -z "${exited_pid:-}" ]]; do
+    status=0
+    # Returns early (with exited_pid unset) when a trapped signal arrives: wait again.
+    wait -n -p exited_pid "${app_pid}" "${salad_pid}" || status=$?
+  done
+
+  local exited_name="${SALAD_BIN}" other_pid="${app_pid}" other_name="${QUEUE_BIN}"
+  if [[ "${exited_pid}" == "${app_pid}" ]]; then
+    exited_name="${QUEUE_BIN}" other_pid="${salad_pid}" other_name="${SALAD_BIN}"
+  fi
+  log "${exited_name} exited with status ${status}; stopping ${other_name}"
+  terminate "${other_pid}"
+  await_exit "${other_pid}" "${other_name}" "${stop_timeout_s}"
+  log "exiting with status ${status}"
+  exit "${status}"
+}
+
+main() {
+  local mode="${WORKER_MODE:-queue}"
+  case "${mode}" in
+    queue | buffer) ;;
+    *) die 2 "WORKER_MODE must be one of: queue, buffer (queue if unset), got '${mode}'" ;;
+  esac
+  if ((BASH_VERSINFO[0] < 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] < 1))); then
+    die 2 "bash 5.1 or later is required (wait -n -p), found ${BASH_VERSION}"
+  fi
+
+  log "WORKER_MODE=${mode}"
+  print_gpu_diagnostics
+
+  if [[ "${mode}" == "buffer" ]]; then
+    require_program "${BUFFER_BIN}" "the fastwan-buffer-worker distribution is not installed"
+    exec "${BUFFER_BIN}" "$@"
+  fi
+  run_queue_mode "$@"
+}
+
+main "$@"
