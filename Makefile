@@ -25,7 +25,7 @@ typecheck: install
 	$(BIN)/mypy
 
 unit: install
-	HF_HUB_OFFLINE=1 $(BIN)/pytest
+	HF_HUB_OFFLINE=1 FASTWAN_TINY_DIR=$(CURDIR)/.tiny-model $(BIN)/pytest
 
 test: lint typecheck unit
 

@@ -19,7 +19,9 @@ class ConfigError(ValueError):
     """The worker cannot start: the message names the environment variable and what is wrong."""
 
 
-def env_str(env: Mapping[str, str], name: str, default: str | None = None, *, required: bool = False) -> str | None:
+def env_str(
+    env: Mapping[str, str], name: str, default: str | None = None, *, required: bool = False
+) -> str | None:
     value = env.get(name)
     if value is None or not value.strip():
         if required:
@@ -66,7 +68,9 @@ def env_bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     raise ConfigError(f"{name} must be one of 1/0, true/false, yes/no, on/off, got {raw!r}")
 
 
-def env_choice(env: Mapping[str, str], name: str, choices: Collection[str], default: str | None = None) -> str | None:
+def env_choice(
+    env: Mapping[str, str], name: str, choices: Collection[str], default: str | None = None
+) -> str | None:
     raw = env_str(env, name)
     if raw is None:
         return default

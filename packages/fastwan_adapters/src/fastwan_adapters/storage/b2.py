@@ -5,7 +5,7 @@ token and re-authorises with the stored key when B2 answers ``expired_auth_token
 caches and renews upload URLs; it retries one upload up to five times on a fresh upload URL
 (B2's advice for 503s and dropped connections); it retries other calls with backoff. What it
 does not do is wait between those upload attempts, so an outage of a few seconds fails all
-five at once: ``put`` wraps the upload in a short, bounded retry with backoff (stamina).
+five at once: ``put`` wraps the upload in a short, bounded retry with backoff (tenacity).
 
 Secrets: the application key only ever goes to ``authorize_account``; messages name the
 environment variables, never their values, and describe b2sdk errors by type and B2 code.
@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Final
 
 import attrs
-import stamina
+import tenacity
 from b2sdk.v2 import B2Api, Bucket, InMemoryAccountInfo, InMemoryCache, UploadSourceBytes
 from b2sdk.v2.exception import (
     B2Error,
@@ -199,13 +199,13 @@ class B2ResultStore:
         source = UploadSourceBytes(video.data, content_sha1=video.sha1)
         retry = self.retry
         try:
-            for attempt in stamina.retry_context(
-                on=_is_transient,
-                attempts=retry.attempts,
-                timeout=retry.timeout_s,
-                wait_initial=retry.wait_initial_s,
-                wait_max=retry.wait_max_s,
-                wait_jitter=retry.wait_jitter_s,
+            for attempt in tenacity.Retrying(
+                retry=tenacity.retry_if_exception(_is_transient),
+                stop=tenacity.stop_after_attempt(retry.attempts) | tenacity.stop_after_delay(retry.timeout_s),
+                wait=tenacity.wait_exponential_jitter(
+                    multiplier=retry.wait_initial_s, max=retry.wait_max_s, jitter=retry.wait_jitter_s
+                ),
+                reraise=True,
             ):
                 with attempt:
                     self.bucket.upload(

@@ -1,0 +1,333 @@
+"""GPU bench: the generator at full size, stage by stage, for each memory profile.
+
+The models are Wan 2.2 TI2V-5B's full architecture (transformer 30 layers, 24 heads of 128,
+FFN 14336, text width 4096; Wan 2.2 VAE, z_dim 48; UMT5-XXL text encoder) with random
+weights, built on the GPU in seconds from ``fastwan_adapters.generator.architecture``:
+nothing is downloaded, and the time per stage depends on the shapes, not on the values.
+Each profile gets freshly built modules placed by ``DiffusersGenerator.from_components``
+(the production code path from placement on), one warm-up, then the jobs: 1280x704 and
+720x1280 (generated at 704x1248, resized by the encoder), 121 frames, the distilled 3 steps,
+image-to-video by default (the production case; ``--mode t2v`` for text-to-video).
+
+Columns: text encoding, each denoising step, VAE decode, MP4 encode (``PyAVEncoder``, when
+it is installed), total, peak GPU memory; medians over ``--runs``. The GPU is synchronised
+at each stage boundary so that each stage is charged its own work. The MP4 encode of
+random-weight output is pessimistic: noise-like frames cost x264 more than real video.
+
+A time budget (``--budget-s``, default 400 s) keeps the whole run inside 8 minutes on one
+H100: a measurement that would not fit is skipped and reported as such.
+
+    python bench/gpu_generate.py                          # full size; needs a CUDA GPU
+    python bench/gpu_generate.py --profiles resident --runs 3 --json results.json
+    python bench/gpu_generate.py --tiny                   # CPU dry run with the tiny model
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+from PIL import Image
+
+from fastwan_adapters.generator import PROFILES, DiffusersGenerator, GeneratorSettings
+from fastwan_adapters.generator.architecture import UMT5_XXL_ENCODER, WAN22_TI2V_5B_TRANSFORMER, WAN22_VAE
+from fastwan_adapters.generator.loading import WanComponents, load_components
+from fastwan_adapters.generator.tiny import ensure_tiny_model, tiny_tokenizer
+from fastwan_core.job import Job
+from fastwan_core.plan import GenerationPlan, plan_generation
+from fastwan_core.ports import Stage
+
+try:
+    from fastwan_adapters.encoder import PyAVEncoder
+except ImportError:  # the encoder is optional here: without it the MP4 column is left out
+    PyAVEncoder = None  # type: ignore[assignment,misc]
+
+#: Measured from here: imports (about 10 s with CUDA) come before, so the default budget
+#: leaves them and the last measurement's overrun room inside 8 minutes.
+_START = time.perf_counter()
+
+FULL_JOBS = ((1280, 704), (720, 1280))
+TINY_JOBS = ((320, 256), (256, 320))
+COLUMNS = (
+    "text_encode_s",
+    "step_1_s",
+    "step_2_s",
+    "step_3_s",
+    "decode_s",
+    "mp4_s",
+    "total_s",
+    "peak_vram_gib",
+)
+
+
+@attrs.frozen
+class Measurement:
+    profile: str
+    job: str
+    generated: str
+    values: dict[str, float]
+
+
+class StageClock:
+    """The generation events, timed: the GPU is synchronised at every boundary."""
+
+    def __init__(self, sync: Callable[[], None]) -> None:
+        self.sync = sync
+        self.marks: list[tuple[str, float]] = []
+
+    def stage(self, stage: Stage) -> None:
+        self.sync()
+        self.marks.append((stage.value, time.perf_counter()))
+
+    def step(self, index: int, total: int) -> None:
+        self.sync()
+        self.marks.append((f"step_{index}", time.perf_counter()))
+
+    def check_cancelled(self) -> None:
+        return None
+
+    def durations(self, end: float) -> dict[str, float]:
+        times = dict(self.marks)
+        steps = sorted(name for name in times if name.startswith("step_"))
+        result = {"text_encode_s": times[Stage.DENOISE.value] - times[Stage.TEXT_ENCODE.value]}
+        previous = times[Stage.DENOISE.value]
+        for name in steps:
+            result[f"{name}_s"] = times[name] - previous
+            previous = times[name]
+        result["decode_s"] = end - times[Stage.DECODE.value]
+        return result
+
+
+# -- building the modules ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def build_full_size(device: torch.device) -> WanComponents:
+    """Random-weight full-size modules, initialised directly on ``device`` (bf16, VAE fp32)."""
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    torch.manual_seed(0)
+    with torch.device(device), default_dtype(torch.bfloat16):
+        text_encoder = UMT5EncoderModel(UMT5Config(**UMT5_XXL_ENCODER))
+        transformer = WanTransformer3DModel(**WAN22_TI2V_5B_TRANSFORMER)
+    # As from_pretrained(torch_dtype=bf16) leaves them: these stay fp32 in the real model.
+    keep_fp32 = set(transformer._keep_in_fp32_modules or ())
+    for name, tensor in [*transformer.named_parameters(), *transformer.named_buffers()]:
+        if keep_fp32 & set(name.split(".")):
+            tensor.data = tensor.data.float()
+    with torch.device(device):
+        vae = AutoencoderKLWan(**WAN22_VAE)
+    return WanComponents(tiny_tokenizer(), text_encoder.eval(), transformer.eval(), vae.eval())
+
+
+def build_tiny(folder: Path) -> WanComponents:
+    return load_components(ensure_tiny_model(folder), torch.float32, model="tiny")
+
+
+# -- running ----------------------------------------------------------------------------------
+
+
+def first_frame(width: int, height: int) -> Image.Image:
+    """A smooth colour gradient: a plausible first frame, cheap to make."""
+    x = np.linspace(0, 255, width, dtype=np.float32)[None, :]
+    y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
+    rgb = np.stack(
+        [np.broadcast_to(x, (height, width)), np.broadcast_to(y, (height, width)), (x + y) / 2], axis=-1
+    )
+    return Image.fromarray(rgb.astype(np.uint8))
+
+
+def measure(
+    generator: DiffusersGenerator, plan: GenerationPlan, image: Image.Image | None, sync: Callable[[], None]
+) -> dict[str, float]:
+    clock = StageClock(sync)
+    started = time.perf_counter()
+    video = generator.generate(plan, image, clock)
+    sync()
+    values = clock.durations(time.perf_counter())
+    if PyAVEncoder is not None:
+        encode_started = time.perf_counter()
+        PyAVEncoder().encode(video.frames, plan.output_size, plan.fps)
+        values["mp4_s"] = time.perf_counter() - encode_started
+    values["total_s"] = time.perf_counter() - started
+    values["peak_vram_gib"] = video.peak_vram_gb
+    return values
+
+
+def run(args: argparse.Namespace, scratch: Path) -> tuple[list[Measurement], list[str], dict[str, Any]]:
+    started = _START
+    device = torch.device("cpu") if args.tiny else torch.device("cuda")
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    jobs = TINY_JOBS if args.tiny else FULL_JOBS
+    frames = args.frames or (9 if args.tiny else 121)
+    tiny_folder = scratch / "tiny"
+    measurements: list[Measurement] = []
+    notes: list[str] = []
+    setup: dict[str, Any] = {}
+    last_duration = last_setup = 0.0
+
+    for profile in args.profiles:
+        remaining = args.budget_s - (time.perf_counter() - started)
+        if remaining < last_setup + 2 * last_duration:
+            notes.append(f"{profile}: skipped, {remaining:.0f} s of the budget left")
+            continue
+        build_started = time.perf_counter()
+        components = build_tiny(tiny_folder) if args.tiny else build_full_size(device)
+        settings = GeneratorSettings(
+            model="tiny" if args.tiny else "random-weights Wan 2.2 TI2V-5B (full size)",
+            memory_profile=profile,
+            torch_compile=args.compile,
+            attention_backend=args.attention_backend,
+            warmup=False,
+            vae_decode_dtype=args.vae_decode,
+        )
+        generator = DiffusersGenerator.from_components(components, settings, device)
+        placed = time.perf_counter() - build_started
+        warmup = generator.warm_up()
+        last_setup = time.perf_counter() - build_started
+        setup[profile] = {"build_and_place_s": round(placed, 2), "warmup_s": round(warmup, 2)}
+        print(f"[{profile}] built and placed in {placed:.1f} s, warm-up {warmup:.1f} s", file=sys.stderr)
+        try:
+            for width, height in jobs:
+                job = Job(
+                    musetalk_job_id="bench", prompt=args.prompt, width=width, height=height, num_frames=frames
+                )
+                plan = plan_generation(job)
+                image = first_frame(plan.generated_size.width, plan.generated_size.height)
+                runs: list[dict[str, float]] = []
+                for index in range(args.runs):
+                    remaining = args.budget_s - (time.perf_counter() - started)
+                    if runs and remaining < 1.5 * last_duration:
+                        notes.append(
+                            f"{profile} {job.requested_size}: {len(runs)} of {args.runs} runs (budget)"
+                        )
+                        break
+                    values = measure(generator, plan, image if args.mode == "i2v" else None, sync)
+                    last_duration = values["total_s"]
+                    runs.append(values)
+                    print(
+                        f"[{profile}] {job.requested_size} run {index + 1}: {values['total_s']:.2f} s",
+                        file=sys.stderr,
+                    )
+                median = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+                measurements.append(
+                    Measurement(profile, str(job.requested_size), str(plan.generated_size), median)
+                )
+        finally:
+            generator.close()
+            del generator, components
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    setup["wall_s"] = round(time.perf_counter() - started, 1)
+    return measurements, notes, setup
+
+
+def environment(args: argparse.Namespace) -> dict[str, Any]:
+    import diffusers
+    import transformers
+
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "mode": args.mode,
+        "frames": args.frames or (9 if args.tiny else 121),
+        "runs": args.runs,
+        "attention_backend": args.attention_backend or "native",
+        "torch_compile": args.compile,
+        "vae_decode": args.vae_decode,
+    }
+    if torch.cuda.is_available() and not args.tiny:
+        properties = torch.cuda.get_device_properties(0)
+        info["gpu"] = properties.name
+        info["gpu_memory_gib"] = round(properties.total_memory / 1024**3, 1)
+    else:
+        info["gpu"] = "none (CPU, tiny model)"
+    return info
+
+
+def table(measurements: list[Measurement]) -> str:
+    columns = [column for column in COLUMNS if any(column in m.values for m in measurements)]
+    header = "| profile | job | generated | " + " | ".join(columns) + " |"
+    rule = "|" + "---|" * (3 + len(columns))
+    rows = [
+        f"| {m.profile} | {m.job} | {m.generated} | "
+        + " | ".join(f"{m.values[column]:.2f}" if column in m.values else "-" for column in columns)
+        + " |"
+        for m in measurements
+    ]
+    return "\n".join([header, rule, *rows])
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tiny", "--dry-run", action="store_true", help="CPU run with the tiny model")
+    parser.add_argument("--profiles", type=lambda text: text.split(","), default=list(PROFILES))
+    parser.add_argument("--runs", type=int, default=2, help="runs per job and profile (median reported)")
+    parser.add_argument("--frames", type=int, default=None, help="frames per job (121; 9 with --tiny)")
+    parser.add_argument("--mode", choices=("i2v", "t2v"), default="i2v")
+    parser.add_argument("--attention-backend", default=None, help="one of diffusers' attention backends")
+    parser.add_argument("--compile", action="store_true", help="regional torch.compile of the blocks")
+    parser.add_argument("--vae-decode", choices=("bf16", "fp32"), default="bf16")
+    parser.add_argument("--prompt", default="a woman speaks to the camera with calm, composed energy")
+    parser.add_argument("--budget-s", type=float, default=400.0, help="stop measuring after this long")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+    unknown = [profile for profile in args.profiles if profile not in PROFILES]
+    if unknown:
+        parser.error(f"--profiles must be among {', '.join(PROFILES)}, got {', '.join(unknown)}")
+    if not args.tiny and not torch.cuda.is_available():
+        parser.error("the full-size bench needs a CUDA GPU; use --tiny for a CPU dry run")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    with tempfile.TemporaryDirectory(prefix="fastwan-bench-") as scratch:
+        measurements, notes, setup = run(args, Path(scratch))
+    info = environment(args)
+    print(json.dumps(info))
+    print(table(measurements))
+    for note in notes:
+        print(f"note: {note}")
+    print(f"setup: {json.dumps(setup)}")
+    if args.json is not None:
+        payload = {
+            "environment": info,
+            "setup": setup,
+            "notes": notes,
+            "results": [attrs.asdict(m) for m in measurements],
+        }
+        args.json.write_text(json.dumps(payload, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,402 @@
+"""The ``VideoGenerator`` port on diffusers: FastWan 2.2 text-to-video and image-to-video.
+
+One set of modules serves two stock diffusers pipelines, ``WanPipeline`` (T2V) and
+``WanImageToVideoPipeline`` (I2V), both with ``expand_timesteps=True`` (Wan 2.2 TI2V's
+per-token timesteps, the first frame's tokens at t=0). The generator runs the three stages
+itself so that each is reported and timed on its own: the prompt is encoded first, the
+pipeline then only denoises (``output_type="latent"``), and the VAE decode follows. The
+distilled schedule and its seeded re-noising live in ``sampling.DistilledFlowScheduler``.
+The plan's negative prompt is not used: without classifier-free guidance there is no
+unconditional branch for it to steer.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from typing import Any, Final
+
+import attrs
+import numpy as np
+import torch
+from diffusers import WanImageToVideoPipeline, WanPipeline
+from PIL import Image
+
+from fastwan_adapters.generator.errors import NoGpuError
+from fastwan_adapters.generator.failures import classify_failure
+from fastwan_adapters.generator.hub import resolve_model_folder
+from fastwan_adapters.generator.loading import WanComponents, load_components
+from fastwan_adapters.generator.pictures import fit_first_frame, to_uint8_frames
+from fastwan_adapters.generator.placement import configure_transformer, place_components
+from fastwan_adapters.generator.profiles import MemoryProfile, choose_profile
+from fastwan_adapters.generator.sampling import DistilledFlowScheduler, job_generator
+from fastwan_adapters.generator.settings import GeneratorSettings
+from fastwan_core.errors import ErrorCode, JobCancelled, JobFailure
+from fastwan_core.job import Size
+from fastwan_core.plan import GenerationPlan, model_size_for
+from fastwan_core.ports import GeneratedVideo, GenerationEvents, Picture, Stage
+
+__all__ = ["DiffusersGenerator"]
+
+log = logging.getLogger(__name__)
+
+#: Wan's text length: prompts are padded or truncated to this many tokens.
+MAX_TEXT_TOKENS: Final = 512
+_GIB: Final = 1024**3
+_WARMUP_FRAMES: Final = 5
+
+
+@attrs.define
+class _Pipelines:
+    """What a loaded generator holds; dropped as a whole by ``close``."""
+
+    components: WanComponents
+    scheduler: DistilledFlowScheduler
+    t2v: WanPipeline
+    i2v: WanImageToVideoPipeline
+
+
+@attrs.define
+class DiffusersGenerator:
+    """FastWan 2.2 on diffusers. Build it with :meth:`load`; one job at a time.
+
+    Attributes:
+        model_id: ``FASTWAN_MODEL`` as configured (a hub id, a folder or ``tiny``).
+        device_name: the GPU's name, or ``"cpu"``.
+        profile: the memory profile in force.
+        load_seconds: download (if any), load and placement; ``warmup_seconds``: the warm-up.
+    """
+
+    _pipelines: _Pipelines | None = attrs.field(alias="pipelines")
+    _device: torch.device = attrs.field(alias="device")
+    _settings: GeneratorSettings = attrs.field(alias="settings")
+    profile: MemoryProfile
+    _device_name: str = attrs.field(alias="device_name")
+    _load_seconds: float = attrs.field(default=0.0, alias="load_seconds")
+    _warmup_seconds: float = attrs.field(default=0.0, alias="warmup_seconds")
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
+
+    # -- construction -------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, settings: GeneratorSettings) -> DiffusersGenerator:
+        """Find or download the model, load it, place it, and warm it up (unless told not to).
+
+        Raises:
+            NoGpuError: a real model without a CUDA GPU.
+            ModelUnavailableError: the model's files cannot be had or loaded.
+        """
+        started = time.perf_counter()
+        device = select_device(settings)
+        folder = resolve_model_folder(settings)
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        components = load_components(folder, dtype, model=settings.model)
+        generator = cls.from_components(components, settings, device)
+        generator._load_seconds = time.perf_counter() - started
+        log.info("model %s loaded in %.1f s", settings.model, generator._load_seconds)
+        if settings.warmup:
+            generator.warm_up()
+        return generator
+
+    @classmethod
+    def from_components(
+        cls, components: WanComponents, settings: GeneratorSettings, device: torch.device
+    ) -> DiffusersGenerator:
+        """A generator over already-built modules (``load`` uses it; so does the benchmark).
+
+        The modules are moved or streamed to ``device`` as the memory profile says.
+        """
+        total = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else None
+        profile = choose_profile(settings.memory_profile, total)
+        place_components(components, profile, device)
+        configure_transformer(components, settings, profile)
+        scheduler = DistilledFlowScheduler.create()
+        shared: dict[str, Any] = {
+            "tokenizer": components.tokenizer,
+            "text_encoder": components.text_encoder,
+            "vae": components.vae,
+            "scheduler": scheduler,
+            "transformer": components.transformer,
+            "expand_timesteps": True,
+        }
+        t2v, i2v = WanPipeline(**shared), WanImageToVideoPipeline(**shared)
+        for pipeline in (t2v, i2v):
+            pipeline.set_progress_bar_config(disable=True)
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        memory = f", {total / _GIB:.1f} GiB" if total else ""
+        log.info(
+            "generator on %s (%s%s): memory profile %s, transformer %s, attention %s, compile %s",
+            device,
+            name,
+            memory,
+            profile.name,
+            components.transformer.dtype,
+            settings.attention_backend or "native",
+            "on" if settings.torch_compile else "off",
+        )
+        return cls(
+            pipelines=_Pipelines(components, scheduler, t2v, i2v),
+            device=device,
+            settings=settings,
+            profile=profile,
+            device_name=name,
+        )
+
+    def warm_up(self) -> float:
+        """One short image-to-video generation, so the first job pays no compilation or tuning.
+
+        Returns the seconds it took (also in ``warmup_seconds``).
+
+        Raises:
+            RuntimeError: the warm-up failed; the worker cannot serve.
+        """
+        size = Size(256, 256) if self._settings.is_tiny else model_size_for(Size(720, 1280))
+        plan = GenerationPlan(
+            prompt="warm-up",
+            negative_prompt=None,
+            generated_size=size,
+            output_size=size,
+            num_frames=_WARMUP_FRAMES,
+            fps=24,
+            seed=0,
+        )
+        started = time.perf_counter()
+        try:
+            self.generate(plan, Image.new("RGB", (size.width, size.height), (128, 128, 128)), _NoEvents())
+        except JobFailure as failure:
+            raise RuntimeError(f"warm-up generation failed: {failure.message}") from None
+        self._warmup_seconds = time.perf_counter() - started
+        log.info("warm-up (%d frames at %s) done in %.1f s", _WARMUP_FRAMES, size, self._warmup_seconds)
+        return self._warmup_seconds
+
+    # -- the port -----------------------------------------------------------------------
+
+    @property
+    def model_id(self) -> str:
+        return self._settings.model
+
+    @property
+    def device_name(self) -> str:
+        return self._device_name
+
+    @property
+    def load_seconds(self) -> float:
+        return self._load_seconds
+
+    @property
+    def warmup_seconds(self) -> float:
+        return self._warmup_seconds
+
+    @property
+    def components(self) -> WanComponents:
+        """The loaded modules (for diagnostics, tests and the benchmark)."""
+        return self._require_open().components
+
+    def generate(
+        self, plan: GenerationPlan, image: Picture | None, events: GenerationEvents
+    ) -> GeneratedVideo:
+        """Generate ``plan``: T2V without ``image``, I2V with it as the first frame.
+
+        Returns frames as a ``(num_frames, height, width, 3)`` uint8 array at
+        ``plan.generated_size`` and the peak GPU memory of the run.
+
+        Raises:
+            JobCancelled: from ``events.check_cancelled`` (before each step).
+            JobFailure: ``gpu_out_of_memory`` (retryable), ``generation_failed`` (``fatal`` when
+                a CUDA error left the GPU unusable).
+        """
+        with self._lock:
+            pipelines = self._require_open()
+            outcome = self._attempt(pipelines, plan, image, events)
+            if isinstance(outcome, GeneratedVideo):
+                return outcome
+            # Raised only here, outside the except clause, so that no traceback keeps the
+            # failed run's tensors alive while the memory is released.
+            self._release_memory()
+            raise outcome
+
+    def close(self) -> None:
+        """Drop the model and give its memory back. Idempotent; ``generate`` fails afterwards."""
+        with self._lock:
+            if self._pipelines is None:
+                return
+            self._pipelines = None
+            self._release_memory()
+            log.info("generator closed")
+
+    # -- one run --------------------------------------------------------------------------
+
+    def _attempt(
+        self, pipelines: _Pipelines, plan: GenerationPlan, image: Picture | None, events: GenerationEvents
+    ) -> GeneratedVideo | Exception:
+        started = time.perf_counter()
+        self._reset_peak_memory()
+        try:
+            frames = self._run(pipelines, plan, image, events)
+        except (JobCancelled, JobFailure) as stop:
+            return stop.with_traceback(None)
+        except Exception as error:
+            failure = classify_failure(error, plan, self.profile.name, self._gpu_usable)
+            log.warning(
+                "generation failed (%s%s): %s",
+                failure.code.value,
+                ", fatal" if failure.fatal else "",
+                failure.message,
+                exc_info=not isinstance(error, torch.cuda.OutOfMemoryError),
+            )
+            return failure
+        finally:
+            pipelines.scheduler.release()
+        peak = self._peak_memory_gib()
+        log.info(
+            "generated %d frames at %s (%s) in %.2f s, peak GPU memory %.2f GiB",
+            plan.num_frames,
+            plan.generated_size,
+            "I2V" if image is not None else "T2V",
+            time.perf_counter() - started,
+            peak,
+        )
+        return GeneratedVideo(frames=frames, peak_vram_gb=peak)
+
+    @torch.no_grad()
+    def _run(
+        self, pipelines: _Pipelines, plan: GenerationPlan, image: Picture | None, events: GenerationEvents
+    ) -> np.ndarray:
+        events.stage(Stage.TEXT_ENCODE)
+        prompt_embeds, _ = pipelines.t2v.encode_prompt(
+            prompt=plan.prompt,
+            do_classifier_free_guidance=False,  # distilled: no guidance, so no negative prompt
+            max_sequence_length=MAX_TEXT_TOKENS,
+            device=self._device,
+        )
+        events.stage(Stage.DENOISE)
+        events.check_cancelled()
+        latents = self._denoise(pipelines, plan, image, prompt_embeds, events)
+        events.stage(Stage.DECODE)
+        frames = self._decode(pipelines.components, latents)
+        expected = (plan.num_frames, plan.generated_size.height, plan.generated_size.width, 3)
+        if frames.shape != expected:
+            raise JobFailure(
+                ErrorCode.GENERATION_FAILED,
+                f"the model produced frames shaped {frames.shape}, expected {expected}",
+            )
+        return frames
+
+    def _denoise(
+        self,
+        pipelines: _Pipelines,
+        plan: GenerationPlan,
+        image: Picture | None,
+        prompt_embeds: torch.Tensor,
+        events: GenerationEvents,
+    ) -> torch.Tensor:
+        total = plan.steps
+
+        def after_step(
+            _pipeline: Any, index: int, _timestep: Any, _tensors: dict[str, Any]
+        ) -> dict[str, Any]:
+            events.step(index + 1, total)
+            if index + 1 < total:
+                events.check_cancelled()  # before the next step
+            return {}
+
+        generator = job_generator(plan.seed)
+        pipelines.scheduler.prepare(plan.timesteps, generator)
+        size = plan.generated_size
+        arguments: dict[str, Any] = {
+            "prompt_embeds": prompt_embeds,
+            "height": size.height,
+            "width": size.width,
+            "num_frames": plan.num_frames,
+            "num_inference_steps": total,
+            "guidance_scale": plan.guidance_scale,
+            "generator": generator,
+            "output_type": "latent",
+            "return_dict": False,
+            "callback_on_step_end": after_step,
+            "callback_on_step_end_tensor_inputs": [],
+        }
+        if image is None:
+            latents = pipelines.t2v(**arguments)[0]
+        else:
+            latents = pipelines.i2v(image=fit_first_frame(image, size), **arguments)[0]
+        result: torch.Tensor = latents
+        return result
+
+    def _decode(self, components: WanComponents, latents: torch.Tensor) -> np.ndarray:
+        vae, device = components.vae, self._device  # the VAE is resident in every profile
+        latents = latents.to(device=device, dtype=vae.dtype)
+        shape = (1, vae.config.z_dim, 1, 1, 1)
+        mean = torch.tensor(vae.config.latents_mean, device=device, dtype=vae.dtype).view(shape)
+        std = torch.tensor(vae.config.latents_std, device=device, dtype=vae.dtype).view(shape)
+        bf16 = self._settings.vae_decode_dtype == "bf16" and device.type == "cuda"
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            video = vae.decode(latents * std + mean, return_dict=False)[0]
+        return to_uint8_frames(video)
+
+    # -- memory and health ----------------------------------------------------------------
+
+    def _require_open(self) -> _Pipelines:
+        if self._pipelines is None:
+            raise RuntimeError("the generator is closed")
+        return self._pipelines
+
+    def _reset_peak_memory(self) -> None:
+        if self._device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self._device)
+
+    def _peak_memory_gib(self) -> float:
+        if self._device.type != "cuda":
+            return 0.0
+        return float(torch.cuda.max_memory_allocated(self._device)) / _GIB
+
+    def _release_memory(self) -> None:
+        gc.collect()
+        if self._device.type == "cuda":
+            try:
+                torch.cuda.empty_cache()
+            except RuntimeError:  # a broken GPU: the failure already says so
+                log.debug("empty_cache failed", exc_info=True)
+
+    def _gpu_usable(self) -> bool:
+        """Whether the GPU still runs a trivial kernel (after a CUDA error it often does not)."""
+        if self._device.type != "cuda":
+            return True
+        try:
+            torch.cuda.synchronize(self._device)
+            probe = torch.ones(8, device=self._device)
+            return bool((probe * 2).sum().item() == 16.0)
+        except Exception:  # any error here means the device is gone
+            return False
+
+
+def select_device(settings: GeneratorSettings) -> torch.device:
+    """The CUDA GPU, or the CPU for the tiny model only: production never falls back silently.
+
+    Raises:
+        NoGpuError: a real model is configured and no CUDA GPU is visible.
+    """
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    if settings.is_tiny:
+        return torch.device("cpu")
+    raise NoGpuError(
+        f"FASTWAN_MODEL={settings.model!r} needs a CUDA GPU and none is visible (torch {torch.__version__}, "
+        f"built for CUDA {torch.version.cuda or 'none'}); run with a GPU, or set FASTWAN_MODEL=tiny for a "
+        "CPU smoke run with random weights"
+    )
+
+
+class _NoEvents:
+    """The warm-up's events: nobody listens, nothing cancels."""
+
+    def stage(self, stage: Stage) -> None:
+        return None
+
+    def step(self, index: int, total: int) -> None:
+        return None
+
+    def check_cancelled(self) -> None:
+        return None

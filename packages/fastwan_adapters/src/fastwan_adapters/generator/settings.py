@@ -1,0 +1,154 @@
+"""The generator's settings, read once from the environment at start-up.
+
+Everything that can be wrong with the configuration is found here, before minutes are spent
+downloading or loading a model: every error names the variable at fault. This module imports
+neither torch nor diffusers (the apps read settings long before they load the model), except
+to check an ``ATTENTION_BACKEND`` name against the backends diffusers knows.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Final, Literal
+
+import attrs
+
+from fastwan_adapters.config import ConfigError, env_bool, env_choice, env_str
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "MEMORY_PROFILES",
+    "TINY_MODEL",
+    "GeneratorSettings",
+    "MemoryProfileName",
+    "VaeDecodeDtype",
+]
+
+#: The distilled FastWan 2.2 checkpoint this worker is built for.
+DEFAULT_MODEL: Final = "FastVideo/FastWan2.2-TI2V-5B-Diffusers"
+#: ``FASTWAN_MODEL`` value selecting the tiny random-weight model (tests, CPU smoke runs).
+TINY_MODEL: Final = "tiny"
+
+MemoryProfileName = Literal["auto", "resident", "text-encoder-offload", "cpu-offload"]
+#: ``GPU_MEMORY_PROFILE`` values; ``auto`` chooses from the GPU's total memory at load.
+MEMORY_PROFILES: Final[tuple[MemoryProfileName, ...]] = (
+    "auto",
+    "resident",
+    "text-encoder-offload",
+    "cpu-offload",
+)
+VaeDecodeDtype = Literal["bf16", "fp32"]
+
+_HUB_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+_TINY_DIR_NAME: Final = "tiny-wan2.2-ti2v-v1"
+
+
+@attrs.frozen(kw_only=True)
+class GeneratorSettings:
+    """How to load and run the model.
+
+    Attributes:
+        model: ``FASTWAN_MODEL``: a Hugging Face model id, a local folder in diffusers layout,
+            or ``tiny``. Anything but ``tiny`` needs a CUDA GPU.
+        memory_profile: ``GPU_MEMORY_PROFILE``: where the weights live (see ``profiles``).
+        torch_compile: ``TORCH_COMPILE``: regional ``torch.compile`` of the transformer blocks.
+        attention_backend: ``ATTENTION_BACKEND``: one of diffusers' attention backends, or None
+            for PyTorch's scaled-dot-product attention.
+        warmup: ``FASTWAN_WARMUP`` (default on): one short generation at load, so that the
+            first job pays no compilation or kernel selection.
+        vae_decode_dtype: ``FASTWAN_VAE_DECODE_DTYPE``: ``bf16`` (default) decodes under bf16
+            autocast on CUDA, about twice as fast, with the VAE's weights and its encoding of
+            the first frame kept in fp32; ``fp32`` decodes in full precision.
+        hub_cache_dir: where Hugging Face models are cached: ``HF_HUB_CACHE``, else
+            ``$HF_HOME/hub``, else None for huggingface_hub's own default.
+        offline: ``HF_HUB_OFFLINE``: never download; the model must already be cached.
+        tiny_dir: ``FASTWAN_TINY_DIR``: where the tiny model is built and reused.
+    """
+
+    model: str = DEFAULT_MODEL
+    memory_profile: MemoryProfileName = "auto"
+    torch_compile: bool = False
+    attention_backend: str | None = None
+    warmup: bool = True
+    vae_decode_dtype: VaeDecodeDtype = "bf16"
+    hub_cache_dir: Path | None = None
+    offline: bool = False
+    tiny_dir: Path = attrs.field(factory=lambda: _default_tiny_dir({}))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> GeneratorSettings:
+        """Read the settings from ``env`` (``os.environ`` in the apps).
+
+        Raises:
+            ConfigError: naming the variable whose value is wrong.
+        """
+        model = _model(env_str(env, "FASTWAN_MODEL", DEFAULT_MODEL) or DEFAULT_MODEL)
+        profile = env_choice(env, "GPU_MEMORY_PROFILE", MEMORY_PROFILES, "auto") or "auto"
+        decode = env_choice(env, "FASTWAN_VAE_DECODE_DTYPE", ("bf16", "fp32"), "bf16") or "bf16"
+        tiny_dir = env_str(env, "FASTWAN_TINY_DIR")
+        return cls(
+            model=model,
+            memory_profile=profile,  # type: ignore[arg-type]  # checked by env_choice
+            torch_compile=env_bool(env, "TORCH_COMPILE", False),
+            attention_backend=_attention_backend(env_str(env, "ATTENTION_BACKEND")),
+            warmup=env_bool(env, "FASTWAN_WARMUP", True),
+            vae_decode_dtype=decode,  # type: ignore[arg-type]  # checked by env_choice
+            hub_cache_dir=_hub_cache_dir(env),
+            offline=env_bool(env, "HF_HUB_OFFLINE", False),
+            tiny_dir=Path(tiny_dir).expanduser() if tiny_dir else _default_tiny_dir(env),
+        )
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.model == TINY_MODEL
+
+    @property
+    def local_folder(self) -> Path | None:
+        """The model's folder when ``model`` names one on disk, else None (a hub id or tiny)."""
+        if self.is_tiny:
+            return None
+        path = Path(self.model).expanduser()
+        return path if path.is_dir() else None
+
+
+def _model(value: str) -> str:
+    if value == TINY_MODEL or _HUB_ID.fullmatch(value):
+        # A hub id may also be a relative folder that exists: the folder wins, as in diffusers.
+        return value
+    path = Path(value).expanduser()
+    if path.is_dir():
+        return value
+    if path.exists():
+        raise ConfigError(f"FASTWAN_MODEL must be a model folder, got the file {value!r}")
+    raise ConfigError(
+        f"FASTWAN_MODEL must be {TINY_MODEL!r}, a Hugging Face model id (organisation/name) or an "
+        f"existing folder, got {value!r}"
+    )
+
+
+def _attention_backend(value: str | None) -> str | None:
+    if value is None:
+        return None
+    # Imported here: the list lives in diffusers, and it changes between releases.
+    from diffusers.models.attention_dispatch import AttentionBackendName
+
+    names = sorted(backend.value for backend in AttentionBackendName if not backend.value.startswith("_"))
+    if value not in {backend.value for backend in AttentionBackendName}:
+        raise ConfigError(f"ATTENTION_BACKEND must be one of {', '.join(names)}, got {value!r}")
+    return value
+
+
+def _hub_cache_dir(env: Mapping[str, str]) -> Path | None:
+    if (cache := env_str(env, "HF_HUB_CACHE")) is not None:
+        return Path(cache).expanduser()
+    if (home := env_str(env, "HF_HOME")) is not None:
+        return Path(home).expanduser() / "hub"
+    return None
+
+
+def _default_tiny_dir(env: Mapping[str, str]) -> Path:
+    cache = env_str(env, "XDG_CACHE_HOME")
+    base = Path(cache).expanduser() if cache else Path.home() / ".cache"
+    return base / "fastwan" / _TINY_DIR_NAME

@@ -1,0 +1,269 @@
+"""The generator's settings, memory profiles, distilled scheduler and failure classification (no model)."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fastwan_adapters.config import ConfigError
+from fastwan_adapters.generator import DEFAULT_MODEL, GeneratorSettings, choose_profile
+from fastwan_adapters.generator.failures import classify_failure
+from fastwan_adapters.generator.hub import LoggingProgress, resolve_model_folder
+from fastwan_adapters.generator.sampling import DistilledFlowScheduler, job_generator
+from fastwan_core.errors import ErrorCode
+from fastwan_core.job import Job
+from fastwan_core.plan import FASTWAN_TIMESTEPS, plan_generation
+
+GIB = 1024**3
+
+
+# -- settings -----------------------------------------------------------------------------------
+
+
+def test_defaults() -> None:
+    settings = GeneratorSettings.from_env({"HOME": "/home/worker"})
+
+    assert settings.model == DEFAULT_MODEL
+    assert settings.memory_profile == "auto"
+    assert settings.torch_compile is False
+    assert settings.attention_backend is None
+    assert settings.warmup is True
+    assert settings.vae_decode_dtype == "bf16"
+    assert settings.offline is False
+    assert settings.is_tiny is False
+
+
+def test_every_variable_is_read(tmp_path: Path) -> None:
+    settings = GeneratorSettings.from_env(
+        {
+            "FASTWAN_MODEL": "FastVideo/FastWan2.2-TI2V-5B-FullAttn-Diffusers",
+            "GPU_MEMORY_PROFILE": "Text-Encoder-Offload",
+            "TORCH_COMPILE": "1",
+            "ATTENTION_BACKEND": "flash",
+            "FASTWAN_WARMUP": "off",
+            "FASTWAN_VAE_DECODE_DTYPE": "fp32",
+            "HF_HOME": str(tmp_path / "hf"),
+            "HF_HUB_OFFLINE": "1",
+            "FASTWAN_TINY_DIR": str(tmp_path / "tiny"),
+        }
+    )
+
+    assert settings.model == "FastVideo/FastWan2.2-TI2V-5B-FullAttn-Diffusers"
+    assert settings.memory_profile == "text-encoder-offload"
+    assert settings.torch_compile is True
+    assert settings.attention_backend == "flash"
+    assert settings.warmup is False
+    assert settings.vae_decode_dtype == "fp32"
+    assert settings.hub_cache_dir == tmp_path / "hf" / "hub"
+    assert settings.offline is True
+    assert settings.tiny_dir == tmp_path / "tiny"
+
+
+def test_hf_hub_cache_wins_over_hf_home(tmp_path: Path) -> None:
+    settings = GeneratorSettings.from_env(
+        {"HF_HOME": str(tmp_path / "home"), "HF_HUB_CACHE": str(tmp_path / "c")}
+    )
+
+    assert settings.hub_cache_dir == tmp_path / "c"
+
+
+def test_a_local_folder_is_a_model(tmp_path: Path) -> None:
+    settings = GeneratorSettings.from_env({"FASTWAN_MODEL": str(tmp_path)})
+
+    assert settings.local_folder == tmp_path
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"GPU_MEMORY_PROFILE": "huge"}, "GPU_MEMORY_PROFILE"),
+        ({"TORCH_COMPILE": "maybe"}, "TORCH_COMPILE"),
+        ({"ATTENTION_BACKEND": "warp-speed"}, "ATTENTION_BACKEND"),
+        ({"FASTWAN_MODEL": "./no/such/folder"}, "FASTWAN_MODEL"),
+        ({"FASTWAN_MODEL": "not a model id"}, "FASTWAN_MODEL"),
+        ({"FASTWAN_VAE_DECODE_DTYPE": "fp8"}, "FASTWAN_VAE_DECODE_DTYPE"),
+        ({"FASTWAN_WARMUP": "sometimes"}, "FASTWAN_WARMUP"),
+    ],
+)
+def test_a_bad_value_names_its_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        GeneratorSettings.from_env(env)
+
+
+def test_a_file_is_not_a_model_folder(tmp_path: Path) -> None:
+    file = tmp_path / "model.safetensors"
+    file.write_bytes(b"")
+
+    with pytest.raises(ConfigError, match="FASTWAN_MODEL must be a model folder"):
+        GeneratorSettings.from_env({"FASTWAN_MODEL": str(file)})
+
+
+def test_reading_settings_does_not_import_torch() -> None:
+    code = (
+        "import sys\n"
+        "from fastwan_adapters.generator import GeneratorSettings\n"
+        "GeneratorSettings.from_env({'GPU_MEMORY_PROFILE': 'cpu-offload'})\n"
+        "print(sorted(name for name in ('torch', 'diffusers', 'transformers') if name in sys.modules))\n"
+    )
+
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+    assert result.stdout.strip() == "[]"
+
+
+def test_a_cached_model_is_found_offline(tmp_path: Path) -> None:
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hf" / "hub" / "models--FastVideo--FastWan2.2-TI2V-5B-Diffusers"
+    snapshot = repo / "snapshots" / commit
+    (snapshot / "transformer").mkdir(parents=True)
+    (snapshot / "model_index.json").write_text("{}")
+    (snapshot / "transformer" / "config.json").write_text("{}")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    settings = GeneratorSettings.from_env({"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"})
+
+    assert resolve_model_folder(settings) == snapshot
+
+
+def test_download_progress_goes_to_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="fastwan_adapters.generator.hub"):
+        progress = LoggingProgress(desc="Downloading bytes", total=2_000_000_000, unit="B", unit_scale=True)
+        progress.update(500_000_000)
+        progress.close()
+
+    assert caplog.messages == ["download: Downloading bytes: 0.50 GB of 2.00 GB (25%) (done)"]
+
+
+# -- memory profiles ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("total_gib", "expected"),
+    [
+        (79.2, "resident"),  # H100 80 GB
+        (39.4, "resident"),  # A100 40 GB
+        (23.6, "text-encoder-offload"),  # RTX 4090 / 3090
+        (15.7, "cpu-offload"),  # 16 GB cards
+        (9.8, "cpu-offload"),  # RTX 3080 10 GB
+    ],
+)
+def test_auto_chooses_from_the_gpus_memory(total_gib: float, expected: str) -> None:
+    assert choose_profile("auto", int(total_gib * GIB)).name == expected
+
+
+def test_an_explicit_profile_wins_and_the_cpu_keeps_everything_resident() -> None:
+    assert choose_profile("cpu-offload", 80 * GIB).name == "cpu-offload"
+    assert choose_profile("auto", None).name == "resident"
+    offload = choose_profile("cpu-offload", None)
+    assert (offload.stream_text_encoder, offload.stream_transformer, offload.vae_tiling) == (True, True, True)
+    middle = choose_profile("text-encoder-offload", None)
+    assert (middle.stream_text_encoder, middle.stream_transformer) == (True, False)
+
+
+# -- the distilled scheduler --------------------------------------------------------------------
+
+
+def test_the_scheduler_runs_the_prepared_schedule_with_sigma_t_over_1000() -> None:
+    scheduler = DistilledFlowScheduler.create()
+    scheduler.prepare(FASTWAN_TIMESTEPS, job_generator(0))
+
+    scheduler.set_timesteps(3)
+
+    assert scheduler.timesteps.tolist() == [1000.0, 757.0, 522.0]
+    assert scheduler.sigmas.tolist() == pytest.approx([1.0, 0.757, 0.522, 0.0])
+
+
+def test_a_step_predicts_the_clean_latent_and_renoises_it_from_the_jobs_generator() -> None:
+    scheduler = DistilledFlowScheduler.create()
+    scheduler.prepare(FASTWAN_TIMESTEPS, job_generator(42))
+    scheduler.set_timesteps(3)
+    scheduler.set_begin_index(0)
+    sample = torch.randn(1, 2, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    velocity = torch.randn(1, 2, 1, 4, 4, generator=torch.Generator().manual_seed(2)).bfloat16()
+
+    result = scheduler.step(velocity, scheduler.timesteps[0], sample, return_dict=False)[0]
+
+    clean = sample - 1.0 * velocity.float()
+    noise = torch.randn(sample.shape, generator=job_generator(42))
+    torch.testing.assert_close(result, (1 - 0.757) * clean + 0.757 * noise)
+    assert result.dtype == torch.float32  # latents stay fp32 between steps
+
+
+def test_the_last_step_keeps_the_clean_latent() -> None:
+    scheduler = DistilledFlowScheduler.create()
+    scheduler.prepare((1000,), job_generator(0))
+    scheduler.set_timesteps(1)
+    scheduler.set_begin_index(0)
+    sample, velocity = torch.ones(1, 1, 1, 2, 2), torch.full((1, 1, 1, 2, 2), 0.25)
+
+    result = scheduler.step(velocity, scheduler.timesteps[0], sample, return_dict=False)[0]
+
+    torch.testing.assert_close(result, sample - velocity)
+
+
+def test_a_pipeline_asking_for_another_step_count_is_refused() -> None:
+    scheduler = DistilledFlowScheduler.create()
+    scheduler.prepare(FASTWAN_TIMESTEPS, job_generator(0))
+
+    with pytest.raises(ValueError, match="3 steps"):
+        scheduler.set_timesteps(4)
+
+
+def test_a_step_without_a_prepared_generator_is_refused() -> None:
+    scheduler = DistilledFlowScheduler.create()
+    scheduler.set_timesteps(3)
+    scheduler.set_begin_index(0)
+
+    with pytest.raises(RuntimeError, match="prepare"):
+        scheduler.step(torch.zeros(1, 1, 1, 2, 2), scheduler.timesteps[0], torch.zeros(1, 1, 1, 2, 2))
+
+
+# -- failure classification ---------------------------------------------------------------------
+
+PLAN = plan_generation(Job(musetalk_job_id="j", prompt="secret prompt text", width=720, height=1280))
+
+
+def test_out_of_memory_is_retryable_and_not_fatal() -> None:
+    failure = classify_failure(
+        torch.cuda.OutOfMemoryError("CUDA out of memory"), PLAN, "resident", lambda: False
+    )
+
+    assert (failure.code, failure.retryable, failure.fatal) == (ErrorCode.GPU_OUT_OF_MEMORY, True, False)
+    assert f"121 frames at {PLAN.generated_size} (memory profile resident)" in failure.message
+
+
+def test_a_cuda_error_that_leaves_the_gpu_unusable_is_fatal() -> None:
+    error = RuntimeError(
+        "CUDA error: an illegal memory access was encountered\nCompile with TORCH_USE_CUDA_DSA"
+    )
+
+    failure = classify_failure(error, PLAN, "resident", lambda: False)
+
+    assert (failure.code, failure.retryable, failure.fatal) == (ErrorCode.GENERATION_FAILED, True, True)
+    assert "illegal memory access" in failure.message
+    assert "TORCH_USE_CUDA_DSA" not in failure.message  # first line only
+    assert "secret prompt" not in failure.message
+
+
+def test_a_cuda_error_that_leaves_the_gpu_working_is_an_ordinary_failure() -> None:
+    failure = classify_failure(RuntimeError("CUBLAS_STATUS_EXECUTION_FAILED"), PLAN, "resident", lambda: True)
+
+    assert (failure.code, failure.retryable, failure.fatal) == (ErrorCode.GENERATION_FAILED, False, False)
+
+
+def test_the_gpu_is_probed_only_for_cuda_errors() -> None:
+    probes: list[bool] = []
+
+    def probe() -> bool:
+        probes.append(True)
+        return False
+
+    failure = classify_failure(KeyError("latents"), PLAN, "resident", probe)
+
+    assert (failure.code, failure.fatal) == (ErrorCode.GENERATION_FAILED, False)
+    assert probes == []
