@@ -1,0 +1,81 @@
+"""``fastwan-buffer-worker`` / ``python -m buffer_worker``: read the settings, compose, run.
+
+Exit status: 0 when stopped by SIGTERM/SIGINT; 1 when the worker cannot go on (GPU unusable,
+heartbeat dead, an unexpected error): the host should restart it; 2 for a bad setting or a
+model that cannot be loaded (restarting will not help until the setting is fixed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import httpx
+
+from buffer_worker.containers import Container
+from buffer_worker.settings import worker_version
+from buffer_worker.signals import ShutdownRequests, handle_signals
+from buffer_worker.supervisor import supervise
+from buffer_worker.worker import ExitCode
+from fastwan_adapters.config import ConfigError
+from fastwan_adapters.logs import configure_logging
+
+__all__ = ["main"]
+
+log = logging.getLogger("buffer_worker")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="fastwan-buffer-worker",
+        description="Claims FastWan jobs from the orchestrator and runs them (buffer mode). "
+        "Configured by environment variables only: see docs/vast.md.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {worker_version()}")
+    parser.parse_args(argv)
+    configure_logging()  # until the settings say otherwise: a bad setting must still be read
+    container = Container()
+    try:
+        settings = container.settings()
+    except ConfigError as error:
+        log.error("cannot start: %s", error)
+        return ExitCode.CONFIG
+    common = settings.common
+    configure_logging(common.log_format, common.log_level, common.secrets())
+    if settings.metrics_port is not None:
+        try:
+            container.metrics().serve(settings.metrics_port)
+        except OSError as error:
+            log.error(
+                "cannot start: METRICS_PORT %d cannot be served: %s", settings.metrics_port, error.strerror
+            )
+            return ExitCode.CONFIG
+    log.info(
+        "buffer worker %s (version %s) starting against %s",
+        settings.worker_id,
+        settings.worker_version,
+        httpx.URL(settings.orchestrator_url).host,  # the host only: a URL may carry credentials
+    )
+    worker = container.worker()
+    requests = ShutdownRequests()
+    with handle_signals(requests):
+        code = supervise(worker, requests)
+    log.info("exiting with status %d (%s)", code, code.name)
+    if requests.immediate.is_set() or worker.job_running:
+        # A second signal, or a job thread that would not stop: the claim loop or the job may
+        # still be in a call, and waiting for them or closing the model under them could hang
+        # the exit. Whatever had to be reported was reported or is in the outbox; the last
+        # progress updates get a second to go out.
+        if container.progress_sender.initialized:
+            container.progress_sender().close(timeout=1.0)
+        logging.shutdown()
+        os._exit(int(code))
+    container.shutdown_resources()
+    return int(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

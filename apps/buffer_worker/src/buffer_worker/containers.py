@@ -1,0 +1,140 @@
+"""The buffer worker's composition root: which adapter plays each part, and who gets what.
+
+Nothing is built at import. The model, the image loader and the result store are built on
+the first call of ``usecase``, which the worker makes only after its heartbeat has started:
+loading takes minutes on a real GPU and the orchestrator must see the worker meanwhile.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from dependency_injector import containers, providers
+
+from buffer_worker.board import WorkerBoard
+from buffer_worker.control import StopControl
+from buffer_worker.gpu import detect_gpu_name
+from buffer_worker.heartbeat import Heartbeater
+from buffer_worker.metrics import WorkerMetrics
+from buffer_worker.progress import BoardProgressReporter
+from buffer_worker.settings import BufferWorkerSettings
+from buffer_worker.worker import BufferWorker
+from fastwan_adapters.assembly import build_result_store
+from fastwan_adapters.clock import MonotonicClock
+from fastwan_adapters.encoder import PyAVEncoder
+from fastwan_adapters.generator import GeneratorSettings
+from fastwan_adapters.images import HttpImageLoader, ImageLoaderSettings
+from fastwan_adapters.orchestrator import (
+    Backoff,
+    OrchestratorClient,
+    OrchestratorProgressReporter,
+    StatusOutbox,
+)
+from fastwan_core import GenerateVideo, WorkerInfo
+
+if TYPE_CHECKING:
+    from fastwan_adapters.generator.diffusers_generator import DiffusersGenerator
+
+__all__ = ["Container"]
+
+
+def _gpu_class(settings: BufferWorkerSettings) -> str:
+    return settings.gpu_class or detect_gpu_name()
+
+
+def _client(settings: BufferWorkerSettings) -> Iterator[OrchestratorClient]:
+    client = OrchestratorClient(
+        settings.orchestrator_url, settings.api_key, backoff=Backoff(initial=settings.retry_initial_s)
+    )
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _progress_sender(client: OrchestratorClient) -> Iterator[OrchestratorProgressReporter]:
+    reporter = OrchestratorProgressReporter(client)
+    try:
+        yield reporter
+    finally:
+        reporter.close(timeout=5.0)  # the last updates of the last job go out
+
+
+def _generator(settings: GeneratorSettings) -> Iterator[DiffusersGenerator]:
+    from fastwan_adapters.generator.diffusers_generator import DiffusersGenerator  # torch: only now
+
+    generator = DiffusersGenerator.load(settings)
+    try:
+        yield generator
+    finally:
+        generator.close()
+
+
+def _images(settings: ImageLoaderSettings) -> Iterator[HttpImageLoader]:
+    loader = HttpImageLoader(settings)
+    try:
+        yield loader
+    finally:
+        loader.close()
+
+
+class Container(containers.DeclarativeContainer):
+    # -- configuration ----------------------------------------------------------------------
+    env = providers.Object(os.environ)
+    settings = providers.Singleton(BufferWorkerSettings.from_env, env)
+    gpu_class = providers.Singleton(_gpu_class, settings)
+    worker_info = providers.Singleton(
+        WorkerInfo, settings.provided.worker_id, settings.provided.worker_version
+    )
+
+    # -- shared state -----------------------------------------------------------------------
+    clock = providers.Singleton(MonotonicClock)
+    board = providers.Singleton(WorkerBoard)
+    metrics = providers.Singleton(WorkerMetrics)
+    control = providers.Singleton(StopControl, shutdown_grace_s=settings.provided.shutdown_grace_s)
+
+    # -- the orchestrator -------------------------------------------------------------------
+    client = providers.Resource(_client, settings)
+    outbox = providers.Singleton(StatusOutbox, settings.provided.state_dir)
+    progress_sender = providers.Resource(_progress_sender, client)
+    progress = providers.Singleton(BoardProgressReporter, progress_sender, board)
+    heartbeat = providers.Singleton(
+        Heartbeater,
+        client,
+        board,
+        worker_id=settings.provided.worker_id,
+        gpu_class=gpu_class,
+        worker_version=settings.provided.worker_version,
+        interval_s=settings.provided.heartbeat_interval_s,
+        metrics=metrics,
+        on_death=control.provided.side_task_died,
+    )
+
+    # -- the model and the use case: built on first use, after the heartbeat starts ------------
+    generator = providers.Resource(_generator, settings.provided.common.generator)
+    images = providers.Resource(_images, settings.provided.common.images)
+    encoder = providers.Singleton(PyAVEncoder)
+    store = providers.Singleton(build_result_store, env)  # B2 when configured, else OUTPUT_DIR
+    usecase = providers.Singleton(
+        GenerateVideo, images, generator, encoder, store, progress, clock, worker_info
+    )
+
+    # -- the worker -------------------------------------------------------------------------
+    worker = providers.Singleton(
+        BufferWorker,
+        client=client,
+        outbox=outbox,
+        heartbeat=heartbeat,
+        board=board,
+        control=control,
+        load_usecase=usecase.provider,
+        progress=progress_sender,
+        metrics=metrics,
+        clock=clock,
+        worker_id=settings.provided.worker_id,
+        gpu_class=gpu_class,
+        worker_version=settings.provided.worker_version,
+        poll_interval_s=settings.provided.poll_interval_s,
+    )

@@ -1,0 +1,64 @@
+"""The terminal status a claimed job ends with, when the worker, not the job, decides it.
+
+The core reports a job stopped between steps as ``cancelled``; that is right when the
+orchestrator asked for it, and wrong when the worker stopped it to shut down or restart: then
+the contract wants ``failed`` with a retryable code, so the orchestrator runs it elsewhere. A
+job that did not even stop in time has no result at all and gets one here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import attrs
+
+from buffer_worker.board import JobTicket, StopReason
+from buffer_worker.control import Leaving
+from fastwan_core import ErrorCode, JobResult, JobState, Metrics
+
+__all__ = ["final_result", "leaving_result"]
+
+
+def leaving_result(
+    leaving: Leaving, job_id: str | None, metrics: Metrics, restart_reason: str | None = None
+) -> JobResult:
+    """The failure for a job the worker gives up because it is leaving."""
+    if leaving is Leaving.RESTART:
+        return JobResult.failure(
+            ErrorCode.INTERNAL_ERROR,
+            f"the worker is restarting: {restart_reason or 'it cannot go on'}",
+            job_id=job_id,
+            retryable=True,
+            metrics=metrics,
+        )
+    return JobResult.failure(
+        ErrorCode.WORKER_SHUTDOWN,
+        "the worker is shutting down and the job could not finish within its grace period",
+        job_id=job_id,
+        metrics=metrics,
+    )
+
+
+def final_result(
+    ticket: JobTicket,
+    result: JobResult | None,
+    *,
+    leaving: Leaving | None,
+    restart_reason: str | None,
+    fallback_metrics: Callable[[], Metrics],
+) -> JobResult:
+    """What to report for ``ticket``, given the core's ``result`` (``None``: the job thread
+    did not end in time) and why the worker is leaving, if it is.
+
+    A job that ended on its own (succeeded, failed, or cancelled by the orchestrator) is
+    reported as it ended; a job that failed with ``fatal`` (GPU unusable) is made retryable,
+    since the fault is this worker's, not the job's.
+    """
+    if result is None:
+        return leaving_result(leaving or Leaving.SHUTDOWN, ticket.job_id, fallback_metrics(), restart_reason)
+    if result.status is JobState.CANCELLED and ticket.reason in (StopReason.SHUTDOWN, StopReason.RESTART):
+        why = Leaving.RESTART if ticket.reason is StopReason.RESTART else Leaving.SHUTDOWN
+        return leaving_result(why, result.job_id, result.metrics or fallback_metrics(), restart_reason)
+    if result.fatal and not result.retryable:
+        return attrs.evolve(result, retryable=True)
+    return result

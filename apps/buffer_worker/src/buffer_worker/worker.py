@@ -1,0 +1,398 @@
+"""The claim loop: claim, run, report, claim again, until told to stop.
+
+Threads, each with one job: the claim loop (here, :meth:`BufferWorker.run`) owns the job in hand
+and decides when it ends; the job thread runs the core's use case; a short-lived thread sends
+``running`` while the job already runs (a slow orchestrator never delays the GPU); the heartbeat
+has its own (``heartbeat.py``). The main thread only receives signals (``supervisor.py``).
+
+Every claimed job ends with exactly one terminal status, written to the outbox before it is
+sent, except when the orchestrator says the job is no longer ours (404/409): then nothing is
+kept and the loop goes on.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import enum
+import logging
+import re
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from buffer_worker.board import JobTicket, StopReason, WorkerBoard
+from buffer_worker.control import StopControl
+from buffer_worker.heartbeat import Heartbeater
+from buffer_worker.metrics import WorkerMetrics
+from buffer_worker.outcomes import final_result
+from fastwan_adapters.config import ConfigError
+from fastwan_adapters.logs import bind_job
+from fastwan_adapters.orchestrator import (
+    DeliveryInterrupted,
+    OrchestratorClient,
+    OrchestratorError,
+    StatusOutbox,
+    StatusOutcome,
+    StopSignal,
+    running_status_body,
+    status_body,
+)
+from fastwan_core import ErrorCode, GenerateVideo, Job, JobResult, JobValidationError, Metrics
+from fastwan_core.ports import Clock, ProgressReporter
+
+__all__ = ["BufferWorker", "ExitCode"]
+
+log = logging.getLogger(__name__)
+
+# The contract's id rule (fastwan_core.job): an id the status URL and the outbox can carry.
+_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_MONITOR_S: Final = 1.0  # the claim loop looks at the heartbeat thread at least this often
+
+
+class ExitCode(enum.IntEnum):
+    """``OK``: stopped as asked. ``RESTART``: cannot go on (GPU unusable, heartbeat dead, a bug);
+    the host must restart it. ``CONFIG``: a bad setting or a model that cannot load."""
+
+    OK = 0
+    RESTART = 1
+    CONFIG = 2
+
+
+class BufferWorker:
+    """Claims and runs jobs one at a time; see the module's docstring.
+
+    Args:
+        load_usecase: loads and warms the model and returns the use case (slow: called once,
+            after the heartbeat has started).
+        progress: the progress port without the board, for the final update of a job the
+            worker ends itself (shutdown, restart).
+    """
+
+    def __init__(
+        self,
+        *,
+        client: OrchestratorClient,
+        outbox: StatusOutbox,
+        heartbeat: Heartbeater,
+        board: WorkerBoard,
+        control: StopControl,
+        load_usecase: Callable[[], GenerateVideo],
+        progress: ProgressReporter,
+        metrics: WorkerMetrics,
+        clock: Clock,
+        worker_id: str,
+        gpu_class: str,
+        worker_version: str | None,
+        poll_interval_s: float,
+    ) -> None:
+        self._client = client
+        self._outbox = outbox
+        self._heartbeat = heartbeat
+        self._board = board
+        self._control = control
+        self._load_usecase = load_usecase
+        self._progress = progress
+        self._metrics = metrics
+        self._clock = clock
+        self._worker_id = worker_id
+        self._gpu_class = gpu_class
+        self._version = worker_version
+        self._poll_interval = poll_interval_s
+        self._usecase: GenerateVideo | None = None
+        self._job_thread: threading.Thread | None = None
+        self.exit_code: ExitCode | None = None
+
+    # -- the claim loop's thread ------------------------------------------------------------
+
+    def run(self) -> ExitCode:
+        """Flush the outbox, start heartbeating, load the model, then claim until stopped."""
+        try:
+            code = self._serve()
+        except Exception:
+            log.critical("the claim loop failed", exc_info=True)
+            self._board.set_error("internal error in the claim loop")
+            code = ExitCode.RESTART
+        if self._control.restart_reason is not None and code is ExitCode.OK:
+            code = ExitCode.RESTART
+        if not self._control.abort.is_set():
+            self._say_goodbye()
+        self.exit_code = code
+        return code
+
+    def request_stop(self) -> None:
+        """The first signal: claim nothing more; the job in hand gets its grace period."""
+        log.info("stop requested: finishing the job in hand, if any, then exiting")
+        self._board.stopping()
+        self._control.request_stop()
+
+    @property
+    def job_running(self) -> bool:
+        """A job thread is still running (the process must not wait for it at exit)."""
+        return self._job_thread is not None and self._job_thread.is_alive()
+
+    def _serve(self) -> ExitCode:
+        try:
+            self._outbox.flush(self._client, stop=self._control.stop)
+        except DeliveryInterrupted:
+            log.warning("stopped while sending statuses left from the last run; they stay in the outbox")
+            return ExitCode.OK
+        self._heartbeat.start()
+        try:
+            usecase = self._usecase = self._load_usecase()
+        except ConfigError as error:
+            log.error("cannot start: %s", error)
+            self._board.set_error(f"cannot start: {error}")
+            return ExitCode.CONFIG
+        except Exception as error:  # B2 unreachable, a CUDA error at load...: a restart may help
+            log.critical("start-up failed: the model or the result store is not usable", exc_info=True)
+            self._board.set_error(f"start-up failed: {type(error).__name__} (see the worker's log)")
+            return ExitCode.RESTART
+        self._metrics.ready.set(1)
+        if not self._control.stop.is_set():
+            log.info("ready: claiming jobs as %s (%s)", self._worker_id, self._gpu_class)
+        while not self._control.stop.is_set():
+            if self._heartbeat.died:
+                self._control.side_task_died(None)
+                break
+            self._claim_once(usecase)
+        return ExitCode.OK
+
+    def _claim_once(self, usecase: GenerateVideo) -> None:
+        began = self._clock.now()
+        raw = self._client.claim_with_backoff(
+            self._worker_id,
+            stop=self._control.stop,
+            gpu_class=self._gpu_class,
+            model_id=usecase.generator.model_id,
+            worker_version=self._version,
+        )
+        if raw is None:
+            if not self._control.stop.is_set():
+                self._metrics.claimed(job=False)
+            # arq's poll: the time the claim took counts toward the interval.
+            self._control.stop.wait(max(0.0, self._poll_interval - (self._clock.now() - began)))
+            return
+        self._metrics.claimed(job=True)
+        self._take(raw, usecase)
+
+    def _take(self, raw: Mapping[str, Any], usecase: GenerateVideo) -> None:
+        buffer_job_id = raw.get("buffer_job_id")
+        if not isinstance(buffer_job_id, str) or not _ID_RE.fullmatch(buffer_job_id):
+            log.error("claimed a job without a usable buffer_job_id: it cannot be reported, skipped")
+            return
+        job: Job | None
+        job_id: str | None
+        try:
+            job = Job.from_wire(raw)
+            job_id = job.musetalk_job_id
+        except JobValidationError as error:
+            job, job_id = None, error.job_id
+        ticket = JobTicket(buffer_job_id, job_id, self._clock.now())
+        with bind_job(job_id, buffer_job_id=buffer_job_id):
+            if job is None:
+                # The core's own answer to a bad job (and its final progress call).
+                self._conclude(ticket, usecase.run_payload(dict(raw), ticket))
+            elif self._control.stop.is_set():
+                log.info("claimed while stopping: handing the job back as worker_shutdown")
+                ticket.stop(StopReason.SHUTDOWN, self._clock.now())
+                self._conclude(ticket, None)
+            else:
+                self._run(job, ticket, usecase)
+
+    # -- one job ----------------------------------------------------------------------------
+
+    def _run(self, job: Job, ticket: JobTicket, usecase: GenerateVideo) -> None:
+        log.info("claimed buffer job %s", ticket.buffer_job_id)
+        self._board.begin(ticket)
+        self._metrics.busy.set(1)
+        try:
+            # copy_context: the job id bound for logging travels into both threads.
+            self._job_thread = threading.Thread(
+                target=contextvars.copy_context().run,
+                args=(self._execute, usecase, job, ticket),
+                name=f"job-{ticket.buffer_job_id}",
+                daemon=True,
+            )
+            announcer = threading.Thread(
+                target=contextvars.copy_context().run,
+                args=(self._announce, ticket),
+                name=f"running-{ticket.buffer_job_id}",
+                daemon=True,
+            )
+            self._job_thread.start()
+            announcer.start()
+            result = self._await(ticket)
+            announcer.join()  # `running` goes first (or gives up as the worker leaves)
+            if ticket.reason is StopReason.LEASE_LOST:
+                log.warning(
+                    "buffer job %s is no longer ours: dropped, nothing reported", ticket.buffer_job_id
+                )
+                self._board.silence(ticket.job_id)
+                self._metrics.leases_lost.inc()
+                return
+            self._conclude(ticket, result)
+        finally:
+            self._board.end(ticket)
+            self._metrics.busy.set(0)
+
+    def _execute(self, usecase: GenerateVideo, job: Job, ticket: JobTicket) -> None:
+        try:
+            result = usecase.run(job, ticket)
+        except BaseException as error:  # run() never raises; if it does, the job still ends
+            log.critical("the use case raised", exc_info=True)
+            result = JobResult.failure(
+                ErrorCode.INTERNAL_ERROR,
+                f"internal error: {type(error).__name__}",
+                job_id=job.musetalk_job_id,
+                metrics=self._fallback_metrics(ticket)(),
+            )
+        ticket.finish(result)
+        self._control.wake.set()
+
+    def _announce(self, ticket: JobTicket) -> None:
+        """Send ``running`` until recorded, even if the job ends first, so that the orchestrator
+        sees the contract's order; a 404/409 means the lease is lost: stop the job."""
+        try:
+            outcome = self._client.post_status(
+                ticket.buffer_job_id,
+                running_status_body(self._worker_id),
+                stop=self._control.delivery_window(),
+            )
+        except DeliveryInterrupted:
+            return  # the worker is leaving; the terminal status is kept in the outbox
+        except OrchestratorError as error:
+            log.warning("`running` not sent: %s", error)
+            return
+        if outcome is StatusOutcome.GONE and ticket.stop(StopReason.LEASE_LOST, self._clock.now()):
+            log.warning("buffer job %s: the orchestrator answered 404/409, stopping it", ticket.buffer_job_id)
+            self._board.silence(ticket.job_id)
+            self._control.wake.set()
+
+    def _await(self, ticket: JobTicket) -> JobResult | None:
+        """Wait for the job's result; stop it when the worker leaves; ``None`` if it would not stop."""
+        while True:
+            self._control.wake.clear()
+            if ticket.done.is_set():
+                return ticket.result
+            if self._control.abort.is_set():
+                return None  # the main thread reports the job; nothing is waited for any more
+            if self._heartbeat.died and self._control.restart_reason is None:
+                self._control.side_task_died(None)
+            now = self._clock.now()
+            timeout = _MONITOR_S
+            stop_at, give_up_at = self._control.stop_job_at(), self._control.give_up_at()
+            if stop_at is not None and give_up_at is not None:
+                if now >= stop_at:
+                    restart = self._control.restart_reason is not None
+                    if ticket.stop(StopReason.RESTART if restart else StopReason.SHUTDOWN, now):
+                        log.warning(
+                            "stopping the job in hand: the worker is %s",
+                            "restarting" if restart else "stopping",
+                        )
+                    if now >= give_up_at:
+                        log.error(
+                            "the job did not stop within %.1f s; reporting it now", self._control.stop_wait_s
+                        )
+                        return None
+                    timeout = min(timeout, give_up_at - now)
+                else:
+                    timeout = min(timeout, stop_at - now)
+            self._control.wake.wait(max(0.0, timeout))
+
+    def _conclude(self, ticket: JobTicket, result: JobResult | None) -> None:
+        """Report the job's one terminal status (unless the main thread already has)."""
+        final = final_result(
+            ticket,
+            result,
+            leaving=self._control.leaving,
+            restart_reason=self._control.restart_reason,
+            fallback_metrics=self._fallback_metrics(ticket),
+        )
+        if not ticket.claim_report():
+            return
+        self._finish(ticket, final, replaced=_replaced(result, final), window=self._control.delivery_window())
+        if final.fatal:
+            self._control.request_restart(f"the GPU is unusable ({final.error})")
+
+    def _finish(self, ticket: JobTicket, final: JobResult, *, replaced: bool, window: StopSignal) -> None:
+        if replaced and ticket.job_id is not None:
+            # The core's final progress was held back by the board; this one replaces it.
+            self._board.silence(ticket.job_id)
+            self._progress.report(ticket.job_id, final.progress_update(self._worker_id))
+        self._board.record(ticket, final)
+        self._metrics.job_ended(final, self._clock.now() - ticket.started)
+        code = final.error_code.value if final.error_code is not None else "-"
+        log.info("buffer job %s ended %s (%s)", ticket.buffer_job_id, final.status.value, code)
+        body = status_body(final, self._worker_id)
+        try:
+            outcome = self._outbox.deliver(self._client, ticket.buffer_job_id, body, stop=window)
+        except DeliveryInterrupted:
+            log.warning(
+                "the status of buffer job %s stays in the outbox (%s); it is sent at the next start",
+                ticket.buffer_job_id,
+                self._outbox.directory,
+            )
+            return
+        except OSError as error:  # the outbox cannot write: send it anyway, without the safety net
+            log.error(
+                "outbox unavailable (%s); sending the status of buffer job %s directly",
+                error,
+                ticket.buffer_job_id,
+            )
+            try:
+                outcome = self._client.post_status(ticket.buffer_job_id, body, stop=window)
+            except OrchestratorError as failure:
+                log.error("the status of buffer job %s is lost: %s", ticket.buffer_job_id, failure)
+                return
+        if outcome is StatusOutcome.GONE:
+            self._metrics.leases_lost.inc()
+
+    def _fallback_metrics(self, ticket: JobTicket) -> Callable[[], Metrics]:
+        """Metrics for a job with no result of its own: who ran it and for how long."""
+
+        def metrics() -> Metrics:
+            generator = self._usecase.generator if self._usecase is not None else None
+            return Metrics(
+                duration_sec=round(max(0.0, self._clock.now() - ticket.started), 4),
+                model_id=generator.model_id if generator is not None else None,
+                gpu_name=generator.device_name if generator is not None else None,
+                worker_id=self._worker_id,
+                worker_version=self._version,
+            )
+
+        return metrics
+
+    def _say_goodbye(self) -> None:
+        self._heartbeat.stop(timeout=2.0)
+        self._heartbeat.send_final()
+
+    # -- the main thread, on a second signal -------------------------------------------------
+
+    def abort(self) -> ExitCode:
+        """The second signal: report the job in hand ``worker_shutdown`` (one try; else it
+        stays in the outbox), send the last heartbeat, and return at once."""
+        self._control.abort_now()
+        ticket = self._board.current()
+        if ticket is not None and ticket.reason is not StopReason.LEASE_LOST:
+            ticket.stop(StopReason.SHUTDOWN, self._clock.now())
+            final = final_result(
+                ticket,
+                ticket.result,
+                leaving=self._control.leaving,
+                restart_reason=self._control.restart_reason,
+                fallback_metrics=self._fallback_metrics(ticket),
+            )
+            if ticket.claim_report():
+                with bind_job(ticket.job_id, buffer_job_id=ticket.buffer_job_id):
+                    replaced = _replaced(ticket.result, final)
+                    self._finish(ticket, final, replaced=replaced, window=self._control.abort)
+        self._heartbeat.stop()
+        self._heartbeat.send_final()
+        code = ExitCode.RESTART if self._control.restart_reason is not None else ExitCode.OK
+        self.exit_code = code
+        return code
+
+
+def _replaced(result: JobResult | None, final: JobResult) -> bool:
+    """The worker ends the job otherwise than the core did (so the core's final progress is wrong)."""
+    return result is None or final.error_code is not result.error_code

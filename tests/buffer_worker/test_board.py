@@ -1,0 +1,108 @@
+"""The board and the ticket: what each thread hands the others, and the rules on progress."""
+
+from __future__ import annotations
+
+import threading
+
+from buffer_worker.board import JobTicket, StopReason, WorkerBoard
+from fastwan_adapters.orchestrator import WorkerStatus
+from fastwan_core import ErrorCode, JobResult, JobState, Phase, ProgressUpdate
+
+RUNNING = ProgressUpdate(status=JobState.RUNNING, phase=Phase.DECODING, progress=0.85)
+CANCELLED = JobResult.failure(ErrorCode.CANCELLED, "job cancelled", job_id="j-1").progress_update()
+
+
+def ticket() -> JobTicket:
+    return JobTicket("b-1", "j-1", started=10.0)
+
+
+def test_the_first_reason_to_stop_stands() -> None:
+    held = ticket()
+    assert not held.is_set()
+
+    assert held.stop(StopReason.CANCELLED, now=11.0)
+    assert not held.stop(StopReason.SHUTDOWN, now=12.0)
+
+    assert held.is_set()
+    assert (held.reason, held.stopped_at) == (StopReason.CANCELLED, 11.0)
+
+
+def test_only_one_caller_may_report_a_job_even_when_racing() -> None:
+    held = ticket()
+    wins: list[bool] = []
+    threads = [threading.Thread(target=lambda: wins.append(held.claim_report())) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(wins) == [False] * 7 + [True]
+
+
+def test_snapshots_say_idle_busy_with_the_job_then_stopping() -> None:
+    board = WorkerBoard()
+    held = ticket()
+    assert board.snapshot().status is WorkerStatus.IDLE
+
+    board.begin(held)
+    assert board.observe("j-1", RUNNING)
+    busy = board.snapshot()
+    assert (busy.status, busy.current_job_id, busy.phase, busy.progress) == (
+        WorkerStatus.BUSY,
+        "b-1",
+        Phase.DECODING,
+        0.85,
+    )
+
+    board.stopping()
+    board.end(held)
+    last = board.snapshot()
+    assert (last.status, last.current_job_id, last.phase, last.progress) == (
+        WorkerStatus.STOPPING,
+        None,
+        None,
+        None,
+    )
+
+
+def test_a_failure_becomes_the_last_error_until_a_success_clears_it() -> None:
+    board = WorkerBoard()
+    failed = JobResult.failure(ErrorCode.UPLOAD_FAILED, "B2 answered 503", job_id="j-1")
+    board.record(ticket(), failed)
+    assert board.snapshot().error == "buffer job b-1: upload_failed: B2 answered 503"
+
+    board.record(ticket(), JobResult(status=JobState.SUCCEEDED, job_id="j-1", output_url="u"))
+    assert board.snapshot().error is None
+
+
+def test_nothing_is_sent_for_a_job_whose_lease_is_lost() -> None:
+    board = WorkerBoard()
+    held = ticket()
+    board.begin(held)
+    held.stop(StopReason.LEASE_LOST, now=11.0)
+
+    assert not board.observe("j-1", RUNNING)
+    assert not board.observe("j-1", CANCELLED)
+
+
+def test_the_cores_cancelled_update_is_held_back_when_the_worker_stopped_the_job() -> None:
+    board = WorkerBoard()
+    for reason, sent in [
+        (StopReason.CANCELLED, True),
+        (StopReason.SHUTDOWN, False),
+        (StopReason.RESTART, False),
+    ]:
+        held = ticket()
+        board.begin(held)
+        held.stop(reason, now=11.0)
+        assert board.observe("j-1", RUNNING)  # running updates still go out
+        assert board.observe("j-1", CANCELLED) is sent
+        board.end(held)
+
+
+def test_a_silenced_job_sends_nothing_even_after_it_left_the_board() -> None:
+    board = WorkerBoard()
+    board.silence("j-1")
+
+    assert not board.observe("j-1", CANCELLED)
+    assert board.observe("j-2", CANCELLED)

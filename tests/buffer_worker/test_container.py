@@ -1,0 +1,83 @@
+"""The composition root: the worker is composed without loading the model, and start-up errors
+name their variable and exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dependency_injector import providers
+
+from buffer_worker.board import JobTicket
+from buffer_worker.containers import Container
+from buffer_worker.worker import BufferWorker, ExitCode
+from fastwan_adapters.config import ConfigError
+from fastwan_adapters.orchestrator import StatusOutbox
+from fastwan_core import JobState, Phase, ProgressUpdate
+
+ENV = {
+    "ORCHESTRATOR_BASE_URL": "http://127.0.0.1:9",
+    "INTERNAL_API_KEY": "key-for-tests",
+    "BUFFER_WORKER_ID": "w-1",
+    "GPU_CLASS": "RTX 3080",
+    "FASTWAN_MODEL": "tiny",
+}
+
+
+@pytest.fixture
+def container(tmp_path: Path) -> Iterator[Container]:
+    made = Container()
+    made.env.override(providers.Object({**ENV, "STATE_DIR": str(tmp_path / "state")}))
+    yield made
+    made.shutdown_resources()
+
+
+def test_the_worker_is_composed_without_loading_the_model(container: Container, tmp_path: Path) -> None:
+    worker = container.worker()
+
+    assert isinstance(worker, BufferWorker)
+    assert container.worker() is worker
+    assert container.gpu_class() == "RTX 3080"
+    assert isinstance(container.outbox(), StatusOutbox)
+    assert container.outbox().directory == tmp_path / "state" / "status-outbox"
+    assert not container.generator.initialized
+    assert container.client.initialized  # the worker holds the one pooled client
+
+
+def test_the_progress_port_given_to_the_core_feeds_the_heartbeats_board(container: Container) -> None:
+    container.board().begin(JobTicket("b-1", "j-1", started=0.0))
+
+    container.progress().report(
+        "j-1", ProgressUpdate(status=JobState.RUNNING, phase=Phase.DECODING, progress=0.85)
+    )
+
+    snapshot = container.board().snapshot()
+    assert (snapshot.current_job_id, snapshot.phase, snapshot.progress) == ("b-1", Phase.DECODING, 0.85)
+
+
+def test_a_bad_setting_surfaces_when_the_settings_are_read(tmp_path: Path) -> None:
+    made = Container()
+    made.env.override(providers.Object({**ENV, "HEARTBEAT_INTERVAL_S": "often"}))
+
+    with pytest.raises(ConfigError, match="HEARTBEAT_INTERVAL_S must be a number"):
+        made.worker()
+
+
+def test_the_program_exits_2_naming_the_missing_variable() -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "BUFFER_WORKER_ID": "w-1"}
+
+    done = subprocess.run(
+        [sys.executable, "-m", "buffer_worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == ExitCode.CONFIG
+    assert "ORCHESTRATOR_BASE_URL is required in buffer mode" in done.stderr
+    assert "Traceback" not in done.stderr

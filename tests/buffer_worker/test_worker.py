@@ -1,0 +1,374 @@
+"""The claim loop in-process: the core's fakes for the model, the real client, outbox and heartbeat
+against the orchestrator double. Here the shutdown and restart paths are driven exactly (a step
+that waits on an event), which a real generator cannot be made to do on cue.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from buffer_worker.board import WorkerBoard
+from buffer_worker.control import StopControl
+from buffer_worker.heartbeat import Heartbeater
+from buffer_worker.metrics import WorkerMetrics
+from buffer_worker.progress import BoardProgressReporter
+from buffer_worker.worker import BufferWorker, ExitCode
+from fastwan_adapters.clock import MonotonicClock
+from fastwan_adapters.generator import NoGpuError
+from fastwan_adapters.orchestrator import Backoff, HeartbeatAnswer, OrchestratorClient, StatusOutbox
+from fastwan_adapters.testing import Endpoint, OrchestratorDouble
+from fastwan_core import ErrorCode, GenerateVideo, JobFailure, JobState, WorkerInfo
+from fastwan_core.testing import (
+    FakeEncoder,
+    FakeGenerator,
+    FakeImageLoader,
+    InMemoryResultStore,
+    RecordingProgressReporter,
+)
+
+JOB = {"prompt": "a cat on a sofa", "num_frames": 9, "width": 256, "height": 256}
+TIMEOUT = 10.0
+
+
+@attrs.define
+class Rig:
+    orch: OrchestratorDouble
+    client: OrchestratorClient
+    board: WorkerBoard
+    control: StopControl
+    outbox: StatusOutbox
+    generator: FakeGenerator
+    store: InMemoryResultStore
+    sent_progress: RecordingProgressReporter
+    worker: BufferWorker
+    thread: threading.Thread | None = None
+    exit_code: ExitCode | None = None
+
+    def start(self) -> Rig:
+        def run() -> None:
+            self.exit_code = self.worker.run()
+
+        self.thread = threading.Thread(target=run, name="test-claim-loop", daemon=True)
+        self.thread.start()
+        return self
+
+    def join(self, timeout: float = TIMEOUT) -> ExitCode | None:
+        assert self.thread is not None
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the claim loop did not end"
+        return self.exit_code
+
+    def wait(self, condition: Callable[[OrchestratorDouble], Any], what: str) -> None:
+        assert self.orch.wait_for(condition, timeout=TIMEOUT), f"timed out waiting for {what}"
+
+    def running(self, buffer_job_id: str) -> Callable[[OrchestratorDouble], bool]:
+        return lambda o: bool(o.statuses(buffer_job_id))
+
+    def ended(self, buffer_job_id: str) -> Callable[[OrchestratorDouble], bool]:
+        return lambda o: bool(o.terminal_statuses(buffer_job_id))
+
+
+class _Sender:
+    """The heartbeat's port, passed through to the client until ``broken`` is set: then it
+    fails as a bug would (not as an orchestrator outage), killing the heartbeat thread."""
+
+    def __init__(self, client: OrchestratorClient) -> None:
+        self.client = client
+        self.broken = threading.Event()
+
+    def heartbeat(self, worker_id: str, beat: Any) -> HeartbeatAnswer:
+        if self.broken.is_set():
+            raise KeyError("a bug in the heartbeat")
+        return self.client.heartbeat(worker_id, beat)
+
+
+@pytest.fixture
+def make_rig(orch: OrchestratorDouble, tmp_path: Path) -> Iterator[Callable[..., Rig]]:
+    rigs: list[Rig] = []
+
+    def make(
+        *,
+        generator: FakeGenerator | None = None,
+        grace: float = 25.0,
+        stop_wait: float = 3.0,
+        load: Callable[[GenerateVideo], GenerateVideo] = lambda usecase: usecase,
+        heartbeat_sender: Callable[[OrchestratorClient], Any] = lambda client: client,
+        claim_client: Callable[[OrchestratorClient, StopControl], Any] = lambda client, _control: client,
+    ) -> Rig:
+        client = OrchestratorClient(orch.url, orch.api_key, timeout=2.0, backoff=Backoff(initial=0.05))
+        board = WorkerBoard()
+        control = StopControl(shutdown_grace_s=grace, stop_wait_s=stop_wait, final_report_s=2.0)
+        metrics = WorkerMetrics()
+        outbox = StatusOutbox(tmp_path / "state")
+        generator = generator or FakeGenerator()
+        store = InMemoryResultStore()
+        sent = RecordingProgressReporter()
+        usecase = GenerateVideo(
+            FakeImageLoader(),
+            generator,
+            FakeEncoder(),
+            store,
+            BoardProgressReporter(sent, board),
+            MonotonicClock(),
+            WorkerInfo("w-1", "1.0"),
+        )
+        heartbeat = Heartbeater(
+            heartbeat_sender(client),
+            board,
+            worker_id="w-1",
+            gpu_class="FakeGPU",
+            worker_version="1.0",
+            interval_s=0.05,
+            metrics=metrics,
+            on_death=control.side_task_died,
+        )
+        worker = BufferWorker(
+            client=claim_client(client, control),
+            outbox=outbox,
+            heartbeat=heartbeat,
+            board=board,
+            control=control,
+            load_usecase=lambda: load(usecase),
+            progress=sent,
+            metrics=metrics,
+            clock=MonotonicClock(),
+            worker_id="w-1",
+            gpu_class="FakeGPU",
+            worker_version="1.0",
+            poll_interval_s=0.05,
+        )
+        rig = Rig(orch, client, board, control, outbox, generator, store, sent, worker)
+        rigs.append(rig)
+        return rig
+
+    yield make
+    for rig in rigs:
+        rig.control.abort_now()
+        if rig.thread is not None:
+            rig.thread.join(TIMEOUT)
+        rig.client.close()
+
+
+def add(orch: OrchestratorDouble, job_id: str, **fields: Any) -> str:
+    return orch.add_job({**JOB, "musetalk_job_id": job_id, **fields})
+
+
+def paced(seconds_per_step: float) -> FakeGenerator:
+    """The core's fake generator, with its steps taking real time (cancellation points between)."""
+    return FakeGenerator(on_step=lambda _index: time.sleep(seconds_per_step))
+
+
+def gated(gate: threading.Event) -> FakeGenerator:
+    """A generator stuck in its first step until ``gate`` is set: a job that will not stop."""
+    return FakeGenerator(on_step=lambda _index: gate.wait(TIMEOUT))
+
+
+def test_a_job_runs_and_its_terminal_status_goes_through_the_outbox(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig().start()
+    buffer_job_id = add(rig.orch, "j-1")
+
+    rig.wait(rig.ended(buffer_job_id), "the job to end")
+    rig.worker.request_stop()
+
+    assert rig.join() is ExitCode.OK
+    assert [s["status"] for s in rig.orch.statuses(buffer_job_id)] == ["running", "succeeded"]
+    assert list(rig.store.objects) == ["j-1.mp4"]
+    assert rig.outbox.pending() == []
+    assert rig.orch.heartbeats("w-1")[-1]["status"] == "stopping"
+    claim = rig.orch.claims()[0]
+    assert claim == {
+        "worker_id": "w-1",
+        "gpu_class": "FakeGPU",
+        "model_id": "fake/fastwan",
+        "worker_version": "1.0",
+    }
+
+
+def test_statuses_left_from_a_previous_run_are_sent_before_anything_else(
+    make_rig: Callable[..., Rig], orch: OrchestratorDouble, tmp_path: Path
+) -> None:
+    buffer_job_id = add(orch, "left-over")
+    with OrchestratorClient(orch.url, orch.api_key) as previous_life:
+        assert previous_life.claim("w-1") is not None
+    StatusOutbox(tmp_path / "state").put(buffer_job_id, {"status": "succeeded", "output_url": "memory://x"})
+    before = len(orch.requests())
+
+    rig = make_rig().start()
+    rig.wait(rig.ended(buffer_job_id), "the left-over status")
+    rig.wait(lambda o: bool(o.requests(Endpoint.CLAIM)), "a claim")
+    rig.worker.request_stop()
+    rig.join()
+
+    first = orch.requests()[before]
+    assert (first.endpoint, first.ident, first.body["status"]) == (
+        Endpoint.STATUS,
+        buffer_job_id,
+        "succeeded",
+    )
+    assert rig.outbox.pending() == []
+
+
+def test_after_the_grace_period_a_stopped_job_is_reported_worker_shutdown_with_its_own_metrics(
+    make_rig: Callable[..., Rig],
+) -> None:
+    rig = make_rig(generator=paced(0.3), grace=0.1).start()
+    buffer_job_id = add(rig.orch, "j-grace")
+    rig.wait(rig.running(buffer_job_id), "`running`")
+
+    rig.worker.request_stop()
+
+    assert rig.join() is ExitCode.OK
+    (final,) = rig.orch.terminal_statuses(buffer_job_id)
+    assert (final["status"], final["error_code"], final["retryable"]) == ("failed", "worker_shutdown", True)
+    assert final["metrics"]["steps"] == 3 and "denoise_s" in final["metrics"]["timings"]
+    assert len(rig.generator.steps_run) < 3
+    terminal_progress = [u for _, u in rig.sent_progress.updates if u.is_terminal]
+    assert [(u.status, u.error_code) for u in terminal_progress] == [
+        (JobState.FAILED, ErrorCode.WORKER_SHUTDOWN)
+    ]
+    assert rig.store.objects == {}
+
+
+def test_a_job_that_finishes_within_the_grace_period_is_reported_as_it_ended(
+    make_rig: Callable[..., Rig],
+) -> None:
+    rig = make_rig(generator=paced(0.1), grace=10.0).start()
+    buffer_job_id = add(rig.orch, "j-finishes")
+    queued = add(rig.orch, "j-never-claimed")
+    rig.wait(rig.running(buffer_job_id), "`running`")
+
+    rig.worker.request_stop()
+
+    assert rig.join() is ExitCode.OK
+    assert [s["status"] for s in rig.orch.statuses(buffer_job_id)] == ["running", "succeeded"]
+    assert rig.orch.job_state(queued) == "queued"
+
+
+def test_a_job_that_will_not_stop_is_reported_without_it_and_the_worker_leaves(
+    make_rig: Callable[..., Rig],
+) -> None:
+    gate = threading.Event()
+    rig = make_rig(generator=gated(gate), grace=0.0, stop_wait=0.2).start()
+    buffer_job_id = add(rig.orch, "j-stuck")
+    rig.wait(rig.running(buffer_job_id), "`running`")
+
+    rig.worker.request_stop()
+    try:
+        assert rig.join(timeout=5) is ExitCode.OK
+        assert rig.worker.job_running
+    finally:
+        gate.set()
+
+    (final,) = rig.orch.terminal_statuses(buffer_job_id)
+    assert (final["error_code"], final["retryable"]) == ("worker_shutdown", True)
+    assert final["metrics"]["worker_id"] == "w-1" and final["metrics"]["duration_sec"] >= 0.2
+
+
+def test_a_second_signal_reports_the_job_and_returns_at_once(make_rig: Callable[..., Rig]) -> None:
+    gate = threading.Event()
+    rig = make_rig(generator=gated(gate), grace=30.0).start()
+    buffer_job_id = add(rig.orch, "j-abort")
+    rig.wait(rig.running(buffer_job_id), "`running`")
+    rig.worker.request_stop()
+
+    started = time.monotonic()
+    try:
+        assert rig.worker.abort() is ExitCode.OK
+        took = time.monotonic() - started
+    finally:
+        gate.set()
+
+    assert took < 2.0
+    (final,) = rig.orch.terminal_statuses(buffer_job_id)
+    assert (final["error_code"], final["retryable"]) == ("worker_shutdown", True)
+    assert rig.orch.heartbeats("w-1")[-1]["status"] == "stopping"
+    rig.join()
+    assert len(rig.orch.terminal_statuses(buffer_job_id)) == 1
+
+
+def test_a_dead_heartbeat_fails_the_job_retryable_and_the_worker_exits_to_be_restarted(
+    make_rig: Callable[..., Rig],
+) -> None:
+    senders: list[_Sender] = []
+
+    def sender(client: OrchestratorClient) -> _Sender:
+        senders.append(_Sender(client))
+        return senders[-1]
+
+    rig = make_rig(generator=paced(0.5), heartbeat_sender=sender).start()
+    buffer_job_id = add(rig.orch, "j-orphan")
+    rig.wait(rig.running(buffer_job_id), "`running`")
+
+    senders[0].broken.set()
+
+    assert rig.join() is ExitCode.RESTART
+    (final,) = rig.orch.terminal_statuses(buffer_job_id)
+    assert (final["status"], final["error_code"], final["retryable"]) == ("failed", "internal_error", True)
+    assert "heartbeat" in final["error"]
+
+
+def test_an_unusable_gpu_fails_the_job_retryable_and_the_worker_exits_to_be_restarted(
+    make_rig: Callable[..., Rig],
+) -> None:
+    cuda = JobFailure(ErrorCode.GENERATION_FAILED, "CUDA error: an illegal memory access", fatal=True)
+    rig = make_rig(generator=FakeGenerator(failure=cuda, fail_at_step=2)).start()
+    buffer_job_id = add(rig.orch, "j-cuda")
+    queued = add(rig.orch, "j-next")
+
+    assert rig.join() is ExitCode.RESTART
+
+    (final,) = rig.orch.terminal_statuses(buffer_job_id)
+    assert (final["status"], final["error_code"], final["retryable"]) == ("failed", "generation_failed", True)
+    assert [u.error_code for _, u in rig.sent_progress.updates if u.is_terminal] == [
+        ErrorCode.GENERATION_FAILED
+    ]
+    assert rig.orch.job_state(queued) == "queued"
+
+
+def test_a_model_that_cannot_load_is_a_configuration_error_told_to_the_orchestrator(
+    make_rig: Callable[..., Rig],
+) -> None:
+    def no_gpu(_usecase: GenerateVideo) -> GenerateVideo:
+        raise NoGpuError("FASTWAN_MODEL names a real model and there is no CUDA GPU")
+
+    rig = make_rig(load=no_gpu).start()
+
+    assert rig.join() is ExitCode.CONFIG
+    assert rig.orch.claims() == []
+    last = rig.orch.heartbeats("w-1")[-1]
+    assert last["status"] == "stopping"
+    assert last["error"] == "cannot start: FASTWAN_MODEL names a real model and there is no CUDA GPU"
+
+
+class _StopsOnClaim:
+    """The claim answers just as the stop signal comes: the job is claimed by a stopping worker."""
+
+    def __init__(self, client: OrchestratorClient, control: StopControl) -> None:
+        self.client, self.control = client, control
+
+    def claim_with_backoff(self, worker_id: str, **options: Any) -> Mapping[str, Any] | None:
+        job = self.client.claim_with_backoff(worker_id, **options)
+        if job is not None:
+            self.control.request_stop()
+        return job
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+def test_a_job_claimed_while_stopping_is_handed_back_as_worker_shutdown(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(claim_client=_StopsOnClaim).start()
+    buffer_job_id = add(rig.orch, "j-late")
+
+    assert rig.join() is ExitCode.OK
+
+    assert [s["status"] for s in rig.orch.statuses(buffer_job_id)] == ["failed"]
+    assert rig.orch.terminal_statuses(buffer_job_id)[0]["error_code"] == "worker_shutdown"
+    assert rig.generator.calls == []
