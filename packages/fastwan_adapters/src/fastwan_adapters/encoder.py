@@ -163,7 +163,6 @@ class PyAVEncoder:
                     width=target.width,
                     height=target.height,
                     format="yuv420p",
-                    src_colorspace=Colorspace.ITU709,
                     dst_colorspace=Colorspace.ITU709,
                     interpolation=_INTERPOLATION[self.resize_filter] | Interpolation.ACCURATE_RND,
                     src_color_range=ColorRange.JPEG,
