@@ -85,19 +85,16 @@ def test_nothing_is_sent_for_a_job_whose_lease_is_lost() -> None:
     assert not board.observe("j-1", CANCELLED)
 
 
-def test_the_cores_cancelled_update_is_held_back_when_the_worker_stopped_the_job() -> None:
-    board = WorkerBoard()
-    for reason, sent in [
-        (StopReason.CANCELLED, True),
-        (StopReason.SHUTDOWN, False),
-        (StopReason.RESTART, False),
+def test_a_stopped_job_tells_the_core_how_to_report_it() -> None:
+    for reason, code, message in [
+        (StopReason.CANCELLED, ErrorCode.CANCELLED, "job cancelled by the orchestrator"),
+        (StopReason.SHUTDOWN, ErrorCode.WORKER_SHUTDOWN, "the worker is shutting down"),
+        (StopReason.RESTART, ErrorCode.INTERNAL_ERROR, "the worker is restarting: the heartbeat thread died"),
     ]:
         held = ticket()
-        board.begin(held)
-        held.stop(reason, now=11.0)
-        assert board.observe("j-1", RUNNING)  # running updates still go out
-        assert board.observe("j-1", CANCELLED) is sent
-        board.end(held)
+        assert held.stop(reason, now=11.0, detail="the heartbeat thread died")
+        assert not held.stop(StopReason.CANCELLED, now=12.0)
+        assert held.is_set() and held.code is code and held.message.startswith(message)
 
 
 def test_a_silenced_job_sends_nothing_even_after_it_left_the_board() -> None:

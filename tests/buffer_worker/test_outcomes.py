@@ -30,28 +30,6 @@ def final(ticket: JobTicket, result: JobResult | None, leaving: Leaving | None =
     )
 
 
-def test_a_job_stopped_for_shutdown_is_a_retryable_worker_shutdown_with_its_own_metrics() -> None:
-    result = final(stopped(StopReason.SHUTDOWN), CANCELLED, Leaving.SHUTDOWN)
-
-    assert (result.status, result.error_code, result.retryable) == (
-        JobState.FAILED,
-        ErrorCode.WORKER_SHUTDOWN,
-        True,
-    )
-    assert result.metrics == OWN
-
-
-def test_a_job_stopped_for_a_restart_is_a_retryable_internal_error_saying_why() -> None:
-    result = final(stopped(StopReason.RESTART), CANCELLED, Leaving.RESTART)
-
-    assert (result.status, result.error_code, result.retryable) == (
-        JobState.FAILED,
-        ErrorCode.INTERNAL_ERROR,
-        True,
-    )
-    assert result.error == "the worker is restarting: the heartbeat thread stopped"
-
-
 def test_a_job_that_did_not_stop_in_time_gets_the_fallback_metrics() -> None:
     shutdown = final(stopped(StopReason.SHUTDOWN), None, Leaving.SHUTDOWN)
     restart = final(stopped(StopReason.RESTART), None, Leaving.RESTART)

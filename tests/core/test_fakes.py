@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from fastwan_core import EncodedVideo, ErrorCode, ImageSource, JobCancelled, JobFailure, Size, Stage
+from fastwan_core import (
+    Cancellation,
+    EncodedVideo,
+    ErrorCode,
+    ImageSource,
+    JobCancelled,
+    JobFailure,
+    Size,
+    Stage,
+)
 from fastwan_core.plan import GenerationPlan
 from fastwan_core.testing import (
-    CancelFlag,
     FakeClock,
     FakeEncoder,
     FakeFrames,
@@ -51,11 +59,11 @@ def test_fake_clock() -> None:
     assert clock.now() == 3.5
 
 
-def test_cancel_flag() -> None:
-    flag = CancelFlag()
+def test_cancellation() -> None:
+    flag = Cancellation()
     assert not flag.is_set()
-    flag.set()
-    assert flag.is_set()
+    flag.cancel()
+    assert flag.is_set() and flag.code is ErrorCode.CANCELLED
 
 
 def test_fake_generator_walks_stages_and_steps_like_a_real_one() -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastwan_core import ImageSource, Job, JobValidationError, job_json_schema
+from fastwan_core import ImageSource, Job, JobValidationError, is_job_id, job_json_schema
 
 # The contract's example job, comments removed.
 CONTRACT_EXAMPLE: dict[str, Any] = {
@@ -174,3 +174,8 @@ def test_the_json_schema_describes_every_field_with_its_limits() -> None:
     width = schema["properties"]["width"]
     assert width["default"] == 720
     assert {"type": "integer", "minimum": 256, "maximum": 1280} in width["anyOf"]
+
+
+def test_the_job_id_rule_is_public() -> None:
+    assert is_job_id("5b1c9e0e-2c1f.x_y")
+    assert not is_job_id("../x") and not is_job_id("") and not is_job_id(7) and not is_job_id("a" * 129)

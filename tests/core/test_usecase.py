@@ -7,9 +7,8 @@ from typing import Any
 import attrs
 import pytest
 
-from fastwan_core import ErrorCode, GenerateVideo, Job, JobFailure, JobState, Phase, WorkerInfo
+from fastwan_core import Cancellation, ErrorCode, GenerateVideo, Job, JobFailure, JobState, Phase, WorkerInfo
 from fastwan_core.testing import (
-    CancelFlag,
     FakeClock,
     FakeEncoder,
     FakeGenerator,
@@ -117,8 +116,8 @@ def test_unthrottled_every_step_is_reported_in_order(world: World) -> None:
 
 
 def test_cancellation_in_the_middle_of_generation(world: World) -> None:
-    cancel = CancelFlag()
-    world.generator.on_step = lambda index: cancel.set() if index == 1 else None
+    cancel = Cancellation()
+    world.generator.on_step = lambda index: cancel.cancel() if index == 1 else None
     result = world.usecase.run(Job.from_wire(T2V), cancel)
     assert result.status is JobState.CANCELLED
     assert (result.error_code, result.retryable) == (ErrorCode.CANCELLED, False)
@@ -128,8 +127,8 @@ def test_cancellation_in_the_middle_of_generation(world: World) -> None:
 
 
 def test_cancelled_after_generation_uploads_nothing(world: World) -> None:
-    cancel = CancelFlag()
-    world.generator.on_step = lambda index: cancel.set() if index == 3 else None
+    cancel = Cancellation()
+    world.generator.on_step = lambda index: cancel.cancel() if index == 3 else None
     result = world.usecase.run(Job.from_wire(T2V), cancel)
     assert result.status is JobState.CANCELLED and world.store.objects == {}
 
@@ -231,3 +230,29 @@ def test_metrics_report_the_size_the_encoder_delivered(world: World) -> None:
     result = world.usecase.run(Job.from_wire({**T2V, "width": 513}))
     assert result.metrics is not None and result.metrics.output_size is not None
     assert result.metrics.output_size.as_list() == [512, 512]
+
+
+def test_a_job_stopped_for_a_shutdown_fails_retryably(world: World) -> None:
+    cancel = Cancellation()
+    world.generator.on_step = lambda index: cancel.cancel(ErrorCode.WORKER_SHUTDOWN) if index == 1 else None
+    result = world.usecase.run(Job.from_wire(T2V), cancel)
+    assert (result.status, result.error_code, result.retryable) == (
+        JobState.FAILED,
+        ErrorCode.WORKER_SHUTDOWN,
+        True,
+    )
+    assert result.error == "the worker is shutting down: the job was stopped before it finished"
+    assert world.generator.steps_run == [1] and world.store.objects == {}
+    last = world.progress.for_job("t2v-1")[-1]
+    assert (last.status, last.error_code) == (JobState.FAILED, ErrorCode.WORKER_SHUTDOWN)
+
+
+def test_the_first_reason_to_stop_wins() -> None:
+    cancel = Cancellation()
+    assert cancel.cancel(ErrorCode.CANCELLED, "the orchestrator cancelled it")
+    assert not cancel.cancel(ErrorCode.WORKER_SHUTDOWN)
+    assert (cancel.code, cancel.message, cancel.is_set()) == (
+        ErrorCode.CANCELLED,
+        "the orchestrator cancelled it",
+        True,
+    )

@@ -16,7 +16,7 @@ from typing import Final
 import attrs
 
 from fastwan_adapters.orchestrator import WorkerStatus
-from fastwan_core import JobResult, JobState, Phase, ProgressUpdate
+from fastwan_core import ErrorCode, JobResult, JobState, Phase, ProgressUpdate
 
 __all__ = ["BoardSnapshot", "JobTicket", "StopReason", "WorkerBoard"]
 
@@ -41,6 +41,17 @@ class StopReason(enum.Enum):
     RESTART = "restart"
 
 
+_STOP_CODES: Final = {
+    StopReason.SHUTDOWN: ErrorCode.WORKER_SHUTDOWN,
+    StopReason.RESTART: ErrorCode.INTERNAL_ERROR,
+}
+_STOP_MESSAGES: Final = {
+    StopReason.CANCELLED: "job cancelled by the orchestrator",
+    StopReason.SHUTDOWN: "the worker is shutting down and the job could not finish within its grace period",
+    StopReason.RESTART: "the worker is restarting: it cannot go on",
+}
+
+
 class JobTicket:
     """One claimed job: its ids, its cancel signal, and its result once the job thread has one.
 
@@ -62,6 +73,7 @@ class JobTicket:
         self.done = threading.Event()
         self._lock = threading.Lock()
         self._reason: StopReason | None = None
+        self._detail: str | None = None
         self._stopped_at: float | None = None
         self._result: JobResult | None = None
         self._reported = False
@@ -75,17 +87,31 @@ class JobTicket:
         """The core's cancellation point asks this between steps and phases."""
         return self._reason is not None
 
-    def stop(self, reason: StopReason, now: float) -> bool:
-        """Ask the job to stop; ``False`` if it was already asked (the first reason stands)."""
+    def stop(self, reason: StopReason, now: float, detail: str | None = None) -> bool:
+        """Ask the job to stop; ``False`` if it was already asked (the first reason stands).
+
+        ``detail`` says why a restart is needed; it ends up in the job's error message.
+        """
         with self._lock:
             if self._reason is not None:
                 return False
-            self._reason, self._stopped_at = reason, now
+            self._reason, self._stopped_at, self._detail = reason, now, detail
             return True
 
     @property
     def reason(self) -> StopReason | None:
         return self._reason
+
+    @property
+    def code(self) -> ErrorCode:
+        """The code the core reports a stopped job with (the core's ``CancelSignal``)."""
+        return _STOP_CODES.get(self._reason, ErrorCode.CANCELLED) if self._reason else ErrorCode.CANCELLED
+
+    @property
+    def message(self) -> str:
+        if self._reason is StopReason.RESTART and self._detail:
+            return f"the worker is restarting: {self._detail}"
+        return _STOP_MESSAGES.get(self._reason, "job cancelled") if self._reason else "job cancelled"
 
     @property
     def stopped_at(self) -> float | None:
@@ -180,9 +206,7 @@ class WorkerBoard:
     def observe(self, job_id: str, update: ProgressUpdate) -> bool:
         """Note a progress update of the job in hand; ``False`` if it must not be sent.
 
-        Nothing is sent for a job whose lease is lost (another worker may have it now), and
-        the core's final ``cancelled`` update is held back for a job stopped by a shutdown or a
-        restart: the worker reports those itself, as ``worker_shutdown`` or ``internal_error``.
+        Nothing is sent for a job whose lease is lost (another worker may have it now).
         """
         with self._lock:
             if job_id in self._silenced:
@@ -193,7 +217,7 @@ class WorkerBoard:
             if ticket.reason is StopReason.LEASE_LOST:
                 return False
             if update.is_terminal:
-                return ticket.reason not in (StopReason.SHUTDOWN, StopReason.RESTART)
+                return True
             if update.phase is not None:
                 self._phase = update.phase
             if update.progress is not None:

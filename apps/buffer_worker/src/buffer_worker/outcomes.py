@@ -1,9 +1,8 @@
 """The terminal status a claimed job ends with, when the worker, not the job, decides it.
 
-The core reports a job stopped between steps as ``cancelled``; that is right when the
-orchestrator asked for it, and wrong when the worker stopped it to shut down or restart: then
-the contract wants ``failed`` with a retryable code, so the orchestrator runs it elsewhere. A
-job that did not even stop in time has no result at all and gets one here.
+A job stopped between steps is reported by the core with the reason its ticket gives
+(``cancelled``, ``worker_shutdown``, ``internal_error``). A job that did not even stop in time
+has no result at all and gets one here.
 """
 
 from __future__ import annotations
@@ -12,9 +11,9 @@ from collections.abc import Callable
 
 import attrs
 
-from buffer_worker.board import JobTicket, StopReason
+from buffer_worker.board import JobTicket
 from buffer_worker.control import Leaving
-from fastwan_core import ErrorCode, JobResult, JobState, Metrics
+from fastwan_core import ErrorCode, JobResult, Metrics
 
 __all__ = ["final_result", "leaving_result"]
 
@@ -50,15 +49,12 @@ def final_result(
     """What to report for ``ticket``, given the core's ``result`` (``None``: the job thread
     did not end in time) and why the worker is leaving, if it is.
 
-    A job that ended on its own (succeeded, failed, or cancelled by the orchestrator) is
-    reported as it ended; a job that failed with ``fatal`` (GPU unusable) is made retryable,
-    since the fault is this worker's, not the job's.
+    A job that ended (on its own or stopped at a step) is reported as the core ended it; a job
+    that failed with ``fatal`` (GPU unusable) is made retryable, since the fault is this
+    worker's, not the job's.
     """
     if result is None:
         return leaving_result(leaving or Leaving.SHUTDOWN, ticket.job_id, fallback_metrics(), restart_reason)
-    if result.status is JobState.CANCELLED and ticket.reason in (StopReason.SHUTDOWN, StopReason.RESTART):
-        why = Leaving.RESTART if ticket.reason is StopReason.RESTART else Leaving.SHUTDOWN
-        return leaving_result(why, result.job_id, result.metrics or fallback_metrics(), restart_reason)
     if result.fatal and not result.retryable:
         return attrs.evolve(result, retryable=True)
     return result

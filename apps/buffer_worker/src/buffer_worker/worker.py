@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextvars
 import enum
 import logging
-import re
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -37,7 +36,7 @@ from fastwan_adapters.orchestrator import (
     running_status_body,
     status_body,
 )
-from fastwan_core import ErrorCode, GenerateVideo, Job, JobResult, JobValidationError, Metrics
+from fastwan_core import ErrorCode, GenerateVideo, Job, JobResult, JobValidationError, Metrics, is_job_id
 from fastwan_core.ports import Clock, ProgressReporter
 
 __all__ = ["BufferWorker", "ExitCode"]
@@ -45,7 +44,6 @@ __all__ = ["BufferWorker", "ExitCode"]
 log = logging.getLogger(__name__)
 
 # The contract's id rule (fastwan_core.job): an id the status URL and the outbox can carry.
-_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _MONITOR_S: Final = 1.0  # the claim loop looks at the heartbeat thread at least this often
 
 
@@ -177,7 +175,7 @@ class BufferWorker:
 
     def _take(self, raw: Mapping[str, Any], usecase: GenerateVideo) -> None:
         buffer_job_id = raw.get("buffer_job_id")
-        if not isinstance(buffer_job_id, str) or not _ID_RE.fullmatch(buffer_job_id):
+        if not is_job_id(buffer_job_id):
             log.error("claimed a job without a usable buffer_job_id: it cannot be reported, skipped")
             return
         job: Job | None
@@ -284,7 +282,8 @@ class BufferWorker:
             if stop_at is not None and give_up_at is not None:
                 if now >= stop_at:
                     restart = self._control.restart_reason is not None
-                    if ticket.stop(StopReason.RESTART if restart else StopReason.SHUTDOWN, now):
+                    reason = StopReason.RESTART if restart else StopReason.SHUTDOWN
+                    if ticket.stop(reason, now, self._control.restart_reason):
                         log.warning(
                             "stopping the job in hand: the worker is %s",
                             "restarting" if restart else "stopping",

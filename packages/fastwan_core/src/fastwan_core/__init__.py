@@ -9,14 +9,16 @@ The public API, all importable from here:
 - :class:`JobResult`, :class:`Metrics`, :class:`Timings`, :class:`ProgressUpdate`,
   :class:`ErrorCode`, :class:`JobFailure`: what a job produces and how it fails.
 - :mod:`fastwan_core.ports`: the Protocols adapters implement.
-- :class:`GenerateVideo`: the use case that runs a job through the ports.
+- :class:`GenerateVideo`: the use case that runs a job through the ports;
+  :class:`Cancellation` stops it between steps, with the reason it is reported with.
 - :mod:`fastwan_core.testing`: a fake for every port.
 """
 
 from __future__ import annotations
 
+from fastwan_core.cancellation import Cancellation
 from fastwan_core.errors import ErrorCode, JobCancelled, JobFailure, JobValidationError
-from fastwan_core.job import ImageSource, Job, Size, job_json_schema
+from fastwan_core.job import ImageSource, Job, Size, is_job_id, job_json_schema
 from fastwan_core.lifecycle import IllegalTransition, JobRun, JobState, Phase
 from fastwan_core.plan import FASTWAN_TIMESTEPS, GenerationPlan, plan_generation
 from fastwan_core.ports import EncodedVideo, GeneratedVideo, Stage
@@ -27,6 +29,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FASTWAN_TIMESTEPS",
+    "Cancellation",
     "EncodedVideo",
     "ErrorCode",
     "GenerateVideo",
@@ -49,6 +52,7 @@ __all__ = [
     "Timings",
     "WorkerInfo",
     "__version__",
+    "is_job_id",
     "job_json_schema",
     "plan_generation",
 ]

@@ -16,7 +16,7 @@ import attrs
 
 from fastwan_core.errors import JobValidationError
 
-__all__ = ["ImageSource", "Job", "Size", "job_json_schema"]
+__all__ = ["ImageSource", "Job", "Size", "is_job_id", "job_json_schema"]
 
 _ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MAX_PROMPT_CHARS: Final = 2000
@@ -57,6 +57,15 @@ class ImageSource:
             return f"inline base64 ({len(self.base64 or '')} characters)"
         scheme, _, rest = self.url.partition("://")
         return f"{scheme}://{rest.split('/', 1)[0].rsplit('@', 1)[-1]}/..."
+
+
+def is_job_id(value: object) -> bool:
+    """Whether ``value`` is a valid job id (``musetalk_job_id`` or ``buffer_job_id``).
+
+    Ids name files and URL paths, so they are 1 to 128 letters, digits, '.', '_' or '-',
+    starting with a letter or digit.
+    """
+    return isinstance(value, str) and _ID_RE.fullmatch(value) is not None
 
 
 # --- field rules: each returns an error message or None ------------------------------------
@@ -289,11 +298,9 @@ class Job:
         if data.get("musetalk_job_id") is None and data.get("job_id") is not None:
             data["musetalk_job_id"] = data["job_id"]
         raw_id = data.get("musetalk_job_id")
-        job_id = raw_id if isinstance(raw_id, str) and _ID_RE.fullmatch(raw_id) else None
+        job_id = raw_id if is_job_id(raw_id) else None
         raw_buffer_id = data.get("buffer_job_id")
-        buffer_job_id = (
-            raw_buffer_id if isinstance(raw_buffer_id, str) and _ID_RE.fullmatch(raw_buffer_id) else None
-        )
+        buffer_job_id = raw_buffer_id if is_job_id(raw_buffer_id) else None
 
         problems: list[str] = []
         values: dict[str, Any] = {}

@@ -15,6 +15,7 @@ from typing import Protocol
 
 import attrs
 
+from fastwan_core.errors import ErrorCode
 from fastwan_core.job import ImageSource, Size
 from fastwan_core.plan import GenerationPlan
 from fastwan_core.results import ProgressUpdate
@@ -43,9 +44,17 @@ class Clock(Protocol):
 
 
 class CancelSignal(Protocol):
-    """Set when the job should stop (``threading.Event`` satisfies it)."""
+    """Whether the job should stop, and why (``fastwan_core.Cancellation`` is the real one)."""
 
     def is_set(self) -> bool: ...
+
+    @property
+    def code(self) -> ErrorCode:
+        """``CANCELLED``, or the failure code the stopped job is reported with."""
+        ...
+
+    @property
+    def message(self) -> str: ...
 
 
 class Picture(Protocol):

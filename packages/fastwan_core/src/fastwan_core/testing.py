@@ -6,7 +6,6 @@ Each fake records what it was asked and can be told to fail. None does I/O; time
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,7 +18,6 @@ from fastwan_core.ports import EncodedVideo, Frames, GeneratedVideo, GenerationE
 from fastwan_core.results import ProgressUpdate
 
 __all__ = [
-    "CancelFlag",
     "FakeClock",
     "FakeEncoder",
     "FakeFrames",
@@ -44,19 +42,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.time += seconds
-
-
-class CancelFlag:
-    """A thread-safe cancellation signal (a named ``threading.Event``)."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def set(self) -> None:
-        self._event.set()
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
 
 
 @attrs.frozen

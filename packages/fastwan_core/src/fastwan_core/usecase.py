@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import attrs
 
+from fastwan_core.cancellation import NEVER_CANCELLED
 from fastwan_core.errors import ErrorCode, JobCancelled, JobFailure, JobValidationError
 from fastwan_core.job import Job
 from fastwan_core.lifecycle import JobRun, JobState, Phase
@@ -47,14 +48,6 @@ class WorkerInfo:
 
     worker_id: str | None = None
     worker_version: str | None = None
-
-
-class _NeverCancelled:
-    def is_set(self) -> bool:
-        return False
-
-
-NEVER_CANCELLED: Final = _NeverCancelled()
 
 
 @attrs.define
@@ -135,7 +128,11 @@ class _Execution:
         try:
             url = self._pipeline()
         except JobCancelled:
-            return self._end(JobState.CANCELLED, ErrorCode.CANCELLED, "job cancelled")
+            code, message = self.cancel.code, self.cancel.message
+            if code is ErrorCode.CANCELLED:
+                return self._end(JobState.CANCELLED, code, message)
+            log.warning("job %s stopped: %s (%s)", self.job.musetalk_job_id, message, code.value)
+            return self._end(JobState.FAILED, code, message)
         except JobFailure as failure:
             if failure.code is ErrorCode.CANCELLED:
                 return self._end(JobState.CANCELLED, ErrorCode.CANCELLED, failure.message)
