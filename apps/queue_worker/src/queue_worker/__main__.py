@@ -1,0 +1,74 @@
+"""``fastwan-queue-worker`` / ``python -m queue_worker``: check the environment, then serve.
+
+Exit codes (``docs/salad.md``): 0 after a graceful stop (SIGTERM/SIGINT), 2 for a wrong
+variable, 3 when the model or the result store cannot be set up, 4 when a job left the GPU
+unusable.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from fastwan_adapters.config import ConfigError
+from fastwan_adapters.logs import configure_logging
+from queue_worker.app import create_app
+from queue_worker.containers import Container
+from queue_worker.process import ExitCode
+from queue_worker.server import build_server
+from queue_worker.settings import QueueWorkerSettings
+
+log = logging.getLogger("queue_worker")
+
+
+def main() -> None:
+    configure_logging("console", "INFO")  # until the settings say otherwise: errors stay readable
+    try:
+        settings = QueueWorkerSettings.from_env(os.environ)
+        configure_logging(settings.common.log_format, settings.common.log_level, settings.common.secrets())
+        container = Container(settings=settings)
+        app = create_app(container)
+    except ConfigError as error:
+        log.error("configuration error: %s", error)
+        sys.exit(ExitCode.CONFIG_ERROR)
+    server = build_server(app, container)
+    log.info(
+        "queue worker %s (%s) listening on %s:%d",
+        settings.worker_version,
+        settings.worker_id,
+        settings.host,
+        settings.port,
+    )
+    with _signals_end_quietly():
+        server.run()
+    process_exit = container.process_exit()
+    log.info(
+        "stopped: exit code %d%s",
+        process_exit.code,
+        f" ({process_exit.reason})" if process_exit.reason else "",
+    )
+    sys.exit(process_exit.code)
+
+
+@contextmanager
+def _signals_end_quietly() -> Iterator[None]:
+    """Let a stop signal end the process through ``main``'s exit code, not its default action.
+
+    uvicorn handles SIGTERM/SIGINT while it runs, and afterwards raises the signal again
+    against the handlers it found at start; with these in place that lands here, harmlessly,
+    instead of killing the process (143) or raising KeyboardInterrupt after a clean drain.
+    """
+    quiet = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in quiet.items():
+            signal.signal(sig, handler)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""The FastAPI app: routes, the outputs folder, and the start-up and shutdown of the worker.
+
+The lifespan starts the model's background load and returns at once, so that uvicorn listens
+from the first second; at shutdown (after uvicorn has let the job in hand finish, see
+:mod:`queue_worker.server`) it closes what the adapters hold, sending the last progress updates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from queue_worker import routes
+from queue_worker.containers import Container
+
+__all__ = ["create_app"]
+
+
+def create_app(container: Container) -> FastAPI:
+    """The app, wired to ``container`` (whose ``settings`` must be set)."""
+    settings = container.settings()
+    app = FastAPI(
+        title="FastWan queue worker",
+        version=settings.worker_version,
+        summary="SaladCloud queue mode: one video-generation job per POST /generate.",
+        lifespan=_lifespan(container),
+    )
+    app.state.container = container
+    app.include_router(routes.router)
+    if settings.local_store is not None:
+        # The embedded default: videos stay on this machine and are fetched from here.
+        app.mount("/outputs", StaticFiles(directory=settings.local_store.directory), name="outputs")
+    container.wire(modules=[routes])
+    return app
+
+
+def _lifespan(container: Container) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        container.loader().start()
+        try:
+            yield
+        finally:
+            # Blocking: the progress sender flushes its last updates (a few seconds at most).
+            await asyncio.to_thread(container.shutdown_resources)
+            container.unwire()
+
+    return lifespan

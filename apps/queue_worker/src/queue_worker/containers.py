@@ -1,0 +1,73 @@
+"""The queue worker's composition root: which object gets which collaborator.
+
+Nothing slow happens when the container is built: the adapters (model, store, orchestrator)
+are created on first use, by the loading thread. Tests override providers (``generator``,
+``store``, ``progress``, ...) with fakes before the app starts.
+"""
+
+from __future__ import annotations
+
+from dependency_injector import containers, providers
+
+from fastwan_adapters.clock import MonotonicClock
+from fastwan_adapters.encoder import PyAVEncoder
+from fastwan_core import GenerateVideo, WorkerInfo
+from queue_worker import factories
+from queue_worker.loader import ModelLoader
+from queue_worker.metrics import QueueMetrics
+from queue_worker.process import ProcessExit
+from queue_worker.readiness import Readiness
+from queue_worker.runner import JobRunner
+from queue_worker.settings import QueueWorkerSettings
+
+
+class Container(containers.DeclarativeContainer):
+    wiring_config = containers.WiringConfiguration(modules=["queue_worker.routes"], auto_wire=False)
+
+    # -- configuration: read and checked by main() before anything starts -----------------
+    settings = providers.Dependency(instance_of=QueueWorkerSettings)
+
+    # -- the worker's own state -----------------------------------------------------------
+    metrics = providers.Singleton(QueueMetrics)
+    readiness = providers.Singleton(Readiness)
+    process_exit = providers.Singleton(ProcessExit)
+
+    # -- adapters, built by the loading thread --------------------------------------------
+    generator = providers.Resource(factories.open_generator, settings.provided.common.generator)
+    images = providers.Resource(factories.open_image_loader, settings.provided.common.images)
+    encoder = providers.Singleton(PyAVEncoder)
+    store = providers.Singleton(factories.open_result_store, settings)
+    progress = providers.Resource(factories.open_progress_reporter, settings)
+    clock = providers.Singleton(MonotonicClock)
+
+    # -- the use case and the services the routes call ------------------------------------
+    generate_video = providers.ThreadSafeSingleton(
+        GenerateVideo,
+        images=images,
+        generator=generator,
+        encoder=encoder,
+        store=store,
+        progress=progress,
+        clock=clock,
+        worker=providers.Singleton(
+            WorkerInfo,
+            worker_id=settings.provided.worker_id,
+            worker_version=settings.provided.worker_version,
+        ),
+    )
+    loader = providers.Singleton(
+        ModelLoader,
+        build=generate_video.provider,
+        readiness=readiness,
+        metrics=metrics,
+        process_exit=process_exit,
+        fatal_exit_delay_s=settings.provided.fatal_exit_delay_s,
+        secrets=settings.provided.common.secrets.call(),
+    )
+    runner = providers.Singleton(
+        JobRunner,
+        readiness=readiness,
+        metrics=metrics,
+        process_exit=process_exit,
+        fatal_exit_delay_s=settings.provided.fatal_exit_delay_s,
+    )

@@ -1,0 +1,63 @@
+"""How the worker ends its own process when it cannot go on, and with which exit code.
+
+A worker whose model failed to load, or whose GPU was left unusable by a job, must not linger:
+the platform only replaces a container that exits (or fails its probes), so the worker reports
+the reason on ``/health`` and ``/ready`` for a few seconds, then asks the server to stop, and
+``main`` exits with the code recorded here.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from collections.abc import Callable
+
+import attrs
+
+__all__ = ["ExitCode", "ProcessExit"]
+
+log = logging.getLogger(__name__)
+
+
+class ExitCode(enum.IntEnum):
+    """The process's exit codes (documented in ``docs/salad.md``)."""
+
+    OK = 0
+    #: A variable of the environment is wrong; the message names it.
+    CONFIG_ERROR = 2
+    #: The model, its warm-up or the result store could not be set up.
+    STARTUP_FAILED = 3
+    #: A job left the GPU unusable (a CUDA error other than out-of-memory).
+    GPU_UNUSABLE = 4
+
+
+@attrs.define
+class ProcessExit:
+    """Records why the process must end and tells the server to stop.
+
+    Attributes:
+        stop_server: set by whoever runs the server (``uvicorn.Server.should_exit``); until
+            then a request is only recorded.
+    """
+
+    stop_server: Callable[[], None] | None = None
+    code: ExitCode = ExitCode.OK
+    reason: str | None = None
+    _lock: threading.Lock = attrs.field(factory=threading.Lock)
+
+    def request(self, code: ExitCode, reason: str, *, after_s: float = 0.0) -> None:
+        """End the process with ``code`` in ``after_s`` seconds; the first reason given wins."""
+        with self._lock:
+            if self.code is not ExitCode.OK:
+                return
+            self.code, self.reason = code, reason
+        log.error("the worker will exit with code %d in %.1f s: %s", code, after_s, reason)
+        timer = threading.Timer(after_s, self._stop)
+        timer.daemon = True
+        timer.name = "process-exit"
+        timer.start()
+
+    def _stop(self) -> None:
+        if self.stop_server is not None:
+            self.stop_server()

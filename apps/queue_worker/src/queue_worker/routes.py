@@ -1,0 +1,111 @@
+"""The HTTP endpoints: they translate requests into calls on the runner, and results into answers.
+
+Every endpoint is ``async`` and does no blocking work, so that the probes answer at once even
+while a generation holds its thread.
+
+No ``from __future__ import annotations`` here, unlike everywhere else: dependency-injector
+finds its ``Provide`` markers in the parameters' ``Annotated`` types at decoration time, and
+string annotations would hide them (the endpoints would silently get the marker itself).
+"""
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from dependency_injector.wiring import Provide, inject
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
+
+from fastwan_adapters.logs import bind_job
+from fastwan_core import ErrorCode, JobResult
+from queue_worker.body import BodyTooLarge, read_body, safe_header
+from queue_worker.containers import Container
+from queue_worker.metrics import CONTENT_TYPE_LATEST, QueueMetrics
+from queue_worker.readiness import Readiness, WorkerState
+from queue_worker.runner import JobRunner
+from queue_worker.schema import generate_openapi, generate_responses
+from queue_worker.status_codes import CLIENT_CLOSED_REQUEST, PAYLOAD_TOO_LARGE, http_status
+
+__all__ = ["router"]
+
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+
+
+@router.post(
+    "/generate",
+    summary="Run one job (Salad's job-queue binary posts here)",
+    openapi_extra=generate_openapi(),
+    responses=generate_responses(),
+)
+@inject
+async def generate(
+    request: Request,
+    runner: Annotated[JobRunner, Depends(Provide[Container.runner])],
+    metrics: Annotated[QueueMetrics, Depends(Provide[Container.metrics])],
+) -> Response:
+    """Run the job in the body; the status code tells Salad whether to retry (see ``docs/salad.md``)."""
+    with bind_job(None, salad_job_id=safe_header(request.headers.get("salad-job-id"))):
+        try:
+            body = await read_body(request)
+        except BodyTooLarge as error:
+            metrics.job_rejected("too_large")
+            return _answer(JobResult.failure(ErrorCode.INVALID_INPUT, str(error)), PAYLOAD_TOO_LARGE)
+        except ClientDisconnect:
+            log.info("the caller left before sending the whole job")
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
+        rejection = runner.admit()
+        if rejection is not None:
+            log.info("job refused (%s): %s", rejection.reason, rejection.result.error)
+            return _answer(rejection.result, rejection.status)
+        result = await runner.run(body, caller_gone=_caller_gone(request))
+        status = http_status(result)
+        with bind_job(result.job_id):
+            code = f" ({result.error_code.value})" if result.error_code else ""
+            log.info("job answered %d: %s%s", status, result.status.value, code)
+        return _answer(result, status)
+
+
+@router.get("/health", summary="Liveness: 200 while the process serves, 503 once it cannot go on")
+@inject
+async def health(
+    readiness: Annotated[Readiness, Depends(Provide[Container.readiness])],
+    runner: Annotated[JobRunner, Depends(Provide[Container.runner])],
+) -> JSONResponse:
+    failed = readiness.state is WorkerState.FAILED
+    body: dict[str, object] = {
+        "status": "failed" if failed else "ok",
+        **readiness.describe(),
+        "busy": runner.busy,
+    }
+    if runner.job_id is not None:
+        body["job_id"] = runner.job_id
+    return JSONResponse(body, status_code=503 if failed else 200)
+
+
+@router.get("/ready", summary="Readiness: 200 once the model is loaded and warmed up, else 503")
+@inject
+async def ready(readiness: Annotated[Readiness, Depends(Provide[Container.readiness])]) -> JSONResponse:
+    return JSONResponse(readiness.describe(), status_code=200 if readiness.is_ready else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@inject
+async def prometheus(metrics: Annotated[QueueMetrics, Depends(Provide[Container.metrics])]) -> Response:
+    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _answer(result: JobResult, status: int) -> JSONResponse:
+    return JSONResponse(result.to_wire(), status_code=status)
+
+
+def _caller_gone(request: Request) -> Callable[[], Awaitable[None]]:
+    """Returns when the client disconnects (the body is already read, so nothing else arrives)."""
+
+    async def wait() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    return wait

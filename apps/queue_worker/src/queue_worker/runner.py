@@ -1,0 +1,195 @@
+"""One job at a time, off the event loop, stopped when its caller leaves or the worker stops.
+
+The runner admits a job only when the model is ready and no other job holds the slot (Salad's
+binary sends one job at a time; a second one is a retry or a mistake and gets 429). The job runs
+in its own daemon thread; the slot is freed when that thread really ends, not when the request
+does, so that a job whose caller left can never overlap the next one on the GPU.
+
+A job is stopped at its next step for one of two reasons, and the core reports it by the reason
+(``fastwan_core.Cancellation``): its caller hung up (``cancelled``, nobody is listening), or the
+worker is shutting down and ``SHUTDOWN_GRACE_S`` ran out (``worker_shutdown``, retryable, so that
+Salad and the orchestrator run it again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+
+import attrs
+
+from fastwan_adapters.logs import bind_job
+from fastwan_core import Cancellation, ErrorCode, JobResult, JobState
+from queue_worker.body import InvalidBody, decode_job, job_id_of
+from queue_worker.metrics import QueueMetrics
+from queue_worker.process import ExitCode, ProcessExit
+from queue_worker.readiness import Readiness, WorkerState
+from queue_worker.status_codes import BUSY, NOT_READY
+from queue_worker.threads import run_in_daemon_thread
+
+__all__ = ["JobRunner", "Rejection"]
+
+log = logging.getLogger(__name__)
+
+_SHUTDOWN_MESSAGE = "the worker shut down before the job finished (SHUTDOWN_GRACE_S ran out)"
+
+
+@attrs.frozen
+class Rejection:
+    """A job refused without running it: the answer's status and body."""
+
+    status: int
+    result: JobResult
+    reason: str
+
+    @classmethod
+    def of(cls, status: int, reason: str, message: str, code: ErrorCode | None = None) -> Rejection:
+        result = JobResult(status=JobState.FAILED, error=message, error_code=code, retryable=True)
+        return cls(status, result, reason)
+
+
+@attrs.define
+class JobRunner:
+    """Admits, runs and stops jobs.
+
+    Attributes:
+        fatal_exit_delay_s: how long a worker whose GPU became unusable keeps answering
+            probes with the reason before it exits.
+    """
+
+    readiness: Readiness
+    metrics: QueueMetrics
+    process_exit: ProcessExit
+    fatal_exit_delay_s: float = 5.0
+    _slot: threading.Lock = attrs.field(factory=threading.Lock)
+    _job_id: str | None = None
+    _cancel: Cancellation | None = None
+    _stop_timer: threading.Timer | None = None
+
+    # -- admission ------------------------------------------------------------------------
+
+    def admit(self) -> Rejection | None:
+        """Take the slot for a new job, or say why not. A caller admitted must call :meth:`run`."""
+        state = self.readiness.state
+        if state is WorkerState.LOADING:
+            return self._reject(NOT_READY, "not_ready", "the model is still loading; try again later")
+        if state is WorkerState.STOPPING:
+            return self._reject(
+                NOT_READY, "stopping", "the worker is shutting down", ErrorCode.WORKER_SHUTDOWN
+            )
+        if state is WorkerState.FAILED:
+            return self._reject(NOT_READY, "failed", f"the worker cannot run jobs: {self.readiness.reason}")
+        if not self._slot.acquire(blocking=False):
+            job = f"job {self._job_id}" if self._job_id else "another job"
+            return self._reject(BUSY, "busy", f"the worker is busy with {job}; it runs one job at a time")
+        return None
+
+    def _reject(self, status: int, reason: str, message: str, code: ErrorCode | None = None) -> Rejection:
+        self.metrics.job_rejected(reason)
+        return Rejection.of(status, reason, message, code)
+
+    # -- running --------------------------------------------------------------------------
+
+    async def run(self, body: bytes, *, caller_gone: Callable[[], Awaitable[None]]) -> JobResult:
+        """Run an admitted job from its raw body; stop it at its next step if ``caller_gone`` returns.
+
+        Decoding happens in the job's thread too: a 30 MB body must not stall ``/health``.
+
+        Args:
+            caller_gone: returns when the client disconnects.
+        """
+        usecase = self.readiness.usecase
+        cancel = self._cancel = Cancellation()
+        self.metrics.busy.set(1)
+
+        def work() -> JobResult:
+            try:
+                try:
+                    payload = decode_job(body)
+                except InvalidBody as error:
+                    return JobResult.failure(ErrorCode.INVALID_INPUT, str(error))
+                self._job_id = job_id_of(payload)
+                with bind_job(self._job_id):
+                    log.info("job started")
+                    return usecase.run_payload(payload, cancel)
+            finally:
+                self._release()
+
+        job = run_in_daemon_thread(work, name="job")
+        watcher = asyncio.create_task(self._cancel_when_gone(caller_gone, cancel))
+        try:
+            result = await job
+        except asyncio.CancelledError:
+            # The server gave up waiting (its graceful-shutdown timeout): stop the job too.
+            cancel.cancel(ErrorCode.WORKER_SHUTDOWN, _SHUTDOWN_MESSAGE)
+            raise
+        except Exception as error:  # run_payload never raises; if it ever does, say so
+            log.exception("the job's thread raised")
+            result = JobResult.failure(ErrorCode.INTERNAL_ERROR, f"internal error: {type(error).__name__}")
+        finally:
+            watcher.cancel()
+        self.metrics.job_finished(result)
+        if result.fatal:
+            self._fatal(result)
+        return result
+
+    async def _cancel_when_gone(
+        self, caller_gone: Callable[[], Awaitable[None]], cancel: Cancellation
+    ) -> None:
+        try:
+            await caller_gone()
+        except Exception:  # the transport broke some other way; the answer's send will tell
+            log.debug("watching for the caller's disconnect failed", exc_info=True)
+            return
+        if cancel.cancel(ErrorCode.CANCELLED, "the caller disconnected before the job finished"):
+            log.warning("job %s: the caller disconnected; stopping the job at its next step", self._job_id)
+
+    def _release(self) -> None:
+        self._cancel, self._job_id = None, None
+        self.metrics.busy.set(0)
+        self._slot.release()
+
+    def _fatal(self, result: JobResult) -> None:
+        reason = f"the GPU is unusable after job {result.job_id}: {result.error}"
+        self.readiness.fail(reason)
+        self.metrics.ready.set(0)
+        self.process_exit.request(ExitCode.GPU_UNUSABLE, reason, after_s=self.fatal_exit_delay_s)
+
+    # -- what the probes and shutdown need ------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        return self._slot.locked()
+
+    @property
+    def job_id(self) -> str | None:
+        return self._job_id
+
+    @property
+    def cancelling(self) -> bool:
+        """Whether the job in hand was told to stop."""
+        cancel = self._cancel
+        return cancel is not None and cancel.is_set()
+
+    def begin_shutdown(self, grace_s: float) -> None:
+        """Take no more jobs; stop the job in hand if it still runs ``grace_s`` seconds from now.
+
+        Safe to call from a signal handler: it only sets state and starts a timer.
+        """
+        self.readiness.stop()
+        self.metrics.ready.set(0)
+        if self._stop_timer is not None:
+            return
+        self._stop_timer = threading.Timer(grace_s, self._stop_for_shutdown)
+        self._stop_timer.daemon = True
+        self._stop_timer.name = "shutdown-grace"
+        self._stop_timer.start()
+        if self.busy:
+            log.info("shutting down: job %s may run for %.1f s more", self._job_id, grace_s)
+
+    def _stop_for_shutdown(self) -> None:
+        cancel = self._cancel
+        if cancel is not None and cancel.cancel(ErrorCode.WORKER_SHUTDOWN, _SHUTDOWN_MESSAGE):
+            log.warning("job %s: SHUTDOWN_GRACE_S ran out; stopping it at its next step", self._job_id)

@@ -1,0 +1,69 @@
+"""The HTTP status of each answer to ``POST /generate``: in queue mode it *is* the retry decision.
+
+Salad's job-queue binary retries on 408, 429, any 5xx or a dropped connection, and treats every
+other status as the job's final answer (contract, "Queue mode"). So the status follows the
+result's ``retryable`` flag, which the core sets from the error code (and an adapter may
+override): retryable failures are 5xx, every other failure a 4xx. Which 4xx or 5xx only helps
+a human reading logs; the table below is the documented choice (``docs/salad.md``).
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Final
+
+from fastwan_core import ErrorCode, JobResult, JobState
+
+__all__ = [
+    "BUSY",
+    "CLIENT_CLOSED_REQUEST",
+    "NOT_READY",
+    "PAYLOAD_TOO_LARGE",
+    "http_status",
+]
+
+#: nginx's "client closed request": the answer to a job cancelled because its caller left.
+#: Nobody receives it (the caller is gone); it only shows in logs and metrics.
+CLIENT_CLOSED_REQUEST: Final = 499
+#: A second job while one runs: Salad retries it later, maybe on another node.
+BUSY: Final = HTTPStatus.TOO_MANY_REQUESTS
+#: Before the model is loaded and warmed up, while stopping, or after a fatal error.
+NOT_READY: Final = HTTPStatus.SERVICE_UNAVAILABLE
+#: A body over the size limit: the same body would be refused again.
+PAYLOAD_TOO_LARGE: Final = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+_SERVER_ERROR: Final = HTTPStatus.INTERNAL_SERVER_ERROR
+_NOT_RETRYABLE: Final[dict[ErrorCode, int]] = {
+    ErrorCode.INVALID_INPUT: HTTPStatus.UNPROCESSABLE_ENTITY,
+    # The image host refused for good (404, not an image): the job depended on it.
+    ErrorCode.IMAGE_FETCH_FAILED: HTTPStatus.FAILED_DEPENDENCY,
+    ErrorCode.UPLOAD_FAILED: HTTPStatus.FAILED_DEPENDENCY,
+    ErrorCode.CANCELLED: CLIENT_CLOSED_REQUEST,
+}
+_RETRYABLE: Final[dict[ErrorCode, int]] = {
+    # The node is short of memory or going away: another node may well succeed.
+    ErrorCode.GPU_OUT_OF_MEMORY: HTTPStatus.SERVICE_UNAVAILABLE,
+    ErrorCode.WORKER_SHUTDOWN: HTTPStatus.SERVICE_UNAVAILABLE,
+}
+
+
+def http_status(result: JobResult) -> int:
+    """The status code that tells Salad what to do with ``result``.
+
+    ``200`` for success; a failure marked retryable is ``503`` (out of memory, shutting down)
+    or ``500``; any other failure is ``422`` (invalid input), ``424`` (the image host or the
+    store refused for good), ``499`` (cancelled) or ``400``.
+    """
+    if result.status is JobState.SUCCEEDED:
+        return HTTPStatus.OK
+    code = result.error_code
+    if result.retryable or result.retryable is None:
+        # A failure with no flag is a bug somewhere; retrying it elsewhere is the safe side.
+        return (
+            _RETRYABLE.get(code, HTTPStatus.INTERNAL_SERVER_ERROR)
+            if code
+            else HTTPStatus.INTERNAL_SERVER_ERROR
+        )
+    if code is None:
+        return HTTPStatus.BAD_REQUEST
+    return _NOT_RETRYABLE.get(code, HTTPStatus.BAD_REQUEST)

@@ -1,0 +1,181 @@
+"""The worker as Salad runs it: ``python -m queue_worker`` in its own process, its exit codes,
+its logs, SIGTERM."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import av
+import httpx
+import pytest
+
+from fastwan_adapters.testing import Endpoint, OrchestratorDouble
+from tests.queue_worker.support import free_port, wait_until
+
+pytestmark = pytest.mark.slow
+
+SECRET = "sekret-internal-key-0042"
+
+
+@contextmanager
+def worker_process(
+    env: Mapping[str, str], tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
+    """``python -m queue_worker`` on a free port; yields the process, its URL and its log file."""
+    port = free_port()
+    log_path = tmp_path / "worker.log"
+    full_env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", str(tmp_path)),
+        "HF_HUB_OFFLINE": "1",
+        "PORT": str(port),
+        "OUTPUT_DIR": str(tmp_path / "outputs"),
+        **env,
+    }
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "queue_worker"], env=full_env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        yield process, f"http://127.0.0.1:{port}", log_path
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+def get(url: str) -> httpx.Response | None:
+    try:
+        return httpx.get(url, timeout=2)
+    except httpx.TransportError:
+        return None
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    def ready() -> bool:
+        assert process.poll() is None, "the worker exited before it was ready"
+        answer = get(f"{url}/ready")
+        return answer is not None and answer.status_code == 200
+
+    wait_until(ready, timeout, "the worker to be ready", interval=0.2)
+
+
+def json_lines(log_path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+
+
+def test_the_embedded_default_serves_the_video_it_made_and_stops_on_sigterm(
+    tiny_dir: Path, tmp_path: Path
+) -> None:
+    """The README's command: no B2, no orchestrator, the tiny model on a CPU."""
+    env = {"FASTWAN_MODEL": "tiny", "FASTWAN_TINY_DIR": str(tiny_dir)}
+    with worker_process(env, tmp_path) as (process, url, log_path):
+        wait_ready(url, process)
+        job = {
+            "musetalk_job_id": "readme-1",
+            "prompt": "a lighthouse at dusk",
+            "width": 256,
+            "height": 320,
+            "num_frames": 5,
+        }
+        answer = httpx.post(f"{url}/generate", json=job, timeout=120)
+        video = httpx.get(answer.json()["output_url"].replace("localhost", "127.0.0.1"), timeout=10)
+        metrics = httpx.get(f"{url}/metrics", timeout=10).text
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(60)
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["output_url"] == f"{url.replace('127.0.0.1', 'localhost')}/outputs/readme-1.mp4"
+    assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
+    with av.open(io.BytesIO(video.content)) as container:
+        frames = list(container.decode(video=0))
+    assert (len(frames), frames[0].width, frames[0].height) == (5, 256, 320)
+    assert "fastwan_model_warmup_seconds" in metrics
+    assert code == 0, log_path.read_text()[-3000:]
+
+
+def test_sigterm_lets_the_job_in_hand_finish_logs_json_with_the_job_id_and_no_secret(
+    tiny_dir: Path, tmp_path: Path
+) -> None:
+    with OrchestratorDouble(api_key=SECRET) as orchestrator:
+        env = {
+            "FASTWAN_MODEL": "tiny",
+            "FASTWAN_TINY_DIR": str(tiny_dir),
+            "FASTWAN_WARMUP": "0",
+            "ORCHESTRATOR_BASE_URL": orchestrator.url,
+            "INTERNAL_API_KEY": SECRET,
+            "LOG_FORMAT": "json",
+            "SHUTDOWN_GRACE_S": "60",
+        }
+        with worker_process(env, tmp_path) as (process, url, log_path):
+            wait_ready(url, process)
+            job = {
+                "musetalk_job_id": "term-1",
+                "prompt": "rain on a window",
+                "width": 512,
+                "height": 512,
+                "num_frames": 9,
+            }
+            with httpx.Client(timeout=120) as client:
+                pending = client.build_request(
+                    "POST", f"{url}/generate", json=job, headers={"Salad-Job-Id": "s-1"}
+                )
+                import threading
+
+                answers: list[httpx.Response] = []
+                sender = threading.Thread(target=lambda: answers.append(client.send(pending)))
+                sender.start()
+                assert orchestrator.wait_for(lambda o: len(o.progress("term-1")) >= 1, timeout=60)
+                process.send_signal(signal.SIGTERM)
+                sender.join(120)
+            code = process.wait(60)
+        progress = orchestrator.progress("term-1")
+
+    assert answers[0].status_code == 200, answers[0].text
+    assert code == 0
+    assert progress[-1]["status"] == "succeeded"
+    assert all(r.headers["x-internal-api-key"] == SECRET for r in orchestrator.requests(Endpoint.PROGRESS))
+    text = log_path.read_text()
+    assert SECRET not in text
+    lines = json_lines(log_path)
+    job_lines = [line for line in lines if line["event"] in ("job started", "job answered 200: succeeded")]
+    assert len(job_lines) == 2
+    assert all(line["job_id"] == "term-1" and line["salad_job_id"] == "s-1" for line in job_lines)
+    assert any(line["event"].startswith("shutting down: job term-1 may run") for line in lines)
+
+
+def test_a_wrong_variable_exits_2_naming_it(tmp_path: Path) -> None:
+    with worker_process({"SHUTDOWN_GRACE_S": "soon"}, tmp_path) as (process, _url, log_path):
+        code = process.wait(60)
+
+    assert code == 2
+    assert "SHUTDOWN_GRACE_S must be a number, got 'soon'" in log_path.read_text()
+
+
+def test_a_real_model_without_a_gpu_is_reported_then_exits_3(tmp_path: Path) -> None:
+    """The default model on this CPU-only machine: the load fails, /health says why, the process ends."""
+    with worker_process({"FATAL_EXIT_DELAY_S": "3"}, tmp_path) as (process, url, log_path):
+
+        def failure_shown() -> bool:
+            assert process.poll() is None, log_path.read_text()[-3000:]
+            answer = get(f"{url}/health")
+            return answer is not None and answer.status_code == 503
+
+        wait_until(failure_shown, 120, "the failed load to show on /health", interval=0.1)
+        health = httpx.get(f"{url}/health", timeout=5).json()
+        ready = httpx.get(f"{url}/ready", timeout=5)
+        code = process.wait(60)
+
+    assert "needs a CUDA GPU" in health["reason"] and health["state"] == "failed"
+    assert ready.status_code == 503
+    assert code == 3
+    assert "needs a CUDA GPU" in log_path.read_text()

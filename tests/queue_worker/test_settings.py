@@ -1,0 +1,80 @@
+"""The environment is checked once, at start-up, with errors that name the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fastwan_adapters.config import ConfigError
+from fastwan_adapters.storage import B2Settings, LocalResultStore
+from queue_worker.settings import QueueWorkerSettings
+
+
+def env(tmp_path: Path, **values: str) -> dict[str, str]:
+    return {"OUTPUT_DIR": str(tmp_path / "out"), **values}
+
+
+def test_the_embedded_default_is_port_8000_local_storage_and_no_orchestrator(tmp_path: Path) -> None:
+    settings = QueueWorkerSettings.from_env(env(tmp_path))
+
+    assert (settings.host, settings.port) == ("0.0.0.0", 8000)
+    assert settings.shutdown_grace_s == 25.0
+    assert settings.common.orchestrator_url is None
+    assert isinstance(settings.storage, LocalResultStore)
+    assert settings.storage.directory == (tmp_path / "out").resolve()
+    assert settings.storage.directory.is_dir()
+    assert settings.storage.url_for("j-1.mp4") == "http://localhost:8000/outputs/j-1.mp4"
+
+
+def test_public_base_url_sets_where_local_outputs_are_served(tmp_path: Path) -> None:
+    settings = QueueWorkerSettings.from_env(env(tmp_path, PORT="9000", PUBLIC_BASE_URL="https://w.example/"))
+
+    assert settings.local_store is not None
+    assert settings.local_store.url_for("j-1.mp4") == "https://w.example/outputs/j-1.mp4"
+
+
+def test_b2_variables_select_b2_without_touching_the_network(tmp_path: Path) -> None:
+    b2 = {"B2_KEY_ID": "key-id", "B2_APP_KEY": "app-secret", "B2_BUCKET_NAME": "talking-avatar"}
+    settings = QueueWorkerSettings.from_env(env(tmp_path, **b2))
+
+    assert isinstance(settings.storage, B2Settings)
+    assert settings.local_store is None
+    assert "app-secret" not in repr(settings)
+    assert "app-secret" in settings.common.secrets()
+
+
+def test_worker_id_comes_from_worker_id_then_salad_machine_id(tmp_path: Path) -> None:
+    salad = QueueWorkerSettings.from_env(env(tmp_path, SALAD_MACHINE_ID="m-42"))
+    explicit = QueueWorkerSettings.from_env(env(tmp_path, SALAD_MACHINE_ID="m-42", WORKER_ID="w-1"))
+
+    assert salad.worker_id == "salad-m-42"
+    assert explicit.worker_id == "w-1"
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"PORT": "eighty"}, "PORT must be an integer"),
+        ({"PORT": "70000"}, "PORT must be at most 65535"),
+        ({"PORT": "0"}, "PORT must be at least 1"),
+        ({"SHUTDOWN_GRACE_S": "-1"}, "SHUTDOWN_GRACE_S must be at least 0"),
+        ({"FATAL_EXIT_DELAY_S": "soon"}, "FATAL_EXIT_DELAY_S must be a number"),
+        ({"PUBLIC_BASE_URL": "ftp://x"}, "PUBLIC_BASE_URL must start with http"),
+        ({"ORCHESTRATOR_BASE_URL": "https://orch.example"}, "INTERNAL_API_KEY is required"),
+        ({"B2_KEY_ID": "k"}, "B2_APP_KEY, B2_BUCKET_NAME must be set"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be one of"),
+        ({"ALLOW_PRIVATE_IMAGE_URLS": "maybe"}, "ALLOW_PRIVATE_IMAGE_URLS must be one of"),
+    ],
+)
+def test_a_wrong_variable_is_named(tmp_path: Path, values: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        QueueWorkerSettings.from_env(env(tmp_path, **values))
+
+
+def test_an_output_dir_that_cannot_be_created_is_named(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+
+    with pytest.raises(ConfigError, match="OUTPUT_DIR"):
+        QueueWorkerSettings.from_env({"OUTPUT_DIR": str(blocker / "out")})
