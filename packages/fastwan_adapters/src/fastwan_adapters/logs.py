@@ -56,9 +56,7 @@ def configure_logging(fmt: str = "console", level: str = "INFO", secrets: Iterab
         structlog.processors.format_exc_info if fmt == "json" else structlog.processors.StackInfoRenderer(),
     ]
     renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
     )
     scrubber = _SecretScrubber(secrets)
     structlog.configure(
