@@ -21,21 +21,19 @@ from buffer_worker.metrics import WorkerMetrics
 from buffer_worker.progress import BoardProgressReporter
 from buffer_worker.settings import BufferWorkerSettings
 from buffer_worker.worker import BufferWorker
+from fastwan_adapters import assembly
 from fastwan_adapters.assembly import build_result_store
 from fastwan_adapters.clock import MonotonicClock
 from fastwan_adapters.encoder import PyAVEncoder
-from fastwan_adapters.generator import GeneratorSettings
-from fastwan_adapters.images import HttpImageLoader, ImageLoaderSettings
 from fastwan_adapters.orchestrator import (
     Backoff,
     OrchestratorClient,
-    OrchestratorProgressReporter,
     StatusOutbox,
 )
 from fastwan_core import GenerateVideo, WorkerInfo
 
 if TYPE_CHECKING:
-    from fastwan_adapters.generator.diffusers_generator import DiffusersGenerator
+    pass
 
 __all__ = ["Container"]
 
@@ -52,32 +50,6 @@ def _client(settings: BufferWorkerSettings) -> Iterator[OrchestratorClient]:
         yield client
     finally:
         client.close()
-
-
-def _progress_sender(client: OrchestratorClient) -> Iterator[OrchestratorProgressReporter]:
-    reporter = OrchestratorProgressReporter(client)
-    try:
-        yield reporter
-    finally:
-        reporter.close(timeout=5.0)  # the last updates of the last job go out
-
-
-def _generator(settings: GeneratorSettings) -> Iterator[DiffusersGenerator]:
-    from fastwan_adapters.generator.diffusers_generator import DiffusersGenerator  # torch: only now
-
-    generator = DiffusersGenerator.load(settings)
-    try:
-        yield generator
-    finally:
-        generator.close()
-
-
-def _images(settings: ImageLoaderSettings) -> Iterator[HttpImageLoader]:
-    loader = HttpImageLoader(settings)
-    try:
-        yield loader
-    finally:
-        loader.close()
 
 
 class Container(containers.DeclarativeContainer):
@@ -98,7 +70,7 @@ class Container(containers.DeclarativeContainer):
     # -- the orchestrator -------------------------------------------------------------------
     client = providers.Resource(_client, settings)
     outbox = providers.Singleton(StatusOutbox, settings.provided.state_dir)
-    progress_sender = providers.Resource(_progress_sender, client)
+    progress_sender = providers.Resource(assembly.open_progress_reporter, client)
     progress = providers.Singleton(BoardProgressReporter, progress_sender, board)
     heartbeat = providers.Singleton(
         Heartbeater,
@@ -113,8 +85,8 @@ class Container(containers.DeclarativeContainer):
     )
 
     # -- the model and the use case: built on first use, after the heartbeat starts ------------
-    generator = providers.Resource(_generator, settings.provided.common.generator)
-    images = providers.Resource(_images, settings.provided.common.images)
+    generator = providers.Resource(assembly.open_generator, settings.provided.common.generator)
+    images = providers.Resource(assembly.open_image_loader, settings.provided.common.images)
     encoder = providers.Singleton(PyAVEncoder)
     store = providers.Singleton(build_result_store, env)  # B2 when configured, else OUTPUT_DIR
     usecase = providers.Singleton(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dependency_injector import containers, providers
 
+from fastwan_adapters import assembly
 from fastwan_adapters.clock import MonotonicClock
 from fastwan_adapters.encoder import PyAVEncoder
 from fastwan_core import GenerateVideo, WorkerInfo
@@ -33,11 +34,12 @@ class Container(containers.DeclarativeContainer):
     process_exit = providers.Singleton(ProcessExit)
 
     # -- adapters, built by the loading thread --------------------------------------------
-    generator = providers.Resource(factories.open_generator, settings.provided.common.generator)
-    images = providers.Resource(factories.open_image_loader, settings.provided.common.images)
+    generator = providers.Resource(assembly.open_generator, settings.provided.common.generator)
+    images = providers.Resource(assembly.open_image_loader, settings.provided.common.images)
     encoder = providers.Singleton(PyAVEncoder)
     store = providers.Singleton(factories.open_result_store, settings)
-    progress = providers.Resource(factories.open_progress_reporter, settings)
+    orchestrator = providers.Resource(factories.open_orchestrator_client, settings)
+    progress = providers.Resource(assembly.open_progress_reporter, orchestrator)
     clock = providers.Singleton(MonotonicClock)
 
     # -- the use case and the services the routes call ------------------------------------

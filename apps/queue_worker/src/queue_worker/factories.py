@@ -1,9 +1,8 @@
-"""Which adapter the queue worker uses for each port, decided from its settings.
+"""The queue worker's own choices of adapter; those shared with the buffer worker (model, image
+loader, progress) are in ``fastwan_adapters.assembly``.
 
-Each factory is a plain function (the container calls them; tests override the container's
-providers instead). Those that hold something to close are generators, for the container's
-``Resource`` providers: the model's memory, the orchestrator's connection pool and its progress
-sender, whose last (terminal) updates must go out before the process ends.
+Plain functions the container calls (tests override the container's providers instead); the
+orchestrator client is a generator, for a ``Resource`` provider that closes its pool at exit.
 """
 
 from __future__ import annotations
@@ -11,38 +10,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-from fastwan_adapters.generator import GeneratorSettings
-from fastwan_adapters.images import HttpImageLoader, ImageLoaderSettings
-from fastwan_adapters.orchestrator import OrchestratorClient, OrchestratorProgressReporter
-from fastwan_adapters.progress_log import LoggingProgressReporter
+from fastwan_adapters.orchestrator import OrchestratorClient
 from fastwan_adapters.storage import B2ResultStore, LocalResultStore
-from fastwan_core.ports import ImageLoader, ProgressReporter, ResultStore, VideoGenerator
+from fastwan_core.ports import ResultStore
 from queue_worker.settings import QueueWorkerSettings
 
-__all__ = ["open_generator", "open_image_loader", "open_progress_reporter", "open_result_store"]
+__all__ = ["open_orchestrator_client", "open_result_store"]
 
 log = logging.getLogger(__name__)
-
-
-def open_generator(settings: GeneratorSettings) -> Iterator[VideoGenerator]:
-    """Load and warm up the model (slow); free it at shutdown."""
-    # Imported here: torch and diffusers take seconds to import, and the server must listen first.
-    from fastwan_adapters.generator import DiffusersGenerator
-
-    generator = DiffusersGenerator.load(settings)
-    try:
-        yield generator
-    finally:
-        generator.close()
-
-
-def open_image_loader(settings: ImageLoaderSettings) -> Iterator[ImageLoader]:
-    """The first-frame fetcher, with its connection pool closed at shutdown."""
-    loader = HttpImageLoader(settings)
-    try:
-        yield loader
-    finally:
-        loader.close()
 
 
 def open_result_store(settings: QueueWorkerSettings) -> ResultStore:
@@ -58,17 +33,14 @@ def open_result_store(settings: QueueWorkerSettings) -> ResultStore:
     return B2ResultStore.connect(storage)
 
 
-def open_progress_reporter(settings: QueueWorkerSettings) -> Iterator[ProgressReporter]:
-    """Progress to the orchestrator when ``ORCHESTRATOR_BASE_URL`` is set, else to the log."""
+def open_orchestrator_client(settings: QueueWorkerSettings) -> Iterator[OrchestratorClient | None]:
+    """One pooled client when ``ORCHESTRATOR_BASE_URL`` is set; None runs without an orchestrator."""
     url, key = settings.common.orchestrator_url, settings.common.api_key
     if url is None or key is None:
-        log.info("ORCHESTRATOR_BASE_URL is not set: progress is logged only")
-        yield LoggingProgressReporter()
+        yield None
         return
     client = OrchestratorClient(url, key)
-    reporter = OrchestratorProgressReporter(client)
     try:
-        yield reporter
+        yield client
     finally:
-        reporter.close()
         client.close()

@@ -8,7 +8,6 @@ little later, so that the platform replaces the container instead of leaving it 
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -55,7 +54,6 @@ class ModelLoader:
         except Exception as error:
             self._failed(error)
             return
-        _freeze_startup_objects()
         generator = usecase.generator
         startup_s = time.monotonic() - started
         self.metrics.model_loaded(
@@ -81,18 +79,6 @@ class ModelLoader:
             if secret:
                 text = text.replace(secret, "***")
         return text
-
-
-def _freeze_startup_objects() -> None:
-    """Keep the garbage collector's full passes short, so that ``/health`` never waits on one.
-
-    torch, diffusers and transformers leave millions of long-lived objects behind; a full
-    collection walks them all while holding the GIL, and measured 250-600 ms on a CPU box,
-    triggered from the job's thread, stalling the event loop for as long. ``gc.freeze`` moves
-    everything alive now (modules, model, store) out of the collector's sight for good.
-    """
-    gc.collect()
-    gc.freeze()
 
 
 def _seconds(generator: object, name: str) -> float | None:

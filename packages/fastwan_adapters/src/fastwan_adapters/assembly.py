@@ -7,16 +7,33 @@ when ``ORCHESTRATOR_BASE_URL`` is set, else logs only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import gc
+import logging
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
 import attrs
 
 from fastwan_adapters.config import ConfigError, env_choice, env_str
 from fastwan_adapters.generator import GeneratorSettings
-from fastwan_adapters.images import ImageLoaderSettings
+from fastwan_adapters.images import HttpImageLoader, ImageLoaderSettings
+from fastwan_adapters.orchestrator import OrchestratorClient, OrchestratorProgressReporter
+from fastwan_adapters.progress_log import LoggingProgressReporter
 from fastwan_adapters.storage import result_store_from_env
+from fastwan_core.ports import ProgressReporter
 
-__all__ = ["CommonSettings", "build_result_store"]
+if TYPE_CHECKING:
+    from fastwan_adapters.generator.diffusers_generator import DiffusersGenerator
+
+__all__ = [
+    "CommonSettings",
+    "build_result_store",
+    "open_generator",
+    "open_image_loader",
+    "open_progress_reporter",
+]
+
+log = logging.getLogger(__name__)
 
 #: B2 when its variables are set, else ``OUTPUT_DIR`` on local disk.
 build_result_store = result_store_from_env
@@ -63,3 +80,48 @@ class CommonSettings:
     def secrets(self) -> list[str]:
         """Values no log line may contain."""
         return [secret for secret in (self.api_key, self.b2_app_key) if secret]
+
+
+# -- resources for the apps' containers (``providers.Resource``): built on first use, closed at exit --
+
+
+def open_generator(settings: GeneratorSettings) -> Iterator[DiffusersGenerator]:
+    """Load and warm up the model (minutes on a real GPU); free it at shutdown.
+
+    torch, diffusers and transformers leave millions of long-lived objects behind; a full
+    garbage collection walks them all holding the GIL (250-600 ms measured on a CPU box), which
+    would stall a health check or a heartbeat. ``gc.freeze`` takes everything alive after the
+    load out of the collector's sight for good.
+    """
+    from fastwan_adapters.generator.diffusers_generator import DiffusersGenerator  # torch: only now
+
+    generator = DiffusersGenerator.load(settings)
+    gc.collect()
+    gc.freeze()
+    try:
+        yield generator
+    finally:
+        generator.close()
+
+
+def open_image_loader(settings: ImageLoaderSettings) -> Iterator[HttpImageLoader]:
+    """The first-frame fetcher, its connection pool closed at shutdown."""
+    loader = HttpImageLoader(settings)
+    try:
+        yield loader
+    finally:
+        loader.close()
+
+
+def open_progress_reporter(client: OrchestratorClient | None) -> Iterator[ProgressReporter]:
+    """Progress to the orchestrator when there is one, else to the log; the last updates of
+    the last job go out before the process ends."""
+    if client is None:
+        log.info("ORCHESTRATOR_BASE_URL is not set: progress is logged only")
+        yield LoggingProgressReporter()
+        return
+    reporter = OrchestratorProgressReporter(client)
+    try:
+        yield reporter
+    finally:
+        reporter.close(timeout=5.0)

@@ -55,8 +55,14 @@ def load_components(folder: Path, dtype: torch.dtype, *, model: str) -> WanCompo
         ModelUnavailableError: a component is missing, unreadable, lacks weights the model needs,
             or the checkpoint is not a Wan 2.2 TI2V one.
     """
+    from diffusers.utils import logging as diffusers_logging
     from transformers import AutoTokenizer, UMT5EncoderModel
+    from transformers.utils import logging as transformers_logging
 
+    # The files are on disk by now (the download logs its own progress): per-shard bars on
+    # stderr would only break the worker's structured logs.
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
     _warn_unused_components(folder, model)
     with _loading(model, folder, "transformer"):
         transformer, info = WanTransformer3DModel.from_pretrained(

@@ -65,7 +65,9 @@ def build_tiny_model(folder: Path) -> None:
         WanTransformer3DModel,
     )
     from transformers import UMT5Config, UMT5EncoderModel
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # no per-shard bar on stderr beside the logs
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(TINY_SEED)
         vae = AutoencoderKLWan(**TINY_VAE)
