@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -27,6 +25,7 @@ from typing import Any, Final, Protocol
 
 import attrs
 
+from fastwan_adapters.durable import fsync_directory, write_atomically
 from fastwan_adapters.orchestrator.backoff import StopSignal
 from fastwan_adapters.orchestrator.messages import StatusOutcome
 
@@ -112,7 +111,7 @@ class StatusOutbox:
         except (TypeError, ValueError) as error:
             raise ValueError(f"the status body of buffer job {buffer_job_id} is not JSON: {error}") from None
         path = self._dir / f"{buffer_job_id}{_PENDING_SUFFIX}"
-        _write_atomically(path, data)
+        write_atomically(path, data, temp_prefix=_TEMP_PREFIX)
         return PendingStatus(buffer_job_id, payload, written_ns, path)
 
     def pending(self) -> list[PendingStatus]:
@@ -196,39 +195,11 @@ class StatusOutbox:
         return entry
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=_TEMP_PREFIX)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        Path(temp).replace(path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
 def _remove_durably(path: Path) -> None:
     path.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_directory(path.parent)
 
 
 def _set_aside(path: Path, suffix: str) -> None:
     path.replace(path.with_name(path.name.removesuffix(_PENDING_SUFFIX) + suffix))
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename or removal in ``directory`` durable (POSIX; a no-op where unsupported)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    fsync_directory(path.parent)

@@ -8,10 +8,8 @@ one step.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
@@ -20,6 +18,7 @@ from urllib.parse import quote
 import attrs
 
 from fastwan_adapters.config import ConfigError, env_str
+from fastwan_adapters.durable import write_atomically
 from fastwan_adapters.storage.names import checked_name
 from fastwan_core import EncodedVideo, ErrorCode, JobFailure
 
@@ -66,10 +65,9 @@ class LocalResultStore:
         }
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            _write_atomically(self.directory / name, video.data)
-            _write_atomically(
-                self.directory / f"{name}.json", json.dumps(sidecar, indent=2, sort_keys=True).encode()
-            )
+            write_atomically(self.directory / name, video.data, mode=_FILE_MODE)
+            sidecar_json = json.dumps(sidecar, indent=2, sort_keys=True).encode()
+            write_atomically(self.directory / f"{name}.json", sidecar_json, mode=_FILE_MODE)
         except OSError as exc:
             raise JobFailure(
                 ErrorCode.UPLOAD_FAILED,
@@ -82,36 +80,3 @@ class LocalResultStore:
         if self.base_url is not None:
             return f"{self.base_url.rstrip('/')}/{quote(name)}"
         return (self.directory / name).absolute().as_uri()
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, ``os.replace``, fsync the folder.
-
-    Same folder, because ``os.replace`` is atomic only within one filesystem; the folder's
-    fsync makes the rename itself survive a power cut, not just the bytes.
-    """
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as temp:
-            os.fchmod(temp.fileno(), _FILE_MODE)
-            temp.write(data)
-            temp.flush()
-            os.fsync(temp.fileno())
-        Path(temp_name).replace(path)  # os.replace: atomic within one filesystem
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            Path(temp_name).unlink()
-        raise
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Not every platform can open a directory (Windows cannot); the data is safe either way.
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
