@@ -7,7 +7,7 @@ seconds and probes ``/health`` every ``--interval`` seconds until the answer com
 table gives, per run, the job's time, the number of probes, and their p50, p99 and maximum
 latency; the last row is the median of the runs.
 
-    python bench/health_under_load.py                          # 3 runs, 1280x704x17 on CPU
+    python bench/health_under_load.py                          # 3 runs, 1280x704x25 on CPU
     python bench/health_under_load.py --runs 5 --width 960 --height 544 --frames 9
 """
 
@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=704)
-    parser.add_argument("--frames", type=int, default=17)
+    parser.add_argument("--frames", type=int, default=25)
     parser.add_argument("--interval", type=float, default=0.01, help="seconds between probes")
     parser.add_argument("--min-job-s", type=float, default=10.0, help="warn if a job is shorter")
     parser.add_argument("--tiny-dir", type=Path, default=None, help="FASTWAN_TINY_DIR (built once)")
