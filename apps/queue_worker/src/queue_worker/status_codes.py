@@ -32,7 +32,6 @@ NOT_READY: Final = HTTPStatus.SERVICE_UNAVAILABLE
 #: A body over the size limit: the same body would be refused again.
 PAYLOAD_TOO_LARGE: Final = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
 
-_SERVER_ERROR: Final = HTTPStatus.INTERNAL_SERVER_ERROR
 _NOT_RETRYABLE: Final[dict[ErrorCode, int]] = {
     ErrorCode.INVALID_INPUT: HTTPStatus.UNPROCESSABLE_ENTITY,
     # The image host refused for good (404, not an image): the job depended on it.

@@ -87,8 +87,10 @@ def configure_logging(fmt: str = "console", level: str = "INFO", secrets: Iterab
 
 @contextmanager
 def bind_job(job_id: str | None, **extra: Any) -> Iterator[None]:
-    """Put ``job_id`` (and ``extra``) on every log line inside the block."""
-    tokens = structlog.contextvars.bind_contextvars(job_id=job_id, **extra)
+    """Put ``job_id`` (and those of ``extra`` that are set) on every log line inside the block."""
+    tokens = structlog.contextvars.bind_contextvars(
+        job_id=job_id, **{key: value for key, value in extra.items() if value is not None}
+    )
     try:
         yield
     finally:
