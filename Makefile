@@ -7,7 +7,7 @@ VENV ?= .venv
 TORCH_VERSION ?= 2.13.0
 BIN := $(VENV)/bin
 PKGS := packages/fastwan_core packages/fastwan_adapters apps/queue_worker apps/buffer_worker apps/generate_cli
-# The tests build the tiny model once, here (ignored by git, removed by `make clean`).
+# `make run` builds the tiny model once, here (ignored by git, removed by `make clean`).
 TINY_DIR := $(CURDIR)/.tiny-model
 
 .PHONY: install tools test lint typecheck unit run clean
@@ -37,7 +37,7 @@ typecheck: install
 	$(BIN)/mypy
 
 unit: install tools
-	HF_HUB_OFFLINE=1 FASTWAN_TINY_DIR=$(TINY_DIR) $(BIN)/pytest
+	HF_HUB_OFFLINE=1 $(BIN)/pytest
 
 test: lint typecheck unit
 

@@ -25,7 +25,6 @@ from fastwan_adapters.generator import (
     NoGpuError,
 )
 from fastwan_adapters.generator.hub import resolve_model_folder
-from fastwan_adapters.generator.tiny import ensure_tiny_model
 from fastwan_core.errors import ErrorCode, JobCancelled, JobFailure
 from fastwan_core.job import Job
 from fastwan_core.plan import FASTWAN_TIMESTEPS, GenerationPlan, plan_generation
@@ -39,12 +38,6 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model, built once for the session."""
-    return ensure_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
 
 
 def tiny_settings(tiny_dir: Path, **env: str) -> GeneratorSettings:

@@ -20,12 +20,6 @@ from fastwan_adapters.generator.tiny import build_tiny_model, ensure_tiny_model
 _TRANSFORMER_WEIGHTS = "transformer/diffusion_pytorch_model.safetensors"
 
 
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model, built once for the session."""
-    return ensure_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
-
-
 def weights_digest(folder: Path) -> dict[str, str]:
     return {
         str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()

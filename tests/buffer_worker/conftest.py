@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -14,11 +13,3 @@ from fastwan_adapters.testing import OrchestratorDouble
 def orch() -> Iterator[OrchestratorDouble]:
     with OrchestratorDouble() as double:
         yield double
-
-
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model, built once for the whole session and shared by every worker process."""
-    from fastwan_adapters.generator.tiny import ensure_tiny_model
-
-    return ensure_tiny_model(tmp_path_factory.mktemp("models") / "tiny")

@@ -14,8 +14,9 @@ from generate_cli.__main__ import main
 
 
 @pytest.fixture(autouse=True)
-def _tiny(monkeypatch: pytest.MonkeyPatch) -> None:
+def _tiny(monkeypatch: pytest.MonkeyPatch, tiny_dir: Path) -> None:
     monkeypatch.setenv("FASTWAN_MODEL", "tiny")
+    monkeypatch.setenv("FASTWAN_TINY_DIR", str(tiny_dir))
     monkeypatch.setenv("FASTWAN_WARMUP", "0")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -28,9 +27,3 @@ def fakes(module_fakes: Fakes) -> Iterator[Fakes]:
     """The module worker's fakes, as each test left them reset for the next."""
     yield module_fakes
     module_fakes.reset()
-
-
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``FASTWAN_TINY_DIR`` for every test here: the tiny model is built once per session."""
-    return tmp_path_factory.getbasetemp() / "tiny-model"
