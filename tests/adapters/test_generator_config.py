@@ -36,6 +36,8 @@ def test_defaults() -> None:
     assert settings.vae_decode_dtype == "bf16"
     assert settings.offline is False
     assert settings.is_tiny is False
+    assert settings.attention == "auto"
+    assert settings.vsa_sparsity == 0.8
 
 
 def test_every_variable_is_read(tmp_path: Path) -> None:
@@ -50,6 +52,8 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
             "HF_HOME": str(tmp_path / "hf"),
             "HF_HUB_OFFLINE": "1",
             "FASTWAN_TINY_DIR": str(tmp_path / "tiny"),
+            "FASTWAN_ATTENTION": "Dense",
+            "FASTWAN_VSA_SPARSITY": "0.5",
         }
     )
 
@@ -62,6 +66,22 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
     assert settings.hub_cache_dir == tmp_path / "hf" / "hub"
     assert settings.offline is True
     assert settings.tiny_dir == tmp_path / "tiny"
+    assert settings.attention == "dense"
+    assert settings.vsa_sparsity == 0.5
+
+
+def test_tiny_sparse_is_a_tiny_model_built_beside_tiny(tmp_path: Path) -> None:
+    settings = GeneratorSettings.from_env(
+        {"FASTWAN_MODEL": "tiny-sparse", "FASTWAN_TINY_DIR": str(tmp_path / "t")}
+    )
+
+    assert settings.is_tiny
+    assert settings.tiny_folder == tmp_path / "t-sparse"
+
+
+@pytest.mark.parametrize("value", ["0", "0.8", "0.95", "0.999"])
+def test_a_sparsity_in_zero_to_one_is_accepted(value: str) -> None:
+    assert GeneratorSettings.from_env({"FASTWAN_VSA_SPARSITY": value}).vsa_sparsity == float(value)
 
 
 def test_hf_hub_cache_wins_over_hf_home(tmp_path: Path) -> None:
@@ -88,6 +108,11 @@ def test_a_local_folder_is_a_model(tmp_path: Path) -> None:
         ({"FASTWAN_MODEL": "not a model id"}, "FASTWAN_MODEL"),
         ({"FASTWAN_VAE_DECODE_DTYPE": "fp8"}, "FASTWAN_VAE_DECODE_DTYPE"),
         ({"FASTWAN_WARMUP": "sometimes"}, "FASTWAN_WARMUP"),
+        ({"FASTWAN_ATTENTION": "sparse"}, "FASTWAN_ATTENTION"),
+        ({"FASTWAN_VSA_SPARSITY": "1"}, "FASTWAN_VSA_SPARSITY"),
+        ({"FASTWAN_VSA_SPARSITY": "-0.1"}, "FASTWAN_VSA_SPARSITY"),
+        ({"FASTWAN_VSA_SPARSITY": "nan"}, "FASTWAN_VSA_SPARSITY"),
+        ({"FASTWAN_VSA_SPARSITY": "most"}, "FASTWAN_VSA_SPARSITY"),
     ],
 )
 def test_a_bad_value_names_its_variable(env: dict[str, str], variable: str) -> None:

@@ -256,3 +256,16 @@ def test_the_first_reason_to_stop_wins() -> None:
         "the orchestrator cancelled it",
         True,
     )
+
+
+def test_metrics_say_which_attention_ran_and_leave_it_out_when_unknown(world: World) -> None:
+    plain = world.usecase.run(Job.from_wire(T2V)).to_wire()["metrics"]
+    assert "attention" not in plain and "vsa_sparsity" not in plain
+
+    world.generator.attention, world.generator.vsa_sparsity = "vsa", 0.8
+    metrics = world.usecase.run(Job.from_wire(T2V)).to_wire()["metrics"]
+    assert (metrics["attention"], metrics["vsa_sparsity"]) == ("vsa", 0.8)
+
+    world.generator.attention, world.generator.vsa_sparsity = "dense", None
+    metrics = world.usecase.run(Job.from_wire(T2V)).to_wire()["metrics"]
+    assert metrics["attention"] == "dense" and "vsa_sparsity" not in metrics

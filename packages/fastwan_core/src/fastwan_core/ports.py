@@ -80,10 +80,17 @@ class Stage(enum.Enum):
 
 @attrs.frozen
 class GeneratedVideo:
-    """The generator's output: frames at ``plan.generated_size``, and what it cost."""
+    """The generator's output: frames at ``plan.generated_size``, what it cost and how it was made.
+
+    Attributes:
+        attention: the self-attention that ran (``"vsa"`` or ``"dense"``), if the generator says.
+        vsa_sparsity: the share of key cubes VSA skipped, when VSA ran.
+    """
 
     frames: Frames
     peak_vram_gb: float = 0.0
+    attention: str | None = None
+    vsa_sparsity: float | None = None
 
 
 @attrs.frozen

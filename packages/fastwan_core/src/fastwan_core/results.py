@@ -41,6 +41,8 @@ class Metrics:
         video_fps: the delivered video's frame rate.
         generated_size, output_size: the model's size and the delivered size.
         size_bytes, sha1: of the delivered MP4.
+        attention: the self-attention the model ran, ``"vsa"`` or ``"dense"``.
+        vsa_sparsity: VSA's sparsity, when VSA ran.
     """
 
     duration_sec: float
@@ -59,6 +61,8 @@ class Metrics:
     worker_id: str | None = None
     gpu_name: str | None = None
     worker_version: str | None = None
+    attention: str | None = None
+    vsa_sparsity: float | None = None
 
 
 @attrs.frozen(kw_only=True)

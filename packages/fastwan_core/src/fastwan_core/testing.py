@@ -97,6 +97,8 @@ class FakeGenerator:
     peak_vram_gb: float = 1.5
     model_id: str = "fake/fastwan"
     device_name: str = "FakeGPU"
+    attention: str | None = None
+    vsa_sparsity: float | None = None
     calls: list[tuple[GenerationPlan, Picture | None]] = attrs.field(factory=list)
     steps_run: list[int] = attrs.field(factory=list)
 
@@ -121,7 +123,8 @@ class FakeGenerator:
                 self.on_step(index)
         events.stage(Stage.DECODE)
         self._spend()
-        return GeneratedVideo(FakeFrames(plan.num_frames, plan.generated_size, plan.seed), self.peak_vram_gb)
+        frames = FakeFrames(plan.num_frames, plan.generated_size, plan.seed)
+        return GeneratedVideo(frames, self.peak_vram_gb, self.attention, self.vsa_sparsity)
 
     def _spend(self) -> None:
         if self.clock is not None:

@@ -259,7 +259,7 @@ class _Execution:
         timings = Timings(
             **{name: round(value, 4) for name, value in self.timings.items()}, total_s=round(total, 4)
         )
-        encoded, plan = self.encoded, self.plan
+        encoded, plan, generated = self.encoded, self.plan, self.generated
         return self.usecase._metrics(
             duration_sec=round(total, 4),
             peak_vram_gb=round(self.generated.peak_vram_gb, 3) if self.generated else None,
@@ -273,6 +273,8 @@ class _Execution:
             video_fps=plan.fps,
             size_bytes=encoded.size_bytes if encoded else None,
             sha1=encoded.sha1 if encoded else None,
+            attention=generated.attention if generated else None,
+            vsa_sparsity=generated.vsa_sparsity if generated else None,
         )
 
 

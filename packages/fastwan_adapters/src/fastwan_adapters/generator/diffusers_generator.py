@@ -33,6 +33,12 @@ from fastwan_adapters.generator.placement import configure_transformer, place_co
 from fastwan_adapters.generator.profiles import MemoryProfile, choose_profile
 from fastwan_adapters.generator.sampling import DistilledFlowScheduler, job_generator
 from fastwan_adapters.generator.settings import GeneratorSettings
+from fastwan_adapters.generator.vsa import (
+    PRODUCTION_GRIDS,
+    AttentionChoice,
+    check_fast_path,
+    choose_attention,
+)
 from fastwan_core.errors import ErrorCode, JobCancelled, JobFailure
 from fastwan_core.job import Size
 from fastwan_core.plan import GenerationPlan, model_size_for
@@ -63,9 +69,10 @@ class DiffusersGenerator:
     """FastWan 2.2 on diffusers. Build it with :meth:`load`; one job at a time.
 
     Attributes:
-        model_id: ``FASTWAN_MODEL`` as configured (a hub id, a folder or ``tiny``).
+        model_id: ``FASTWAN_MODEL`` as configured (a hub id, a folder, ``tiny`` or ``tiny-sparse``).
         device_name: the GPU's name, or ``"cpu"``.
         profile: the memory profile in force.
+        attention: the self-attention that runs (VSA or dense).
         load_seconds: download (if any), load and placement; ``warmup_seconds``: the warm-up.
     """
 
@@ -73,6 +80,7 @@ class DiffusersGenerator:
     _device: torch.device = attrs.field(alias="device")
     _settings: GeneratorSettings = attrs.field(alias="settings")
     profile: MemoryProfile
+    attention: AttentionChoice
     _device_name: str = attrs.field(alias="device_name")
     _load_seconds: float = attrs.field(default=0.0, alias="load_seconds")
     _warmup_seconds: float = attrs.field(default=0.0, alias="warmup_seconds")
@@ -106,12 +114,18 @@ class DiffusersGenerator:
     ) -> DiffusersGenerator:
         """A generator over already-built modules (``load`` uses it; so does the benchmark).
 
-        The modules are moved or streamed to ``device`` as the memory profile says.
+        The attention is chosen (and VSA installed, its gates kept only if it runs) before the
+        modules are moved or streamed to ``device`` as the memory profile says; VSA's fast path is
+        then checked on the GPU.
+
+        Raises:
+            ConfigError: the attention asked for cannot run with this checkpoint or on this GPU.
         """
         total = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else None
         profile = choose_profile(settings.memory_profile, total)
+        attention = choose_attention(components.transformer, settings, device)
         place_components(components, profile, device)
-        configure_transformer(components, settings, profile)
+        configure_transformer(components, settings, profile, vsa=attention.kind == "vsa")
         scheduler = DistilledFlowScheduler.create()
         shared: dict[str, Any] = {
             "tokenizer": components.tokenizer,
@@ -127,22 +141,27 @@ class DiffusersGenerator:
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
         memory = f", {total / _GIB:.1f} GiB" if total else ""
         log.info(
-            "generator on %s (%s%s): memory profile %s, transformer %s, attention %s, compile %s",
+            "generator on %s (%s%s): memory profile %s, transformer %s, self-attention %s, "
+            "other attention %s, compile %s",
             device,
             name,
             memory,
             profile.name,
             components.transformer.dtype,
+            attention.describe(),
             settings.attention_backend or "native",
             "on" if settings.torch_compile else "off",
         )
-        return cls(
+        generator = cls(
             pipelines=_Pipelines(components, scheduler, t2v, i2v),
             device=device,
             settings=settings,
             profile=profile,
+            attention=attention,
             device_name=name,
         )
+        generator._check_attention(grids=())
+        return generator
 
     def warm_up(self) -> float:
         """One short image-to-video generation, so the first job pays no compilation or tuning.
@@ -163,6 +182,7 @@ class DiffusersGenerator:
             seed=0,
         )
         started = time.perf_counter()
+        self._check_attention(grids=PRODUCTION_GRIDS)
         try:
             self.generate(plan, Image.new("RGB", (size.width, size.height), (128, 128, 128)), _NoEvents())
         except JobFailure as failure:
@@ -258,7 +278,12 @@ class DiffusersGenerator:
             time.perf_counter() - started,
             peak,
         )
-        return GeneratedVideo(frames=frames, peak_vram_gb=peak)
+        return GeneratedVideo(
+            frames=frames,
+            peak_vram_gb=peak,
+            attention=self.attention.kind,
+            vsa_sparsity=self.attention.sparsity,
+        )
 
     @torch.no_grad()
     def _run(
@@ -335,6 +360,18 @@ class DiffusersGenerator:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             video = vae.decode(latents * std + mean, return_dict=False)[0]
         return to_uint8_frames(video)
+
+    def _check_attention(self, grids: tuple[tuple[int, int, int], ...]) -> None:
+        """VSA's fast path on the GPU: checked against the reference, compiled for ``grids``."""
+        config = self._require_open().components.transformer.config
+        check_fast_path(
+            self.attention,
+            heads=config.num_attention_heads,
+            head_dim=config.attention_head_dim,
+            device=self._device,
+            dtype=self._require_open().components.transformer.dtype,
+            grids=grids,
+        )
 
     # -- memory and health ----------------------------------------------------------------
 

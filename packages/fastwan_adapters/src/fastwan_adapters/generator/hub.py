@@ -15,7 +15,7 @@ from typing import Any, Final
 from tqdm import tqdm
 
 from fastwan_adapters.generator.errors import ModelUnavailableError
-from fastwan_adapters.generator.settings import GeneratorSettings
+from fastwan_adapters.generator.settings import TINY_SPARSE_MODEL, GeneratorSettings
 
 __all__ = ["COMPONENT_FOLDERS", "LoggingProgress", "resolve_model_folder"]
 
@@ -36,7 +36,7 @@ def resolve_model_folder(settings: GeneratorSettings) -> Path:
     if settings.is_tiny:
         from fastwan_adapters.generator.tiny import ensure_tiny_model
 
-        return ensure_tiny_model(settings.tiny_dir)
+        return ensure_tiny_model(settings.tiny_folder, sparse=settings.model == TINY_SPARSE_MODEL)
     if (folder := settings.local_folder) is not None:
         return folder
     return _download(settings)

@@ -3,9 +3,10 @@
 FastWan's ``model_index.json`` names ``WanDMDPipeline``, a FastVideo class diffusers does not
 have, so ``DiffusionPipeline.from_pretrained`` cannot load it. Each component is loaded with
 its own ``from_pretrained`` instead, which also lets each have its dtype (the VAE stays fp32)
-and tells which checkpoint weights nothing uses: FastWan's sparse-attention checkpoint carries
-gate weights (``to_gate_compress``) that diffusers' full-attention transformer ignores, and
-that deserves one clear warning rather than a silent drop.
+and tells which checkpoint weights nothing uses (one clear warning rather than a silent drop).
+FastWan's sparse-attention checkpoint carries compression gates (``to_gate_compress``) that
+diffusers' transformer does not know: they are read from its safetensors and attached to
+the blocks here (``vsa.gates``); which attention then runs is decided at placement.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
 from fastwan_adapters.generator.errors import ModelUnavailableError
 from fastwan_adapters.generator.hub import COMPONENT_FOLDERS
+from fastwan_adapters.generator.vsa.gates import attach_gates, read_gate_weights
 
 __all__ = ["WanComponents", "load_components"]
 
@@ -64,11 +66,14 @@ def load_components(folder: Path, dtype: torch.dtype, *, model: str) -> WanCompo
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
     _warn_unused_components(folder, model)
-    with _loading(model, folder, "transformer"):
+    with _loading(model, folder, "transformer"), _without_diffusers_unused_warning():
         transformer, info = WanTransformer3DModel.from_pretrained(
             folder, subfolder="transformer", torch_dtype=dtype, output_loading_info=True
         )
-    _check_weights(model, "transformer", info)
+    with _loading(model, folder, "transformer"):
+        gates = read_gate_weights(folder / "transformer")
+    attach_gates(transformer, gates, model=model)
+    _check_weights(model, "transformer", info, consumed=gates.keys())
     with _loading(model, folder, "text_encoder"):
         text_encoder, info = UMT5EncoderModel.from_pretrained(
             folder, subfolder="text_encoder", dtype=dtype, output_loading_info=True
@@ -99,14 +104,31 @@ def _loading(model: str, folder: Path, component: str) -> Iterator[None]:
         ) from error
 
 
-def _check_weights(model: str, component: str, info: Mapping[str, Any]) -> None:
+@contextmanager
+def _without_diffusers_unused_warning() -> Iterator[None]:
+    """Hide diffusers' own "weights ... were not used" warning: it would call the VSA gates,
+    which are used, unused; ``_check_weights`` names the weights that really are."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Some weights of the model checkpoint")
+
+    emitter = logging.getLogger("diffusers.models.modeling_utils")
+    emitter.addFilter(keep)
+    try:
+        yield
+    finally:
+        emitter.removeFilter(keep)
+
+
+def _check_weights(model: str, component: str, info: Mapping[str, Any], consumed: Iterable[str] = ()) -> None:
     missing = sorted(info.get("missing_keys") or ())
     if missing:
         raise ModelUnavailableError(
             f"FASTWAN_MODEL={model!r}: the checkpoint's {component} lacks {len(missing)} weights the model "
             f"needs ({_patterns(missing)})"
         )
-    unused = sorted(info.get("unexpected_keys") or ())
+    used = set(consumed)
+    unused = sorted(key for key in info.get("unexpected_keys") or () if key not in used)
     if unused:
         log.warning(
             "FASTWAN_MODEL=%s: the checkpoint's %s has %d weights the pipeline does not use, ignored: %s",

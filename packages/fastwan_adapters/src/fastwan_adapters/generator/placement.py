@@ -38,9 +38,13 @@ def place_components(components: WanComponents, profile: MemoryProfile, device: 
 
 
 def configure_transformer(
-    components: WanComponents, settings: GeneratorSettings, profile: MemoryProfile
+    components: WanComponents, settings: GeneratorSettings, profile: MemoryProfile, *, vsa: bool = False
 ) -> None:
-    """Apply ``ATTENTION_BACKEND`` and ``TORCH_COMPILE`` to the transformer."""
+    """Apply ``ATTENTION_BACKEND`` and ``TORCH_COMPILE`` to the transformer.
+
+    With VSA the blocks compile around the attention (which compiles its own kernel), so
+    not as one full graph.
+    """
     transformer = components.transformer
     if settings.attention_backend is not None:
         try:
@@ -62,7 +66,7 @@ def configure_transformer(
         return
     # Dynamic shapes: one compilation serves every job size, so the warm-up's short clip
     # compiles what the first real job will run.
-    transformer.compile_repeated_blocks(fullgraph=True, dynamic=True)
+    transformer.compile_repeated_blocks(fullgraph=not vsa, dynamic=True)
     log.info("transformer blocks compiled with torch.compile (regional, dynamic shapes)")
 
 

@@ -18,9 +18,14 @@ import attrs
 from fastwan_adapters.config import ConfigError, env_bool, env_choice, env_str
 
 __all__ = [
+    "ATTENTION_MODES",
     "DEFAULT_MODEL",
+    "DEFAULT_VSA_SPARSITY",
     "MEMORY_PROFILES",
     "TINY_MODEL",
+    "TINY_MODELS",
+    "TINY_SPARSE_MODEL",
+    "AttentionMode",
     "GeneratorSettings",
     "MemoryProfileName",
     "VaeDecodeDtype",
@@ -30,6 +35,15 @@ __all__ = [
 DEFAULT_MODEL: Final = "FastVideo/FastWan2.2-TI2V-5B-Diffusers"
 #: ``FASTWAN_MODEL`` value selecting the tiny random-weight model (tests, CPU smoke runs).
 TINY_MODEL: Final = "tiny"
+#: The tiny model with random VSA compression gates, stored as FastWan stores them.
+TINY_SPARSE_MODEL: Final = "tiny-sparse"
+TINY_MODELS: Final = (TINY_MODEL, TINY_SPARSE_MODEL)
+
+AttentionMode = Literal["auto", "vsa", "dense"]
+#: ``FASTWAN_ATTENTION`` values; ``auto`` runs VSA exactly when the checkpoint has gates.
+ATTENTION_MODES: Final[tuple[AttentionMode, ...]] = ("auto", "vsa", "dense")
+#: The sparsity FastWan 2.2 was distilled with.
+DEFAULT_VSA_SPARSITY: Final = 0.8
 
 MemoryProfileName = Literal["auto", "resident", "text-encoder-offload", "cpu-offload"]
 #: ``GPU_MEMORY_PROFILE`` values; ``auto`` chooses from the GPU's total memory at load.
@@ -64,7 +78,12 @@ class GeneratorSettings:
         hub_cache_dir: where Hugging Face models are cached: ``HF_HUB_CACHE``, else
             ``$HF_HOME/hub``, else None for huggingface_hub's own default.
         offline: ``HF_HUB_OFFLINE``: never download; the model must already be cached.
-        tiny_dir: ``FASTWAN_TINY_DIR``: where the tiny model is built and reused.
+        tiny_dir: ``FASTWAN_TINY_DIR``: where the tiny model is built and reused
+            (``tiny-sparse`` beside it, in ``{tiny_dir}-sparse``).
+        attention: ``FASTWAN_ATTENTION``: ``auto`` (VSA for a checkpoint with compression
+            gates, dense otherwise), ``vsa`` (a checkpoint without gates is an error) or
+            ``dense`` (a sparse checkpoint then runs, with a warning, as it was not trained).
+        vsa_sparsity: ``FASTWAN_VSA_SPARSITY``: the share of key cubes VSA skips, 0 <= s < 1.
     """
 
     model: str = DEFAULT_MODEL
@@ -76,6 +95,8 @@ class GeneratorSettings:
     hub_cache_dir: Path | None = None
     offline: bool = False
     tiny_dir: Path = attrs.field(factory=lambda: _default_tiny_dir({}))
+    attention: AttentionMode = "auto"
+    vsa_sparsity: float = DEFAULT_VSA_SPARSITY
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> GeneratorSettings:
@@ -98,11 +119,21 @@ class GeneratorSettings:
             hub_cache_dir=_hub_cache_dir(env),
             offline=env_bool(env, "HF_HUB_OFFLINE", False),
             tiny_dir=Path(tiny_dir).expanduser() if tiny_dir else _default_tiny_dir(env),
+            attention=env_choice(env, "FASTWAN_ATTENTION", ATTENTION_MODES, "auto") or "auto",  # type: ignore[arg-type]
+            vsa_sparsity=_sparsity(env_str(env, "FASTWAN_VSA_SPARSITY")),
         )
 
     @property
     def is_tiny(self) -> bool:
-        return self.model == TINY_MODEL
+        """``tiny`` or ``tiny-sparse``: built locally, allowed on the CPU."""
+        return self.model in TINY_MODELS
+
+    @property
+    def tiny_folder(self) -> Path:
+        """Where the configured tiny model lives (only meaningful when ``is_tiny``)."""
+        if self.model == TINY_SPARSE_MODEL:
+            return self.tiny_dir.with_name(f"{self.tiny_dir.name}-sparse")
+        return self.tiny_dir
 
     @property
     def local_folder(self) -> Path | None:
@@ -114,7 +145,7 @@ class GeneratorSettings:
 
 
 def _model(value: str) -> str:
-    if value == TINY_MODEL or _HUB_ID.fullmatch(value):
+    if value in TINY_MODELS or _HUB_ID.fullmatch(value):
         # A hub id may also be a relative folder that exists: the folder wins, as in diffusers.
         return value
     path = Path(value).expanduser()
@@ -123,9 +154,24 @@ def _model(value: str) -> str:
     if path.exists():
         raise ConfigError(f"FASTWAN_MODEL must be a model folder, got the file {value!r}")
     raise ConfigError(
-        f"FASTWAN_MODEL must be {TINY_MODEL!r}, a Hugging Face model id (organisation/name) or an "
-        f"existing folder, got {value!r}"
+        f"FASTWAN_MODEL must be {TINY_MODEL!r}, {TINY_SPARSE_MODEL!r}, a Hugging Face model id "
+        f"(organisation/name) or an existing folder, got {value!r}"
     )
+
+
+def _sparsity(value: str | None) -> float:
+    if value is None:
+        return DEFAULT_VSA_SPARSITY
+    try:
+        sparsity = float(value)
+    except ValueError:
+        sparsity = float("nan")
+    if not 0.0 <= sparsity < 1.0:  # also refuses nan
+        raise ConfigError(
+            f"FASTWAN_VSA_SPARSITY must be a number with 0 <= s < 1 (the share of key cubes skipped; "
+            f"FastWan was trained with {DEFAULT_VSA_SPARSITY}), got {value!r}"
+        )
+    return sparsity
 
 
 def _attention_backend(value: str | None) -> str | None:

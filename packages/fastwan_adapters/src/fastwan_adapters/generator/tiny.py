@@ -6,6 +6,10 @@ Its output is noise. It is saved with ``save_pretrained`` like any diffusers che
 loaded by the same code as the real model; its ``model_index.json`` even names the
 ``WanDMDPipeline`` class diffusers lacks, as FastWan's does.
 
+``tiny-sparse`` is the same model plus random, non-zero VSA compression gates stored exactly
+as FastWan stores them: ``blocks.N.to_gate_compress.{weight,bias}`` at block level in the
+transformer's safetensors, where diffusers' own loader ignores them and ours picks them up.
+
 The build is deterministic (fixed seeds, under ``torch.random.fork_rng`` so that the
 caller's random state is untouched) and happens once per folder: a complete build is
 marked by ``_MARKER``; concurrent builders each build aside and the first rename wins.
@@ -23,29 +27,30 @@ from typing import Any, Final
 from fastwan_adapters.config import ConfigError
 from fastwan_adapters.generator.architecture import TINY_TEXT_ENCODER, TINY_TRANSFORMER, TINY_VAE
 
-__all__ = ["TINY_SEED", "build_tiny_model", "ensure_tiny_model", "tiny_tokenizer"]
+__all__ = ["TINY_SEED", "add_random_gates", "build_tiny_model", "ensure_tiny_model", "tiny_tokenizer"]
 
 log = logging.getLogger(__name__)
 
 TINY_SEED: Final = 0
 _MARKER: Final = "fastwan-tiny.json"
 _BUILD_VERSION: Final = 2
+_TRANSFORMER_FILE: Final = "transformer/diffusion_pytorch_model.safetensors"
 _MAX_TOKENS: Final = 512
 
 
-def ensure_tiny_model(folder: Path) -> Path:
-    """The tiny model in ``folder``, built there first if it is not already."""
-    if _is_complete(folder):
+def ensure_tiny_model(folder: Path, *, sparse: bool = False) -> Path:
+    """The tiny model (with gates if ``sparse``) in ``folder``, built there first if it is not already."""
+    if _is_complete(folder, sparse):
         return folder
-    _clear_outdated(folder)
+    _clear_outdated(folder, sparse)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
-        build_tiny_model(staging)
+        build_tiny_model(staging, sparse=sparse)
         try:
             staging.rename(folder)
         except OSError:
-            if not _is_complete(folder):  # not another builder's finished copy: a real problem
+            if not _is_complete(folder, sparse):  # not another builder's finished copy: a real problem
                 raise
             log.info("tiny model: another process built %s first; using it", folder)
         else:
@@ -55,8 +60,8 @@ def ensure_tiny_model(folder: Path) -> Path:
     return folder
 
 
-def build_tiny_model(folder: Path) -> None:
-    """Write the tiny random-weight checkpoint to ``folder`` (diffusers layout)."""
+def build_tiny_model(folder: Path, *, sparse: bool = False) -> None:
+    """Write the tiny random-weight checkpoint to ``folder`` (diffusers layout), with gates if ``sparse``."""
     import torch
     from diffusers import (
         AutoencoderKLWan,
@@ -89,7 +94,32 @@ def build_tiny_model(folder: Path) -> None:
     index = json.loads(index_path.read_text())
     index["_class_name"] = "WanDMDPipeline"
     index_path.write_text(json.dumps(index, indent=2))
-    (folder / _MARKER).write_text(json.dumps({"version": _BUILD_VERSION, "seed": TINY_SEED}))
+    if sparse:
+        add_random_gates(folder / _TRANSFORMER_FILE, seed=TINY_SEED)
+    marker = {"version": _BUILD_VERSION, "seed": TINY_SEED, "sparse": sparse}
+    (folder / _MARKER).write_text(json.dumps(marker))
+
+
+def add_random_gates(path: Path, *, seed: int) -> None:
+    """Add random ``blocks.N.to_gate_compress`` weights to a transformer's safetensors file.
+
+    The gate's output multiplies the compressed attention branch, so it is drawn large enough
+    to matter (weights of unit-variance outputs, biases around 0.5), never zero.
+    """
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(path))
+    blocks = sorted({int(name.split(".")[1]) for name in tensors if name.startswith("blocks.")})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        for index in blocks:
+            inner, dim = tensors[f"blocks.{index}.attn1.to_q.weight"].shape
+            dtype = tensors[f"blocks.{index}.attn1.to_q.weight"].dtype
+            weight = torch.randn(inner, dim) / dim**0.5
+            tensors[f"blocks.{index}.to_gate_compress.weight"] = weight.to(dtype)
+            tensors[f"blocks.{index}.to_gate_compress.bias"] = (0.5 + 0.1 * torch.randn(inner)).to(dtype)
+    save_file(tensors, str(path), metadata={"format": "pt"})
 
 
 def tiny_tokenizer() -> Any:
@@ -115,9 +145,9 @@ def tiny_tokenizer() -> Any:
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=_MAX_TOKENS, **special)
 
 
-def _clear_outdated(folder: Path) -> None:
+def _clear_outdated(folder: Path, sparse: bool) -> None:
     """Remove an older build of ours; refuse to touch a folder that is not ours."""
-    if not folder.is_dir() or not any(folder.iterdir()) or _is_complete(folder):
+    if not folder.is_dir() or not any(folder.iterdir()) or _is_complete(folder, sparse):
         return  # nothing there, or another process has just finished a current build
     if not (folder / _MARKER).is_file():
         raise ConfigError(
@@ -128,9 +158,10 @@ def _clear_outdated(folder: Path) -> None:
     shutil.rmtree(folder)
 
 
-def _is_complete(folder: Path) -> bool:
+def _is_complete(folder: Path, sparse: bool) -> bool:
     marker = folder / _MARKER
     try:
-        return bool(json.loads(marker.read_text()).get("version") == _BUILD_VERSION)
+        built = json.loads(marker.read_text())
     except (OSError, ValueError):
         return False
+    return bool(built.get("version") == _BUILD_VERSION and built.get("sparse", False) == sparse)
