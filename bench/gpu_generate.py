@@ -9,6 +9,11 @@ Each profile gets freshly built modules placed by ``DiffusersGenerator.from_comp
 720x1280 (generated at 704x1248, resized by the encoder), 121 frames, the distilled 3 steps,
 image-to-video by default (the production case; ``--mode t2v`` for text-to-video).
 
+``--attention`` chooses the self-attention rows: ``vsa`` (the default model's Video Sparse
+Attention at ``--vsa-sparsity``, random compression gates attached as the real checkpoint's
+are; the flex_attention fast path on CUDA, compiled in the warm-up), ``dense``, or both
+(``dense,vsa``) for the comparison.
+
 Columns: text encoding, each denoising step, VAE decode, MP4 encode (``PyAVEncoder``, when
 it is installed), total, peak GPU memory; medians over ``--runs``. The GPU is synchronised
 at each stage boundary so that each stage is charged its own work. The MP4 encode of
@@ -19,6 +24,7 @@ H100: a measurement that would not fit is skipped and reported as such.
 
     python bench/gpu_generate.py                          # full size; needs a CUDA GPU
     python bench/gpu_generate.py --profiles resident --runs 3 --json results.json
+    python bench/gpu_generate.py --profiles resident --attention dense,vsa
     python bench/gpu_generate.py --tiny                   # CPU dry run with the tiny model
 """
 
@@ -46,6 +52,7 @@ from fastwan_adapters.generator import PROFILES, DiffusersGenerator, GeneratorSe
 from fastwan_adapters.generator.architecture import UMT5_XXL_ENCODER, WAN22_TI2V_5B_TRANSFORMER, WAN22_VAE
 from fastwan_adapters.generator.loading import WanComponents, load_components
 from fastwan_adapters.generator.tiny import ensure_tiny_model, tiny_tokenizer
+from fastwan_adapters.generator.vsa.gates import attach_gates
 from fastwan_core.job import Job
 from fastwan_core.plan import GenerationPlan, plan_generation
 from fastwan_core.ports import Stage
@@ -75,6 +82,7 @@ COLUMNS = (
 
 @attrs.frozen
 class Measurement:
+    attention: str
     profile: str
     job: str
     generated: str
@@ -124,8 +132,11 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
         torch.set_default_dtype(previous)
 
 
-def build_full_size(device: torch.device) -> WanComponents:
-    """Random-weight full-size modules, initialised directly on ``device`` (bf16, VAE fp32)."""
+def build_full_size(device: torch.device, *, gates: bool) -> WanComponents:
+    """Random-weight full-size modules, initialised directly on ``device`` (bf16, VAE fp32).
+
+    With ``gates``, random VSA compression gates are attached as the sparse checkpoint's are.
+    """
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
@@ -138,13 +149,24 @@ def build_full_size(device: torch.device) -> WanComponents:
     for name, tensor in [*transformer.named_parameters(), *transformer.named_buffers()]:
         if keep_fp32 & set(name.split(".")):
             tensor.data = tensor.data.float()
+    if gates:
+        dim = transformer.config.num_attention_heads * transformer.config.attention_head_dim
+        weights: dict[str, torch.Tensor] = {}
+        for index in range(len(transformer.blocks)):
+            weights[f"blocks.{index}.to_gate_compress.weight"] = (
+                torch.randn(dim, dim, device=device) / dim**0.5
+            )
+            weights[f"blocks.{index}.to_gate_compress.bias"] = torch.zeros(dim, device=device)
+        attach_gates(transformer, weights, model="random-weights")
+        del weights
     with torch.device(device):
         vae = AutoencoderKLWan(**WAN22_VAE)
     return WanComponents(tiny_tokenizer(), text_encoder.eval(), transformer.eval(), vae.eval())
 
 
-def build_tiny(folder: Path) -> WanComponents:
-    return load_components(ensure_tiny_model(folder), torch.float32, model="tiny")
+def build_tiny(folder: Path, *, gates: bool) -> WanComponents:
+    folder = folder.with_name(f"{folder.name}-sparse") if gates else folder
+    return load_components(ensure_tiny_model(folder, sparse=gates), torch.float32, model="tiny")
 
 
 # -- running ----------------------------------------------------------------------------------
@@ -189,14 +211,19 @@ def run(args: argparse.Namespace, scratch: Path) -> tuple[list[Measurement], lis
     setup: dict[str, Any] = {}
     last_duration = last_setup = 0.0
 
-    for profile in args.profiles:
+    for attention, profile in [(a, p) for a in args.attention for p in args.profiles]:
         remaining = args.budget_s - (time.perf_counter() - started)
         if remaining < last_setup + 2 * last_duration:
-            notes.append(f"{profile}: skipped, {remaining:.0f} s of the budget left")
+            notes.append(f"{attention} {profile}: skipped, {remaining:.0f} s of the budget left")
             continue
         build_started = time.perf_counter()
-        components = build_tiny(tiny_folder) if args.tiny else build_full_size(device)
+        gates = attention == "vsa"
+        components = (
+            build_tiny(tiny_folder, gates=gates) if args.tiny else build_full_size(device, gates=gates)
+        )
         settings = GeneratorSettings(
+            attention=attention,
+            vsa_sparsity=args.vsa_sparsity,
             model="tiny" if args.tiny else "random-weights Wan 2.2 TI2V-5B (full size)",
             memory_profile=profile,
             torch_compile=args.compile,
@@ -208,8 +235,9 @@ def run(args: argparse.Namespace, scratch: Path) -> tuple[list[Measurement], lis
         placed = time.perf_counter() - build_started
         warmup = generator.warm_up()
         last_setup = time.perf_counter() - build_started
-        setup[profile] = {"build_and_place_s": round(placed, 2), "warmup_s": round(warmup, 2)}
-        print(f"[{profile}] built and placed in {placed:.1f} s, warm-up {warmup:.1f} s", file=sys.stderr)
+        label = f"{attention} {profile}"
+        setup[label] = {"build_and_place_s": round(placed, 2), "warmup_s": round(warmup, 2)}
+        print(f"[{label}] built and placed in {placed:.1f} s, warm-up {warmup:.1f} s", file=sys.stderr)
         try:
             for width, height in jobs:
                 job = Job(
@@ -222,19 +250,19 @@ def run(args: argparse.Namespace, scratch: Path) -> tuple[list[Measurement], lis
                     remaining = args.budget_s - (time.perf_counter() - started)
                     if runs and remaining < 1.5 * last_duration:
                         notes.append(
-                            f"{profile} {job.requested_size}: {len(runs)} of {args.runs} runs (budget)"
+                            f"{label} {job.requested_size}: {len(runs)} of {args.runs} runs (budget)"
                         )
                         break
                     values = measure(generator, plan, image if args.mode == "i2v" else None, sync)
                     last_duration = values["total_s"]
                     runs.append(values)
                     print(
-                        f"[{profile}] {job.requested_size} run {index + 1}: {values['total_s']:.2f} s",
+                        f"[{label}] {job.requested_size} run {index + 1}: {values['total_s']:.2f} s",
                         file=sys.stderr,
                     )
                 median = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
                 measurements.append(
-                    Measurement(profile, str(job.requested_size), str(plan.generated_size), median)
+                    Measurement(attention, profile, str(job.requested_size), str(plan.generated_size), median)
                 )
         finally:
             generator.close()
@@ -261,6 +289,7 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
         "attention_backend": args.attention_backend or "native",
         "torch_compile": args.compile,
         "vae_decode": args.vae_decode,
+        "vsa_sparsity": args.vsa_sparsity,
     }
     if torch.cuda.is_available() and not args.tiny:
         properties = torch.cuda.get_device_properties(0)
@@ -273,10 +302,10 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
 
 def table(measurements: list[Measurement]) -> str:
     columns = [column for column in COLUMNS if any(column in m.values for m in measurements)]
-    header = "| profile | job | generated | " + " | ".join(columns) + " |"
-    rule = "|" + "---|" * (3 + len(columns))
+    header = "| attention | profile | job | generated | " + " | ".join(columns) + " |"
+    rule = "|" + "---|" * (4 + len(columns))
     rows = [
-        f"| {m.profile} | {m.job} | {m.generated} | "
+        f"| {m.attention} | {m.profile} | {m.job} | {m.generated} | "
         + " | ".join(f"{m.values[column]:.2f}" if column in m.values else "-" for column in columns)
         + " |"
         for m in measurements
@@ -293,6 +322,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=2, help="runs per job and profile (median reported)")
     parser.add_argument("--frames", type=int, default=None, help="frames per job (121; 9 with --tiny)")
     parser.add_argument("--mode", choices=("i2v", "t2v"), default="i2v")
+    parser.add_argument(
+        "--attention",
+        type=lambda text: text.split(","),
+        default=["vsa"],
+        help="self-attention rows: vsa, dense, or dense,vsa",
+    )
+    parser.add_argument("--vsa-sparsity", type=float, default=0.8)
     parser.add_argument("--attention-backend", default=None, help="one of diffusers' attention backends")
     parser.add_argument("--compile", action="store_true", help="regional torch.compile of the blocks")
     parser.add_argument("--vae-decode", choices=("bf16", "fp32"), default="bf16")
@@ -303,6 +339,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = [profile for profile in args.profiles if profile not in PROFILES]
     if unknown:
         parser.error(f"--profiles must be among {', '.join(PROFILES)}, got {', '.join(unknown)}")
+    if unknown_attention := [name for name in args.attention if name not in ("vsa", "dense")]:
+        parser.error(f"--attention must be among vsa, dense, got {', '.join(unknown_attention)}")
     if not args.tiny and not torch.cuda.is_available():
         parser.error("the full-size bench needs a CUDA GPU; use --tiny for a CPU dry run")
     return args
