@@ -102,6 +102,7 @@ class Container(containers.DeclarativeContainer):
         interval_s=settings.provided.heartbeat_interval_s,
         metrics=metrics,
         on_death=control.provided.side_task_died,
+        restarts=settings.provided.restarts,
     )
 
     # -- the model and the use case: built on first use, after the heartbeat starts ------------
