@@ -8,19 +8,25 @@
 #                                other and exits with the status of the one that exited first.
 #                                A container that keeps running with one half dead would look
 #                                healthy to Salad while doing no work, so one dying ends both.
-#   WORKER_MODE=buffer           Vast.ai / local. Execs the buffer worker (fastwan-buffer-worker),
-#                                which claims jobs from the orchestrator itself and handles
-#                                SIGTERM on its own, so no process stands between it and the signal.
+#   WORKER_MODE=buffer           Vast.ai / local. Execs the supervisor (fastwan-buffer-supervisor),
+#                                which runs one buffer worker (fastwan-buffer-worker) per GPU
+#                                (BUFFER_WORKERS=auto|N) and restarts a worker that exits 1 or is
+#                                killed by a signal it did not send, with backoff (1 s doubling to
+#                                60 s; BUFFER_RESTART_BACKOFF_S sets the first wait): Vast restarts
+#                                nothing. A worker's exit 2 (a bad setting) ends the container with 2.
+#                                SIGTERM/SIGINT reach every worker; each finishes as it would alone.
+#                                It is Python, not this script, so that its rules are unit-tested.
 #
 #   SALAD_QUEUE_WORKER=on|off    Salad's binary only works on a SaladCloud node (it talks to the
 #                                node's local job service), so local tests of queue mode set it to
 #                                "off" to run the queue worker alone. Default "on": a missing binary
 #                                is then an error, never a silently idle container.
 #   STOP_TIMEOUT_S               Seconds to wait for the remaining process once the other one has
-#                                exited, before SIGKILL. Default: SHUTDOWN_GRACE_S (25) rounded up,
+#                                exited (buffer mode: for the workers after SIGTERM), before SIGKILL. Default: SHUTDOWN_GRACE_S (25) rounded up,
 #                                + 10, so a job that can still finish in its grace is not cut short.
 #
-# Exit status: that of the process that exited first (queue mode) or of the buffer worker;
+# Exit status: that of the process that exited first (queue mode) or of the supervisor (the first
+# non-zero status a buffer worker ended with, else 0);
 # 2 for a bad setting; 127 when a program the mode needs is not on PATH.
 set -euo pipefail
 
@@ -28,6 +34,7 @@ readonly SCRIPT_NAME="run_fastwan_worker"
 readonly SALAD_BIN="salad-http-job-queue-worker"
 readonly QUEUE_BIN="fastwan-queue-worker"
 readonly BUFFER_BIN="fastwan-buffer-worker"
+readonly SUPERVISOR_BIN="fastwan-buffer-supervisor"
 
 log() {
   printf '%s: %s\n' "${SCRIPT_NAME}" "$*" >&2
@@ -183,7 +190,11 @@ main() {
 
   if [[ "${mode}" == "buffer" ]]; then
     require_program "${BUFFER_BIN}" "the fastwan-buffer-worker distribution is not installed"
-    exec "${BUFFER_BIN}" "$@"
+    require_program "${SUPERVISOR_BIN}" "the fastwan-buffer-worker distribution is not installed"
+    local stop_timeout_s
+    stop_timeout_s="$(stop_timeout)"
+    export STOP_TIMEOUT_S="${stop_timeout_s}" # the supervisor's SIGKILL deadline, as in queue mode
+    exec "${SUPERVISOR_BIN}" "$@"
   fi
   run_queue_mode "$@"
 }

@@ -326,3 +326,45 @@ def test_sigkill_after_generation_then_a_restart_delivers_the_status_from_the_ou
     assert video.read_bytes() == produced  # delivered, not generated again
     assert not outbox.exists()
     assert [s["status"] for s in orch.statuses(buffer_job_id)] == ["running", "succeeded"]
+
+
+def test_sigkill_mid_job_then_a_restart_reports_the_job_failed_retryable_once_before_claiming(
+    orch: OrchestratorDouble, tmp_path: Path, tiny_dir: Path
+) -> None:
+    # An image server that accepts connections and never answers: the job sits in its download.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        image_url = f"http://127.0.0.1:{silent.getsockname()[1]}/face.png"
+        buffer_job_id = orch.add_job(job("killed", image_url=image_url))
+        env = worker_env(orch, tmp_path, tiny_dir, ALLOW_PRIVATE_IMAGE_URLS="1")
+        with WorkerProcess(env, tmp_path / "first.log") as first:
+            wait_until(orch, lambda o: o.statuses(buffer_job_id), first, START_TIMEOUT_S, "`running`")
+            first.signal(signal.SIGKILL)
+            assert first.wait(10) == -signal.SIGKILL
+    assert orch.terminal_statuses(buffer_job_id) == []
+    journal = tmp_path / "state" / "claim-journal" / f"{buffer_job_id}.claim.json"
+    assert journal.exists()
+    partial = tmp_path / "outputs" / ".killed.mp4.abcd1234.tmp"  # as a write cut short leaves it
+    partial.parent.mkdir(exist_ok=True)
+    partial.write_bytes(b"half a video")
+    before = len(orch.requests())
+    next_job = orch.add_job(job("after-restart"))
+
+    with WorkerProcess(env, tmp_path / "second.log") as second:
+        wait_until(orch, ended(buffer_job_id, next_job), second, START_TIMEOUT_S, "both statuses")
+        second.signal(signal.SIGTERM)
+        assert second.wait(30) == 0
+
+    (final,) = orch.terminal_statuses(buffer_job_id)
+    assert (final["status"], final["error_code"], final["retryable"]) == ("failed", "worker_shutdown", True)
+    assert "restarted during the job" in final["error"]
+    assert final["worker_id"] == "vast-test"
+    assert len(terminal_attempts(orch, buffer_job_id)) == 1
+    second_run = orch.requests()[before:]
+    reported = next(i for i, r in enumerate(second_run) if r.ident == buffer_job_id)
+    first_claim = next(i for i, r in enumerate(second_run) if r.endpoint is Endpoint.CLAIM)
+    assert reported < first_claim
+    assert [s["status"] for s in orch.terminal_statuses(next_job)] == ["succeeded"]
+    assert orch.progress("killed")[-1]["error_code"] == "worker_shutdown"
+    assert not journal.exists() and not partial.exists()

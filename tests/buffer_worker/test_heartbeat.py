@@ -168,3 +168,12 @@ def test_a_stopped_heartbeat_does_not_count_as_a_death(
 
     assert deaths == []
     assert not beat.died
+
+
+def test_beats_carry_how_often_the_supervisor_restarted_the_worker(
+    orch: OrchestratorDouble, client: OrchestratorClient
+) -> None:
+    assert heartbeater(client, WorkerBoard(), restarts=3).beat()
+    assert heartbeater(client, WorkerBoard(), restarts=0).beat()
+
+    assert [beat["restarts"] for beat in orch.heartbeats("w-1")] == [3, 0]

@@ -79,3 +79,10 @@ def test_buffer_mode_needs_the_orchestrator_and_its_key() -> None:
 
 def test_the_key_never_shows_in_the_settings_repr() -> None:
     assert "secret-key-123" not in repr(settings(BUFFER_WORKER_ID="w"))
+
+
+def test_the_restart_count_comes_from_the_supervisor_and_defaults_to_zero() -> None:
+    assert settings(BUFFER_WORKER_ID="w-1").restarts == 0
+    assert settings(BUFFER_WORKER_ID="w-1", BUFFER_WORKER_RESTARTS="4").restarts == 4
+    with pytest.raises(ConfigError, match="BUFFER_WORKER_RESTARTS"):
+        settings(BUFFER_WORKER_ID="w-1", BUFFER_WORKER_RESTARTS="-1")

@@ -22,7 +22,13 @@ from buffer_worker.progress import BoardProgressReporter
 from buffer_worker.worker import BufferWorker, ExitCode
 from fastwan_adapters.clock import MonotonicClock
 from fastwan_adapters.generator import NoGpuError
-from fastwan_adapters.orchestrator import Backoff, HeartbeatAnswer, OrchestratorClient, StatusOutbox
+from fastwan_adapters.orchestrator import (
+    Backoff,
+    ClaimJournal,
+    HeartbeatAnswer,
+    OrchestratorClient,
+    StatusOutbox,
+)
 from fastwan_adapters.testing import Endpoint, OrchestratorDouble
 from fastwan_core import ErrorCode, GenerateVideo, JobFailure, JobState, WorkerInfo
 from fastwan_core.testing import (
@@ -132,6 +138,7 @@ def make_rig(orch: OrchestratorDouble, tmp_path: Path) -> Iterator[Callable[...,
         worker = BufferWorker(
             client=claim_client(client, control),
             outbox=outbox,
+            journal=ClaimJournal(tmp_path / "state"),
             heartbeat=heartbeat,
             board=board,
             control=control,
@@ -158,6 +165,13 @@ def make_rig(orch: OrchestratorDouble, tmp_path: Path) -> Iterator[Callable[...,
 
 def add(orch: OrchestratorDouble, job_id: str, **fields: Any) -> str:
     return orch.add_job({**JOB, "musetalk_job_id": job_id, **fields})
+
+
+def claimed_after(orch: OrchestratorDouble, buffer_job_id: str) -> bool:
+    """The claim loop has moved on from ``buffer_job_id``: a claim came after its last status call."""
+    requests = orch.requests()
+    last = max((i for i, r in enumerate(requests) if r.ident == buffer_job_id), default=None)
+    return last is not None and any(r.endpoint is Endpoint.CLAIM for r in requests[last + 1 :])
 
 
 def paced(seconds_per_step: float) -> FakeGenerator:
@@ -372,3 +386,74 @@ def test_a_job_claimed_while_stopping_is_handed_back_as_worker_shutdown(make_rig
     assert [s["status"] for s in rig.orch.statuses(buffer_job_id)] == ["failed"]
     assert rig.orch.terminal_statuses(buffer_job_id)[0]["error_code"] == "worker_shutdown"
     assert rig.generator.calls == []
+
+
+def test_a_job_left_in_the_claim_journal_is_reported_failed_retryable_once_before_the_first_claim(
+    make_rig: Callable[..., Rig], orch: OrchestratorDouble, tmp_path: Path
+) -> None:
+    orphan = add(orch, "orphan")
+    with OrchestratorClient(orch.url, orch.api_key) as previous_life:
+        assert previous_life.claim("w-1") is not None
+    ClaimJournal(tmp_path / "state").record(orphan, "orphan")
+    before = len(orch.requests())
+
+    rig = make_rig().start()
+    rig.wait(rig.ended(orphan), "the orphan's status")
+    rig.wait(lambda o: bool(o.requests(Endpoint.CLAIM)), "a claim")
+    rig.worker.request_stop()
+    rig.join()
+    again = make_rig().start()  # a second restart reports nothing more
+    again.wait(lambda o: len(o.requests(Endpoint.CLAIM)) > 1, "a claim of the second restart")
+    again.worker.request_stop()
+    again.join()
+
+    first = orch.requests()[before]
+    assert (first.endpoint, first.ident) == (Endpoint.STATUS, orphan)
+    assert [
+        (s["status"], s["error_code"], s["retryable"]) for s in orch.statuses(orphan, recorded_only=False)
+    ] == [("failed", "worker_shutdown", True)]
+    assert orch.statuses(orphan)[0]["metrics"]["worker_id"] == "w-1"
+    assert [u.error_code for j, u in rig.sent_progress.updates if j == "orphan"] == [
+        ErrorCode.WORKER_SHUTDOWN
+    ]
+    assert ClaimJournal(tmp_path / "state").orphans() == []
+
+
+def test_a_claim_whose_status_reached_the_outbox_before_the_crash_is_sent_as_written_only(
+    make_rig: Callable[..., Rig], orch: OrchestratorDouble, tmp_path: Path
+) -> None:
+    buffer_job_id = add(orch, "written")
+    with OrchestratorClient(orch.url, orch.api_key) as previous_life:
+        assert previous_life.claim("w-1") is not None
+    ClaimJournal(tmp_path / "state").record(buffer_job_id, "written")
+    StatusOutbox(tmp_path / "state").put(buffer_job_id, {"status": "succeeded", "output_url": "memory://x"})
+
+    rig = make_rig().start()
+    rig.wait(lambda o: bool(o.requests(Endpoint.CLAIM)), "a claim")
+    rig.worker.request_stop()
+    rig.join()
+
+    assert [s["status"] for s in orch.statuses(buffer_job_id, recorded_only=False)] == ["succeeded"]
+    assert ClaimJournal(tmp_path / "state").orphans() == []
+
+
+def test_the_claim_journal_holds_the_job_in_hand_and_lets_go_once_it_is_reported(
+    make_rig: Callable[..., Rig], tmp_path: Path
+) -> None:
+    gate = threading.Event()
+    rig = make_rig(generator=gated(gate)).start()
+    buffer_job_id = add(rig.orch, "held")
+    rig.wait(rig.running(buffer_job_id), "`running`")
+
+    assert [(e.buffer_job_id, e.musetalk_job_id) for e in ClaimJournal(tmp_path / "state").orphans()] == [
+        (buffer_job_id, "held")
+    ]
+    gate.set()
+    rig.wait(rig.ended(buffer_job_id), "the job to end")
+    assert ClaimJournal(tmp_path / "state").orphans() == []
+    lost = add(rig.orch, "lost")
+    rig.orch.take_away(lost)  # 409 on `running`: the job is no longer ours
+    rig.wait(lambda o: claimed_after(o, lost), "a claim after the 409")
+    rig.worker.request_stop()
+    rig.join()
+    assert ClaimJournal(tmp_path / "state").orphans() == []

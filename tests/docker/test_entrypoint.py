@@ -25,6 +25,7 @@ DEADLINE_S = 5.0
 APP = "fastwan-queue-worker"
 SALAD = "salad-http-job-queue-worker"
 BUFFER = "fastwan-buffer-worker"
+SUPERVISOR = "fastwan-buffer-supervisor"
 
 # The pid file is written last, after the traps are set, so a test that has seen it may signal.
 STUB = r"""#!/usr/bin/env bash
@@ -344,19 +345,30 @@ def test_a_bad_timeout_is_refused_before_anything_starts(sandbox: Sandbox, name:
 # --- buffer mode --------------------------------------------------------------------------------
 
 
-def test_buffer_mode_execs_the_buffer_worker(sandbox: Sandbox) -> None:
-    sandbox.stub(BUFFER, APP, SALAD)
-    process = sandbox.start("--once", WORKER_MODE="buffer", BUFFER_WORKER_ID="vast-1")
+def test_buffer_mode_execs_the_supervisor_with_the_stop_timeout(sandbox: Sandbox) -> None:
+    # The supervisor itself runs for real in test_supervisor.py.
+    sandbox.stub(SUPERVISOR, BUFFER, APP, SALAD)
+    process = sandbox.start("--once", WORKER_MODE="buffer", BUFFER_WORKER_ID="vast-1", SHUTDOWN_GRACE_S="5")
 
-    buffer_pid = sandbox.wait_started(BUFFER)
-    assert buffer_pid == process.pid  # exec'd: SIGTERM goes straight to the worker
-    assert sandbox.args(BUFFER) == ["--once"]
-    assert sandbox.env_of(BUFFER)["BUFFER_WORKER_ID"] == "vast-1"
+    supervisor_pid = sandbox.wait_started(SUPERVISOR)
+    assert supervisor_pid == process.pid  # exec'd: SIGTERM goes straight to the supervisor
+    assert sandbox.args(SUPERVISOR) == ["--once"]
+    env = sandbox.env_of(SUPERVISOR)
+    assert (env["BUFFER_WORKER_ID"], env["STOP_TIMEOUT_S"]) == ("vast-1", "15")
 
-    sandbox.set_exit(BUFFER, 7)
+    sandbox.set_exit(SUPERVISOR, 7)
     assert finished(process)[0] == 7
-    assert not sandbox.started(APP)
-    assert not sandbox.started(SALAD)
+    assert not any(sandbox.started(name) for name in (BUFFER, APP, SALAD))
+
+
+def test_buffer_mode_refuses_a_bad_stop_timeout_before_starting(sandbox: Sandbox) -> None:
+    sandbox.stub(SUPERVISOR, BUFFER)
+
+    result = sandbox.run(WORKER_MODE="buffer", STOP_TIMEOUT_S="soon")
+
+    assert result.returncode == 2
+    assert "STOP_TIMEOUT_S must be" in result.stderr
+    assert not sandbox.started(SUPERVISOR)
 
 
 def test_a_missing_buffer_worker_is_a_clear_error(sandbox: Sandbox) -> None:
@@ -401,12 +413,12 @@ def test_gpu_diagnostics_are_printed_once(sandbox: Sandbox) -> None:
 def test_a_missing_or_failing_nvidia_smi_does_not_stop_the_worker(
     sandbox: Sandbox, with_nvidia_smi: bool, message: str
 ) -> None:
-    sandbox.stub(BUFFER)
+    sandbox.stub(SUPERVISOR, BUFFER)
     if with_nvidia_smi:
         sandbox.stub("nvidia-smi")
     process = sandbox.start(WORKER_MODE="buffer", NVIDIA_SMI_STUB_EXIT="9")
-    sandbox.wait_started(BUFFER)
-    sandbox.set_exit(BUFFER, 0)
+    sandbox.wait_started(SUPERVISOR)
+    sandbox.set_exit(SUPERVISOR, 0)
 
     status, stderr = finished(process)
 

@@ -8,7 +8,7 @@ loading takes minutes on a real GPU and the orchestrator must see the worker mea
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from dependency_injector import containers, providers
@@ -24,12 +24,15 @@ from buffer_worker.worker import BufferWorker
 from fastwan_adapters import assembly
 from fastwan_adapters.assembly import build_result_store
 from fastwan_adapters.clock import MonotonicClock
+from fastwan_adapters.config import ConfigError
 from fastwan_adapters.encoder import PyAVEncoder
 from fastwan_adapters.orchestrator import (
     Backoff,
+    ClaimJournal,
     OrchestratorClient,
     StatusOutbox,
 )
+from fastwan_adapters.storage import LocalResultStore
 from fastwan_core import GenerateVideo, WorkerInfo
 
 if TYPE_CHECKING:
@@ -52,6 +55,22 @@ def _client(settings: BufferWorkerSettings) -> Iterator[OrchestratorClient]:
         client.close()
 
 
+def _discard_partial_output(env: Mapping[str, str]) -> Callable[[str], None]:
+    """What a killed job left half-written: temp files in ``OUTPUT_DIR`` with local storage;
+    nothing with B2, where an object appears only once its upload is complete."""
+
+    def discard(name: str) -> None:
+        if any(env.get(key) for key in ("B2_KEY_ID", "B2_APP_KEY", "B2_BUCKET_NAME")):
+            return
+        try:
+            store = LocalResultStore.from_env(env)
+        except ConfigError:
+            return  # the store's own start-up check reports it
+        store.discard_partial(name)
+
+    return discard
+
+
 class Container(containers.DeclarativeContainer):
     # -- configuration ----------------------------------------------------------------------
     env = providers.Object(os.environ)
@@ -70,6 +89,7 @@ class Container(containers.DeclarativeContainer):
     # -- the orchestrator -------------------------------------------------------------------
     client = providers.Resource(_client, settings)
     outbox = providers.Singleton(StatusOutbox, settings.provided.state_dir)
+    journal = providers.Singleton(ClaimJournal, settings.provided.state_dir)
     progress_sender = providers.Resource(assembly.open_progress_reporter, client)
     progress = providers.Singleton(BoardProgressReporter, progress_sender, board)
     heartbeat = providers.Singleton(
@@ -82,6 +102,7 @@ class Container(containers.DeclarativeContainer):
         interval_s=settings.provided.heartbeat_interval_s,
         metrics=metrics,
         on_death=control.provided.side_task_died,
+        restarts=settings.provided.restarts,
     )
 
     # -- the model and the use case: built on first use, after the heartbeat starts ------------
@@ -98,6 +119,7 @@ class Container(containers.DeclarativeContainer):
         BufferWorker,
         client=client,
         outbox=outbox,
+        journal=journal,
         heartbeat=heartbeat,
         board=board,
         control=control,
@@ -109,4 +131,5 @@ class Container(containers.DeclarativeContainer):
         gpu_class=gpu_class,
         worker_version=settings.provided.worker_version,
         poll_interval_s=settings.provided.poll_interval_s,
+        discard_partial_output=providers.Callable(_discard_partial_output, env),
     )

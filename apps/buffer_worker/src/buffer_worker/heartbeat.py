@@ -58,6 +58,7 @@ class Heartbeater:
         metrics: WorkerMetrics,
         on_death: Callable[[BaseException | None], None] = lambda _error: None,
         clock: Callable[[], float] = time.monotonic,
+        restarts: int | None = None,
     ) -> None:
         if not interval_s > 0:
             raise ValueError(f"HEARTBEAT_INTERVAL_S must be positive, got {interval_s}")
@@ -70,6 +71,7 @@ class Heartbeater:
         self._metrics = metrics
         self._on_death = on_death
         self._clock = clock
+        self._restarts = restarts
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
@@ -118,6 +120,7 @@ class Heartbeater:
             phase=snapshot.phase,
             progress=snapshot.progress,
             worker_version=self._version,
+            restarts=self._restarts,
         )
         try:
             answer = self._client.heartbeat(self._worker_id, heartbeat)

@@ -58,6 +58,8 @@ class BufferWorkerSettings:
         metrics_port: ``METRICS_PORT``: serve Prometheus metrics there; ``None``: not served.
         retry_initial_s: ``ORCHESTRATOR_RETRY_INITIAL_S``: the first backoff after a failed
             claim or status call (doubling up to the contract's 30 s); tests make it short.
+        restarts: ``BUFFER_WORKER_RESTARTS``, set by the image's supervisor: how many times it
+            has restarted this worker (sent as ``restarts`` in heartbeats).
     """
 
     common: CommonSettings
@@ -70,6 +72,7 @@ class BufferWorkerSettings:
     metrics_port: int | None = None
     retry_initial_s: float = DEFAULT_RETRY_INITIAL_S
     worker_version: str = "0+unknown"
+    restarts: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> BufferWorkerSettings:
@@ -96,6 +99,7 @@ class BufferWorkerSettings:
             metrics_port=_metrics_port(env),
             retry_initial_s=_retry_initial(env),
             worker_version=worker_version(),
+            restarts=env_int(env, "BUFFER_WORKER_RESTARTS", 0, minimum=0),
         )
 
     @property

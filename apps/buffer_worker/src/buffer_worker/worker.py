@@ -7,7 +7,9 @@ has its own (``heartbeat.py``). The main thread only receives signals (``supervi
 
 Every claimed job ends with exactly one terminal status, written to the outbox before it is
 sent, except when the orchestrator says the job is no longer ours (404/409): then nothing is
-kept and the loop goes on.
+kept and the loop goes on. A claimed job is in the claim journal from before its work starts
+until its status is in the outbox, so a worker killed in between still reports it at its next
+start (``recovery.py``).
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from buffer_worker.control import StopControl
 from buffer_worker.heartbeat import Heartbeater
 from buffer_worker.metrics import WorkerMetrics
 from buffer_worker.outcomes import final_result
+from buffer_worker.recovery import report_orphans
 from fastwan_adapters.config import ConfigError
 from fastwan_adapters.logs import bind_job
 from fastwan_adapters.orchestrator import (
+    ClaimJournal,
     DeliveryInterrupted,
     OrchestratorClient,
     OrchestratorError,
@@ -64,6 +68,8 @@ class BufferWorker:
             after the heartbeat has started).
         progress: the progress port without the board, for the final update of a job the
             worker ends itself (shutdown, restart).
+        journal: the claimed job, on disk until its terminal status is in the outbox.
+        discard_partial_output: removes what a job killed mid-write left of the named output.
     """
 
     def __init__(
@@ -71,6 +77,7 @@ class BufferWorker:
         *,
         client: OrchestratorClient,
         outbox: StatusOutbox,
+        journal: ClaimJournal,
         heartbeat: Heartbeater,
         board: WorkerBoard,
         control: StopControl,
@@ -82,9 +89,12 @@ class BufferWorker:
         gpu_class: str,
         worker_version: str | None,
         poll_interval_s: float,
+        discard_partial_output: Callable[[str], None] = lambda _name: None,
     ) -> None:
         self._client = client
         self._outbox = outbox
+        self._journal = journal
+        self._discard_partial = discard_partial_output
         self._heartbeat = heartbeat
         self._board = board
         self._control = control
@@ -129,6 +139,14 @@ class BufferWorker:
         return self._job_thread is not None and self._job_thread.is_alive()
 
     def _serve(self) -> ExitCode:
+        report_orphans(
+            self._journal,
+            self._outbox,
+            progress=self._progress,
+            discard_partial_output=self._discard_partial,
+            worker_id=self._worker_id,
+            worker_version=self._version,
+        )
         try:
             self._outbox.flush(self._client, stop=self._control.stop)
         except DeliveryInterrupted:
@@ -187,6 +205,10 @@ class BufferWorker:
             job, job_id = None, error.job_id
         ticket = JobTicket(buffer_job_id, job_id, self._clock.now())
         with bind_job(job_id, buffer_job_id=buffer_job_id):
+            try:
+                self._journal.record(buffer_job_id, job_id)
+            except OSError as error:  # the job still runs, only without the crash net
+                log.error("the claim journal cannot be written (%s): a crash now would lose the job", error)
             if job is None:
                 # The core's own answer to a bad job (and its final progress call).
                 self._conclude(ticket, usecase.run_payload(dict(raw), ticket))
@@ -227,6 +249,7 @@ class BufferWorker:
                 )
                 self._board.silence(ticket.job_id)
                 self._metrics.leases_lost.inc()
+                self._journal.forget(ticket.buffer_job_id)
                 return
             self._conclude(ticket, result)
         finally:
@@ -324,7 +347,9 @@ class BufferWorker:
         log.info("buffer job %s ended %s (%s)", ticket.buffer_job_id, final.status.value, code)
         body = status_body(final, self._worker_id)
         try:
-            outcome = self._outbox.deliver(self._client, ticket.buffer_job_id, body, stop=window)
+            entry = self._outbox.put(ticket.buffer_job_id, body)
+            self._journal.forget(ticket.buffer_job_id)  # the outbox answers for the job from here
+            outcome = self._outbox.send(self._client, entry, stop=window)
         except DeliveryInterrupted:
             log.warning(
                 "the status of buffer job %s stays in the outbox (%s); it is sent at the next start",
@@ -341,8 +366,10 @@ class BufferWorker:
             try:
                 outcome = self._client.post_status(ticket.buffer_job_id, body, stop=window)
             except OrchestratorError as failure:
-                log.error("the status of buffer job %s is lost: %s", ticket.buffer_job_id, failure)
+                # Still in the claim journal (if that can be written): the next start reports it.
+                log.error("the status of buffer job %s is not sent: %s", ticket.buffer_job_id, failure)
                 return
+            self._journal.forget(ticket.buffer_job_id)
         if outcome is StatusOutcome.GONE:
             self._metrics.leases_lost.inc()
 

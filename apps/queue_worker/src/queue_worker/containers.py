@@ -41,6 +41,7 @@ class Container(containers.DeclarativeContainer):
     orchestrator = providers.Resource(factories.open_orchestrator_client, settings)
     progress = providers.Resource(assembly.open_progress_reporter, orchestrator)
     clock = providers.Singleton(MonotonicClock)
+    deletion_cost = providers.Resource(factories.open_deletion_cost, settings)
 
     # -- the use case and the services the routes call ------------------------------------
     generate_video = providers.ThreadSafeSingleton(
@@ -68,6 +69,7 @@ class Container(containers.DeclarativeContainer):
     )
     runner = providers.Singleton(
         JobRunner,
+        deletion_cost=deletion_cost,
         readiness=readiness,
         metrics=metrics,
         process_exit=process_exit,

@@ -11,11 +11,12 @@ import logging
 from collections.abc import Iterator
 
 from fastwan_adapters.orchestrator import OrchestratorClient
+from fastwan_adapters.salad import DeletionCost
 from fastwan_adapters.storage import B2ResultStore, LocalResultStore
 from fastwan_core.ports import ResultStore
 from queue_worker.settings import QueueWorkerSettings
 
-__all__ = ["open_orchestrator_client", "open_result_store"]
+__all__ = ["open_deletion_cost", "open_orchestrator_client", "open_result_store"]
 
 log = logging.getLogger(__name__)
 
@@ -44,3 +45,15 @@ def open_orchestrator_client(settings: QueueWorkerSettings) -> Iterator[Orchestr
         yield client
     finally:
         client.close()
+
+
+def open_deletion_cost(settings: QueueWorkerSettings) -> Iterator[DeletionCost | None]:
+    """On SaladCloud, the node's deletion cost set through IMDS while a job runs; else None."""
+    if settings.salad_imds_url is None:
+        yield None
+        return
+    cost = DeletionCost(settings.salad_imds_url)
+    try:
+        yield cost
+    finally:
+        cost.close()

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 import attrs
 
 from fastwan_adapters.logs import bind_job
+from fastwan_adapters.salad import DeletionCost
 from fastwan_core import Cancellation, ErrorCode, JobResult, JobState
 from queue_worker.body import InvalidBody, decode_job, job_id_of
 from queue_worker.metrics import QueueMetrics
@@ -57,12 +58,14 @@ class JobRunner:
     Attributes:
         fatal_exit_delay_s: how long a worker whose GPU became unusable keeps answering
             probes with the reason before it exits.
+        deletion_cost: on SaladCloud, told when a job starts and ends (never waited for).
     """
 
     readiness: Readiness
     metrics: QueueMetrics
     process_exit: ProcessExit
     fatal_exit_delay_s: float = 5.0
+    deletion_cost: DeletionCost | None = None
     _slot: threading.Lock = attrs.field(factory=threading.Lock)
     _job_id: str | None = None
     _cancel: Cancellation | None = None
@@ -103,6 +106,8 @@ class JobRunner:
         usecase = self.readiness.usecase
         cancel = self._cancel = Cancellation()
         self.metrics.busy.set(1)
+        if self.deletion_cost is not None:
+            self.deletion_cost.busy()
 
         def work() -> JobResult:
             try:
@@ -149,6 +154,8 @@ class JobRunner:
     def _release(self) -> None:
         self._cancel, self._job_id = None, None
         self.metrics.busy.set(0)
+        if self.deletion_cost is not None:
+            self.deletion_cost.idle()
         self._slot.release()
 
     def _fatal(self, result: JobResult) -> None:

@@ -16,6 +16,7 @@ import attrs
 
 from fastwan_adapters.assembly import CommonSettings
 from fastwan_adapters.config import ConfigError, env_float, env_int, env_str
+from fastwan_adapters.salad import DEFAULT_IMDS_URL
 from fastwan_adapters.storage import B2Settings, LocalResultStore
 
 __all__ = ["DEFAULT_PORT", "QueueWorkerSettings"]
@@ -44,6 +45,8 @@ class QueueWorkerSettings:
             are set (its credentials are checked by the background start-up), else the store on
             ``OUTPUT_DIR`` (created now), which this app serves under ``/outputs``.
         worker_id: ``WORKER_ID``, else ``salad-{SALAD_MACHINE_ID}``, else the host name.
+        salad_imds_url: on SaladCloud (``SALAD_MACHINE_ID`` set), ``SALAD_IMDS_URL`` or Salad's
+            own IMDS address: where the node's deletion cost is set while a job runs.
     """
 
     common: CommonSettings
@@ -55,6 +58,7 @@ class QueueWorkerSettings:
     storage: B2Settings | LocalResultStore
     worker_id: str
     worker_version: str
+    salad_imds_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> QueueWorkerSettings:
@@ -82,6 +86,7 @@ class QueueWorkerSettings:
             storage=storage,
             worker_id=_worker_id(env),
             worker_version=_version(),
+            salad_imds_url=_salad_imds_url(env),
         )
 
     @property
@@ -107,6 +112,15 @@ def _worker_id(env: Mapping[str, str]) -> str:
     if machine is not None:
         return f"salad-{machine}"
     return socket.gethostname()
+
+
+def _salad_imds_url(env: Mapping[str, str]) -> str | None:
+    if env_str(env, "SALAD_MACHINE_ID") is None:
+        return None
+    url = env_str(env, "SALAD_IMDS_URL", DEFAULT_IMDS_URL) or DEFAULT_IMDS_URL
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"SALAD_IMDS_URL must start with http:// or https://, got {url!r}")
+    return url
 
 
 def _version() -> str:

@@ -5,6 +5,7 @@
 - :class:`OrchestratorProgressReporter`: the core's ``ProgressReporter`` port, best effort,
   sent from a background thread.
 - :class:`StatusOutbox`: terminal statuses kept on disk until the orchestrator has them.
+- :class:`ClaimJournal`: the job in hand, on disk, so that a worker killed mid-job still ends it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from fastwan_adapters.orchestrator.errors import (
     OrchestratorRejected,
     OrchestratorUnavailable,
 )
+from fastwan_adapters.orchestrator.journal import ClaimJournal, ClaimRecord
 from fastwan_adapters.orchestrator.messages import (
     Heartbeat,
     HeartbeatAnswer,
@@ -33,6 +35,8 @@ __all__ = [
     "API_KEY_HEADER",
     "DEFAULT_TIMEOUT",
     "Backoff",
+    "ClaimJournal",
+    "ClaimRecord",
     "DeliveryInterrupted",
     "Heartbeat",
     "HeartbeatAnswer",

@@ -44,6 +44,7 @@ class Heartbeat:
     Attributes:
         error: the worker's last error, a human-readable line (never a secret), or ``None``.
         current_job_id, phase, progress: the job in hand, while one runs.
+        restarts: how many times the image's supervisor has restarted this worker.
     """
 
     status: WorkerStatus
@@ -54,6 +55,7 @@ class Heartbeat:
     phase: Phase | None = None
     progress: float | None = attrs.field(default=None, validator=_fraction)
     worker_version: str | None = None
+    restarts: int | None = None
 
     def to_wire(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -67,6 +69,7 @@ class Heartbeat:
             "phase": self.phase.value if self.phase is not None else None,
             "progress": self.progress,
             "worker_version": self.worker_version,
+            "restarts": self.restarts,
         }
         body.update({key: value for key, value in new.items() if value is not None})
         return body

@@ -114,6 +114,15 @@ class StatusOutbox:
         write_atomically(path, data, temp_prefix=_TEMP_PREFIX)
         return PendingStatus(buffer_job_id, payload, written_ns, path)
 
+    def holds(self, buffer_job_id: str) -> bool:
+        """Whether a terminal status of ``buffer_job_id`` is here, to send or set aside as rejected."""
+        if not _ID_RE.fullmatch(buffer_job_id):
+            return False
+        return any(
+            (self._dir / f"{buffer_job_id}{suffix}").exists()
+            for suffix in (_PENDING_SUFFIX, _REJECTED_SUFFIX)
+        )
+
     def pending(self) -> list[PendingStatus]:
         """The statuses still to send, oldest first. An unreadable file is set aside
         (``*.corrupt``) and logged rather than blocking the others."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
@@ -74,6 +75,19 @@ class LocalResultStore:
                 f"could not write {name} to OUTPUT_DIR {str(self.directory)!r}: {exc.strerror or exc}",
             ) from exc
         return self.url_for(name)
+
+    def discard_partial(self, name: str) -> list[Path]:
+        """Remove the temporary files a write of ``name`` killed mid-way left (never the
+        finished file: a complete video is replaced in one step when the job runs again)."""
+        name = checked_name(name)
+        # write_atomically's temp names: ".{name}." or ".{name}.json.", mkstemp's 8 characters, ".tmp"
+        pattern = re.compile(rf"\.{re.escape(name)}(?:\.json)?\.[A-Za-z0-9_]{{8}}\.tmp")
+        removed = []
+        for path in self.directory.glob(f".{name}.*.tmp"):
+            if pattern.fullmatch(path.name):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+        return removed
 
     def url_for(self, name: str) -> str:
         """The URL ``put`` returns for ``name``."""

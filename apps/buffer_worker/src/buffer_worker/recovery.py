@@ -1,0 +1,86 @@
+"""At start: the jobs an earlier run of this worker died with, reported once and cleaned up.
+
+A claim journal entry that is still there at start, without a terminal status in the outbox,
+is a job the worker was killed during (SIGKILL, OOM, power cut). It is reported ``failed``,
+``worker_shutdown``, retryable, through the outbox (so exactly once, even if this start is cut
+short too), and what it left half-written is removed. An entry whose status already is in the
+outbox (the worker died between writing the status and forgetting the claim) is only forgotten:
+the outbox sends that status.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Final
+
+from fastwan_adapters.logs import bind_job
+from fastwan_adapters.orchestrator import ClaimJournal, StatusOutbox, status_body
+from fastwan_core import ErrorCode, JobResult, Metrics
+from fastwan_core.ports import ProgressReporter
+
+__all__ = ["RESTARTED_DURING_JOB", "report_orphans"]
+
+log = logging.getLogger(__name__)
+
+RESTARTED_DURING_JOB: Final = "the worker restarted during the job; it did not finish"
+
+
+def report_orphans(
+    journal: ClaimJournal,
+    outbox: StatusOutbox,
+    *,
+    progress: ProgressReporter,
+    discard_partial_output: Callable[[str], None],
+    worker_id: str,
+    worker_version: str | None,
+) -> list[str]:
+    """Put a terminal status for every orphaned claim into the outbox; returns their buffer ids.
+
+    Call before flushing the outbox, so that the flush sends them with the rest.
+    """
+    reported = []
+    for entry in journal.orphans():
+        with bind_job(entry.musetalk_job_id, buffer_job_id=entry.buffer_job_id):
+            if outbox.holds(entry.buffer_job_id):
+                journal.forget(entry.buffer_job_id)
+                continue
+            result = JobResult.failure(
+                ErrorCode.WORKER_SHUTDOWN,
+                RESTARTED_DURING_JOB,
+                job_id=entry.musetalk_job_id,
+                retryable=True,
+                metrics=Metrics(
+                    duration_sec=round(max(0.0, time.time() - entry.claimed_at), 4),
+                    worker_id=worker_id,
+                    worker_version=worker_version,
+                ),
+            )
+            log.warning(
+                "buffer job %s was in hand when the worker stopped without reporting it; "
+                "reporting it failed (worker_shutdown, retryable)",
+                entry.buffer_job_id,
+            )
+            try:
+                outbox.put(entry.buffer_job_id, status_body(result, worker_id))
+            except OSError as error:  # kept in the journal: the next start tries again
+                log.error(
+                    "the outbox cannot be written (%s); buffer job %s stays unreported",
+                    error,
+                    entry.buffer_job_id,
+                )
+                continue
+            journal.forget(entry.buffer_job_id)
+            if entry.musetalk_job_id is not None:
+                _discard(discard_partial_output, f"{entry.musetalk_job_id}.mp4")
+                progress.report(entry.musetalk_job_id, result.progress_update(worker_id))
+            reported.append(entry.buffer_job_id)
+    return reported
+
+
+def _discard(discard: Callable[[str], None], name: str) -> None:
+    try:
+        discard(name)
+    except OSError as error:
+        log.warning("could not remove what %s left half-written: %s", name, error.strerror or error)
