@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from typing import Any
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fastwan_adapters.config import ConfigError
+from fastwan_adapters.generator.vsa import AttentionChoice, check_fast_path
 from fastwan_adapters.generator.vsa.cubes import CubeLayout
 from fastwan_adapters.generator.vsa.kernels import (
     compressed_attention,
@@ -158,3 +161,38 @@ def test_the_compiled_flex_path_equals_the_reference(grid: tuple[int, int, int],
     fast = video_sparse_attention(q, k, v, g, layout=layout, sparsity=sparsity, implementation="flex")
     reference = video_sparse_attention(q, k, v, g, layout=layout, sparsity=sparsity)
     assert torch.allclose(fast, reference, atol=1e-5), float((fast - reference).abs().max())
+
+
+def test_the_startup_check_passes_a_fast_path_that_agrees_and_compiles_the_grids() -> None:
+    choice = AttentionChoice("vsa", 0.8, "flex")
+    check_fast_path(
+        choice, heads=2, head_dim=16, device=torch.device("cpu"), dtype=torch.float32, grids=[(3, 4, 5)]
+    )
+
+
+def test_the_startup_check_refuses_a_fast_path_that_disagrees_or_cannot_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import fastwan_adapters.generator.vsa as vsa
+
+    real = vsa.video_sparse_attention
+    choice = AttentionChoice("vsa", 0.8, "flex")
+    check = {"heads": 2, "head_dim": 16, "device": torch.device("cpu"), "dtype": torch.float32}
+
+    def wrong(*args: Any, implementation: str = "reference", **kwargs: Any) -> torch.Tensor:
+        out = real(*args, implementation="reference", **kwargs)
+        return out + 0.1 if implementation == "flex" else out
+
+    monkeypatch.setattr(vsa, "video_sparse_attention", wrong)
+    with pytest.raises(ConfigError, match=r"FASTWAN_ATTENTION: .*fast path disagrees with the reference"):
+        check_fast_path(choice, **check)
+
+    def broken(*args: Any, implementation: str = "reference", **kwargs: Any) -> torch.Tensor:
+        if implementation == "flex":
+            raise RuntimeError("no kernel for this GPU")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(vsa, "video_sparse_attention", broken)
+    with pytest.raises(ConfigError, match=r"fast path .* cannot run on cpu .*RuntimeError: no kernel"):
+        check_fast_path(choice, **check)
+    check_fast_path(AttentionChoice("dense"), **check)  # nothing to check for dense attention

@@ -31,7 +31,10 @@ log = logging.getLogger(__name__)
 PRODUCTION_GRIDS: Final = ((31, 22, 40), (31, 40, 22))
 #: A small grid with a partial cube on every axis, for the start-up check against the reference.
 _CHECK_GRID: Final = (5, 6, 7)
-_CHECK_TOLERANCE: Final = {torch.float32: 1e-4, torch.bfloat16: 3e-2, torch.float16: 5e-3}
+#: fp32: in bf16 a one-ulp difference in a cube mean can flip a near-tied selection, so the
+#: comparison would fail on good kernels; the model's dtype is compiled for the grids after.
+_CHECK_DTYPE: Final = torch.float32
+_CHECK_TOLERANCE: Final = 1e-3
 
 
 @attrs.frozen
@@ -90,7 +93,8 @@ def check_fast_path(
     dtype: torch.dtype,
     grids: Sequence[tuple[int, int, int]] = (),
 ) -> None:
-    """Run the fast path once against the reference, then once per grid in ``grids`` (compiling it).
+    """Check the fast path against the reference (fp32, small grid), then run it once per grid in
+    ``grids`` in ``dtype`` (compiling it for them).
 
     Nothing to do unless VSA runs on flex_attention.
 
@@ -103,20 +107,20 @@ def check_fast_path(
     sparsity = choice.sparsity
     generator = torch.Generator(device="cpu").manual_seed(0)
 
-    def inputs(grid: tuple[int, int, int]) -> list[torch.Tensor]:
+    def inputs(grid: tuple[int, int, int], of: torch.dtype) -> list[torch.Tensor]:
         shape = (1, math.prod(grid), heads, head_dim)
-        return [torch.randn(shape, generator=generator).to(device, dtype) for _ in range(4)]
+        return [torch.randn(shape, generator=generator).to(device, of) for _ in range(4)]
 
     try:
         with torch.no_grad():
-            sample, layout = inputs(_CHECK_GRID), CubeLayout.for_grid(_CHECK_GRID, device)
+            sample, layout = inputs(_CHECK_GRID, _CHECK_DTYPE), CubeLayout.for_grid(_CHECK_GRID, device)
             fast = video_sparse_attention(*sample, layout=layout, sparsity=sparsity, implementation="flex")
             reference = video_sparse_attention(*sample, layout=layout, sparsity=sparsity)
             error = float((fast.float() - reference.float()).abs().max())
             for grid in grids:
                 production = CubeLayout.for_grid(grid, device)
                 video_sparse_attention(
-                    *inputs(grid), layout=production, sparsity=sparsity, implementation="flex"
+                    *inputs(grid, dtype), layout=production, sparsity=sparsity, implementation="flex"
                 )
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
@@ -126,11 +130,10 @@ def check_fast_path(
             f"FASTWAN_ATTENTION: Video Sparse Attention's fast path (compiled flex_attention) cannot run on "
             f"{device} with torch {torch.__version__}: {type(failure).__name__}: {first}"
         ) from failure
-    tolerance = _CHECK_TOLERANCE.get(dtype, 3e-2)
-    if not error <= tolerance:
+    if not error <= _CHECK_TOLERANCE:
         raise ConfigError(
             f"FASTWAN_ATTENTION: Video Sparse Attention's fast path disagrees with the reference on {device} "
-            f"(max error {error:.3g}, tolerance {tolerance:g}); refusing to serve wrong videos"
+            f"(max error {error:.3g}, tolerance {_CHECK_TOLERANCE:g}); refusing to serve wrong videos"
         )
     log.info(
         "VSA fast path checked against the reference (max error %.2g) and compiled for %d shapes",
