@@ -52,6 +52,7 @@ FULL_METRICS = {
     "worker_id",
     "gpu_name",
     "worker_version",
+    "attention",  # the tiny model has no VSA gates: "dense", and no vsa_sparsity
 }
 T2V_TIMINGS = {"text_encode_s", "denoise_s", "decode_s", "encode_s", "upload_s", "total_s"}
 
@@ -114,6 +115,7 @@ def test_jobs_are_claimed_and_completed_in_order_with_a_decodable_video_and_full
         assert decoded_frames(video) == (5, 256, 256, "h264")
         metrics = final["metrics"]
         assert set(metrics) == FULL_METRICS
+        assert metrics["attention"] == "dense"
         assert set(metrics["timings"]) == T2V_TIMINGS
         assert metrics["size_bytes"] == video.stat().st_size
         assert metrics["sha1"] == hashlib.sha1(video.read_bytes()).hexdigest()
