@@ -213,3 +213,20 @@ def test_health_answers_within_100_ms_during_a_real_generation(worker: Served) -
     assert len(latencies) >= 10
     assert latencies[len(latencies) // 2] < 0.02, latencies[-5:]
     assert latencies[int(len(latencies) * 0.95)] < 0.1, latencies[-5:]
+
+
+def test_the_sparse_tiny_model_runs_vsa_and_a_seeded_job_gives_the_same_video(
+    tmp_path: Path, tiny_dir: Path, tiny_sparse_dir: Path
+) -> None:
+    settings = settings_for(tmp_path, FASTWAN_MODEL="tiny-sparse", FASTWAN_TINY_DIR=str(tiny_dir))
+    with serving(Container(settings=settings)) as served:
+        answers = [
+            served.client.post("/generate", json={**JOB, "musetalk_job_id": f"vsa-{n}", "seed": 9})
+            for n in range(2)
+        ]
+    assert [answer.status_code for answer in answers] == [200, 200]
+    metrics = [answer.json()["metrics"] for answer in answers]
+    assert all(
+        (m["attention"], m["vsa_sparsity"], m["model_id"]) == ("vsa", 0.8, "tiny-sparse") for m in metrics
+    )
+    assert metrics[0]["sha1"] == metrics[1]["sha1"]
