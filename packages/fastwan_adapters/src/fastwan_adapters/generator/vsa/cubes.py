@@ -18,7 +18,7 @@ from typing import Final
 import attrs
 import torch
 
-__all__ = ["CUBE", "CUBE_TOKENS", "CubeLayout"]
+__all__ = ["CUBE", "CUBE_TOKENS", "CubeLayout", "tile_tokens", "untile_tokens"]
 
 #: The cube's side, in latent frames and patches.
 CUBE: Final = 4
@@ -65,16 +65,27 @@ class CubeLayout:
 
     def tile(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, S, heads, D)`` in raster order to ``(B, heads, N * 64, D)`` padded with zeros."""
-        batch, tokens, heads, dim = x.shape
-        if tokens != self.num_tokens:
-            raise ValueError(f"{tokens} tokens do not fill the grid {self.grid} ({self.num_tokens} tokens)")
-        padded = x.new_zeros(batch, self.padded_length, heads, dim)
-        padded.index_copy_(1, self.slot_of_token, x)
-        return padded.transpose(1, 2)
+        if x.shape[1] != self.num_tokens:
+            raise ValueError(
+                f"{x.shape[1]} tokens do not fill the grid {self.grid} ({self.num_tokens} tokens)"
+            )
+        return tile_tokens(x, self.slot_of_token, self.padded_length)
 
     def untile(self, y: torch.Tensor) -> torch.Tensor:
         """``(B, heads, N * 64, D)`` back to ``(B, S, heads, D)`` in raster order (padding dropped)."""
-        return y.transpose(1, 2).index_select(1, self.slot_of_token)
+        return untile_tokens(y, self.slot_of_token)
+
+
+def tile_tokens(x: torch.Tensor, slot_of_token: torch.Tensor, padded_length: int) -> torch.Tensor:
+    """:meth:`CubeLayout.tile` on plain tensors (what compiled code is given)."""
+    batch, _, heads, dim = x.shape
+    padded = x.new_zeros(batch, padded_length, heads, dim)
+    return padded.index_copy(1, slot_of_token, x).transpose(1, 2)
+
+
+def untile_tokens(y: torch.Tensor, slot_of_token: torch.Tensor) -> torch.Tensor:
+    """:meth:`CubeLayout.untile` on plain tensors."""
+    return y.transpose(1, 2).index_select(1, slot_of_token)
 
 
 @functools.lru_cache(maxsize=16)

@@ -21,12 +21,12 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import torch
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
-from fastwan_adapters.generator.vsa.cubes import CUBE_TOKENS, CubeLayout
+from fastwan_adapters.generator.vsa.cubes import CUBE_TOKENS, CubeLayout, tile_tokens, untile_tokens
 
 __all__ = [
     "VsaImplementation",
@@ -148,32 +148,61 @@ def flex_attention_fast(
 ) -> torch.Tensor:
     """VSA with compiled flex_attention over the cube layout (the production path on CUDA).
 
-    The selection is computed before the compiled call and handed to it as an input: a
-    mask buffer computed inside the same compiled graph gave wrong results (seen with
-    torch 2.13's CPU flex lowering), while inputs are the pattern flex_attention is built for.
+    Two compiled stages, so that the compiler fuses the layout moves and the small ops
+    around the kernel: the selection, then the attention over it and the combine. The
+    selection crosses between them as an input: a mask buffer computed inside the graph
+    that also runs flex_attention gave wrong results (seen with torch 2.13's CPU lowering),
+    while inputs are the pattern flex_attention is built for.
     """
-    q_t, k_t, v_t = layout.tile(q), layout.tile(k), layout.tile(v)
-    counts = layout.counts
-    out_c, scores = compressed_attention(
-        cube_means(q_t, counts), cube_means(k_t, counts), cube_means(v_t, counts)
+    topk = topk_count(layout.num_cubes, sparsity)
+    q_t, k_t, v_t, out_c, selected = _compiled(_select_stage)(
+        q, k, v, layout.slot_of_token, layout.counts, padded_length=layout.padded_length, topk=topk
     )
-    selected = select_cubes(scores, topk_count(layout.num_cubes, sparsity))
-    whole = counts == CUBE_TOKENS
-    out_s = _compiled_sparse_branch()(q_t, k_t, v_t, selected, real_slot=layout.real_slot, whole=whole)
-    spread = out_c.transpose(1, 2)[:, layout.cube_of_token]  # each token gets its cube's row
-    return spread * gate + layout.untile(out_s)
+    return _compiled(_attend_stage)(
+        q_t,
+        k_t,
+        v_t,
+        selected,
+        out_c=out_c,
+        gate=gate,
+        counts=layout.counts,
+        real_slot=layout.real_slot,
+        slot_of_token=layout.slot_of_token,
+        cube_of_token=layout.cube_of_token,
+    )
 
 
-def _sparse_branch(
+def _select_stage(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    slot_of_token: torch.Tensor,
+    counts: torch.Tensor,
+    *,
+    padded_length: int,
+    topk: int,
+) -> tuple[torch.Tensor, ...]:
+    """Tile q, k and v; the compressed branch (per cube) and the selection it makes."""
+    q_t, k_t, v_t = (tile_tokens(x, slot_of_token, padded_length) for x in (q, k, v))
+    out_c, scores = compressed_attention(*(cube_means(x, counts) for x in (q_t, k_t, v_t)))
+    return q_t, k_t, v_t, out_c, select_cubes(scores, topk)
+
+
+def _attend_stage(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
     selected: torch.Tensor,
     *,
+    out_c: torch.Tensor,
+    gate: torch.Tensor,
+    counts: torch.Tensor,
     real_slot: torch.Tensor,
-    whole: torch.Tensor,
+    slot_of_token: torch.Tensor,
+    cube_of_token: torch.Tensor,
 ) -> torch.Tensor:
-    """``out_s`` in the tiled layout: flex_attention over each query cube's selected key cubes."""
+    """flex_attention over each query cube's selected key cubes, then ``out_c * gate + out_s``."""
+    whole = counts == CUBE_TOKENS
     full_blocks, full_indices = _block_lists(selected & whole)
     partial_blocks, partial_indices = _block_lists(selected & ~whole)
 
@@ -191,8 +220,9 @@ def _sparse_branch(
         seq_lengths=(length, length),
         compute_q_blocks=False,  # inference: no backward pass needs the transposed lists
     )
-    out: torch.Tensor = flex_attention(q, k, v, block_mask=mask)  # type: ignore[assignment]
-    return out
+    out_s: torch.Tensor = flex_attention(q, k, v, block_mask=mask)  # type: ignore[assignment]
+    spread = out_c.transpose(1, 2)[:, cube_of_token]  # each token gets its cube's row
+    return spread * gate + untile_tokens(out_s, slot_of_token)
 
 
 def _block_lists(chosen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -203,8 +233,8 @@ def _block_lists(chosen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @functools.cache
-def _compiled_sparse_branch() -> Callable[..., torch.Tensor]:
-    """``_sparse_branch`` under ``torch.compile``, built once (compiling happens per new shape).
+def _compiled(stage: Callable[..., Any]) -> Callable[..., Any]:
+    """``stage`` under ``torch.compile``, built once (compiling happens per new shape).
 
     flex_attention only runs block-sparse when compiled: eager, it materialises the whole mask.
     Static shapes, as tested here (the CPU's flex lowering refuses dynamic ones): each cube
@@ -212,4 +242,4 @@ def _compiled_sparse_branch() -> Callable[..., torch.Tensor]:
     which it would fall back to that eager, whole-mask path.
     """
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, _RECOMPILE_LIMIT)
-    return torch.compile(_sparse_branch, dynamic=False)
+    return torch.compile(stage, dynamic=False)
