@@ -15,7 +15,7 @@ from typing import Final
 import attrs
 
 from fastwan_adapters.assembly import CommonSettings
-from fastwan_adapters.config import ConfigError, env_float, env_int, env_str
+from fastwan_adapters.config import ConfigError, env_float, env_int, env_name, env_str
 from fastwan_adapters.storage import B2Settings, LocalResultStore
 
 __all__ = ["DEFAULT_PORT", "QueueWorkerSettings"]
@@ -44,6 +44,8 @@ class QueueWorkerSettings:
             are set (its credentials are checked by the background start-up), else the store on
             ``OUTPUT_DIR`` (created now), which this app serves under ``/outputs``.
         worker_id: ``WORKER_ID``, else ``salad-{SALAD_MACHINE_ID}``, else the host name.
+        gpu_class: ``GPU_CLASS`` (or ``GPU_CLASS_NAME``, the sibling's name for it), sent as
+            ``metrics.gpu_class``; ``None``: the GPU's name.
     """
 
     common: CommonSettings
@@ -55,6 +57,7 @@ class QueueWorkerSettings:
     storage: B2Settings | LocalResultStore
     worker_id: str
     worker_version: str
+    gpu_class: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> QueueWorkerSettings:
@@ -82,6 +85,7 @@ class QueueWorkerSettings:
             storage=storage,
             worker_id=_worker_id(env),
             worker_version=_version(),
+            gpu_class=env_str(env, env_name(env, "GPU_CLASS", "GPU_CLASS_NAME")),
         )
 
     @property
