@@ -174,7 +174,7 @@ def test_the_image_installs_its_third_party_packages_from_the_cuda_lock() -> Non
     assert re.search(rf"pip install [^\n]*-r {re.escape(copied.group(1))}", text)
     assert in_build_context("locks/cu128.txt")
     # torch is installed before the lock and only from PyTorch's CUDA 12.8 index.
-    assert text.index("--index-url \"${TORCH_INDEX_URL}\"") < text.index(f"-r {copied.group(1)}")
+    assert text.index('--index-url "${TORCH_INDEX_URL}"') < text.index(f"-r {copied.group(1)}")
 
 
 def test_the_entrypoint_is_executable() -> None:
