@@ -1,27 +1,42 @@
 # `make run` and `make test` each do the whole job on a fresh machine (see README.md).
-# torch is pinned: on these machines pip takes the CPU wheel that lies on disk; letting an
-# installer pick torch from the registry would pull a multi-GB CUDA build. The Docker image
-# installs the CUDA 12.8 build instead (docker/Dockerfile.fastwan).
+# Every third-party version comes from the lock, locks/cpu.txt (`make lock` refreshes it).
+# torch is locked as plain 2.13.0: on these machines pip takes the CPU wheel that lies on disk,
+# and the lock holds that wheel's dependencies, no CUDA library. The Docker image installs the
+# CUDA 12.8 build and locks/cu128.txt instead (docker/Dockerfile.fastwan).
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_VERSION ?= 2.13.0
 BIN := $(VENV)/bin
 PKGS := packages/fastwan_core packages/fastwan_adapters apps/queue_worker apps/buffer_worker apps/generate_cli
+LOCK := locks/cpu.txt
+# `make lock`: uv, in a virtualenv of its own so that the project's stays exactly the lock.
+UV_VERSION ?= 0.13.9
+UV_VENV := .uv-venv
+CPU_TORCH_FIND_LINKS ?= /opt/wheels
 # `make run` builds the tiny model once, here (ignored by git, removed by `make clean`).
 TINY_DIR := $(CURDIR)/.tiny-model
 
-.PHONY: install tools test lint typecheck unit run clean
+.PHONY: install lock tools test lint typecheck unit run clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python $(foreach p,$(PKGS),$(p)/pyproject.toml) requirements-dev.txt
-	$(BIN)/pip install -q torch==$(TORCH_VERSION)
-	$(BIN)/pip install -q $(foreach p,$(PKGS),-e "$(p)[test]") -r requirements-dev.txt
+# The lock pins every third-party package; our five distributions go in editable beside it
+# (pip refuses if a pyproject.toml asks for a version the lock does not have: run `make lock`).
+$(VENV)/.installed: $(BIN)/python $(foreach p,$(PKGS),$(p)/pyproject.toml) requirements-dev.txt $(LOCK)
+	$(BIN)/pip install -q -r $(LOCK) $(foreach p,$(PKGS),-e "$(p)[test]")
+	$(BIN)/pip check
 	touch $@
 
 install: $(VENV)/.installed
+
+# Re-resolve locks/cpu.txt and locks/cu128.txt from locks/requirements.in after a dependency
+# changed, keeping every pin that still fits; UPGRADE=1 takes the newest versions that fit.
+lock:
+	@[ -x $(UV_VENV)/bin/uv ] || { $(PYTHON) -m venv $(UV_VENV) && $(UV_VENV)/bin/pip install -q uv==$(UV_VERSION); }
+	$(PYTHON) locks/refresh.py --uv $(UV_VENV)/bin/uv --torch $(TORCH_VERSION) \
+	  --cpu-torch-find-links $(CPU_TORCH_FIND_LINKS) $(if $(UPGRADE),--upgrade)
 
 # shellcheck lints docker/run_fastwan_worker.sh; it comes from Debian, not PyPI.
 tools:
@@ -53,4 +68,4 @@ run: install
 	fi
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(TINY_DIR)
+	rm -rf $(VENV) $(UV_VENV) .pytest_cache .mypy_cache .ruff_cache $(TINY_DIR)

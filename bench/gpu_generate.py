@@ -6,8 +6,8 @@ weights, built on the GPU in seconds from ``fastwan_adapters.generator.architect
 nothing is downloaded, and the time per stage depends on the shapes, not on the values.
 Each profile gets freshly built modules placed by ``DiffusersGenerator.from_components``
 (the production code path from placement on), one warm-up, then the jobs: 1280x704 and
-720x1280 (generated at 704x1248, resized by the encoder), 121 frames, the distilled 3 steps,
-image-to-video by default (the production case; ``--mode t2v`` for text-to-video).
+720x1280 (generated at the trained 704x1280, cover-cropped by the encoder), 121 frames, the
+distilled 3 steps, image-to-video by default (the production case; ``--mode t2v`` for text-to-video).
 
 ``--attention`` chooses the self-attention rows: ``vsa`` (the default model's Video Sparse
 Attention at ``--vsa-sparsity``, random compression gates attached as the real checkpoint's
@@ -192,7 +192,7 @@ def measure(
     values = clock.durations(time.perf_counter())
     if PyAVEncoder is not None:
         encode_started = time.perf_counter()
-        PyAVEncoder().encode(video.frames, plan.output_size, plan.fps)
+        PyAVEncoder().encode(video.frames, plan.output_size, plan.fps, cover=plan.cover)
         values["mp4_s"] = time.perf_counter() - encode_started
     values["total_s"] = time.perf_counter() - started
     values["peak_vram_gib"] = video.peak_vram_gb

@@ -18,7 +18,7 @@ import av
 import numpy as np
 import pytest
 
-from fastwan_adapters.encoder import PyAVEncoder, deliverable_size
+from fastwan_adapters.encoder import PyAVEncoder, cover_window, deliverable_size
 from fastwan_core import ErrorCode, JobFailure, Size
 from fastwan_core.ports import VideoEncoder
 
@@ -26,10 +26,17 @@ from fastwan_core.ports import VideoEncoder
 MIN_PSNR_DB = 38.0
 
 
-def smooth_scene(num_frames: int, size: Size) -> np.ndarray:
-    """``(num_frames, height, width, 3)`` uint8 RGB: gradients and slow waves, drifting."""
-    y = (np.arange(size.height, dtype=np.float64)[:, None] + 0.5) / size.height
-    x = (np.arange(size.width, dtype=np.float64)[None, :] + 0.5) / size.width
+def smooth_scene(
+    num_frames: int, size: Size, window: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
+) -> np.ndarray:
+    """``(num_frames, height, width, 3)`` uint8 RGB: gradients and slow waves, drifting.
+
+    ``window`` (``x0, y0, x1, y1`` in the scene's normalised coordinates) renders only that
+    part of the scene, stretched over ``size``: what a crop of the whole scene should show.
+    """
+    x0, y0, x1, y1 = window
+    y = y0 + (y1 - y0) * (np.arange(size.height, dtype=np.float64)[:, None] + 0.5) / size.height
+    x = x0 + (x1 - x0) * (np.arange(size.width, dtype=np.float64)[None, :] + 0.5) / size.width
     frames = np.empty((num_frames, size.height, size.width, 3), dtype=np.uint8)
     for t in range(num_frames):
         shift = t / 24
@@ -205,6 +212,70 @@ def test_an_odd_request_is_encoded_whole_at_the_deliverable_size(encoder: PyAVEn
     assert video.size == Size(decoded.width, decoded.height) == Size(256, 318)
     # Scaled, not cropped: the picture matches the whole scene rendered at 256x318.
     assert psnr(decoded.frames, smooth_scene(5, Size(256, 318))) > MIN_PSNR_DB
+
+
+# --- cover: a trained size delivered at the requested one, undistorted -------------------------
+
+
+def centre_window(generated: Size, requested: Size) -> tuple[float, float, float, float]:
+    """The normalised part of a ``generated`` picture that covers ``requested`` when scaled."""
+    scale = max(requested.width / generated.width, requested.height / generated.height)
+    keep_x = requested.width / scale / generated.width
+    keep_y = requested.height / scale / generated.height
+    return ((1 - keep_x) / 2, (1 - keep_y) / 2, (1 + keep_x) / 2, (1 + keep_y) / 2)
+
+
+@pytest.mark.parametrize(
+    ("generated", "requested"),
+    [
+        (Size(704, 1280), Size(720, 1280)),  # the default job at the trained portrait size
+        (Size(1280, 704), Size(1280, 720)),
+        (Size(704, 1280), Size(736, 1248)),
+        (Size(128, 256), Size(192, 256)),  # a wide crop, where a stretch would show at once
+    ],
+    ids=["704x1280-to-720x1280", "1280x704-to-1280x720", "704x1280-to-736x1248", "128x256-to-192x256"],
+)
+def test_cover_scales_and_centre_crops_to_the_exact_size(
+    encoder: PyAVEncoder, generated: Size, requested: Size
+) -> None:
+    video = encoder.encode(smooth_scene(2, generated), requested, 24, cover=True)
+
+    decoded = decode(video.data)
+    assert video.size == Size(decoded.width, decoded.height) == requested
+    # The centre of the scene at the generated proportions, not the whole scene squeezed.
+    cropped = smooth_scene(2, requested, centre_window(generated, requested))
+    assert psnr(decoded.frames, cropped) > MIN_PSNR_DB
+
+
+def test_without_cover_the_frames_are_stretched_instead(encoder: PyAVEncoder) -> None:
+    generated, requested = Size(128, 256), Size(192, 256)
+    decoded = decode(encoder.encode(smooth_scene(2, generated), requested, 24).data)
+
+    assert psnr(decoded.frames, smooth_scene(2, requested)) > MIN_PSNR_DB
+    cropped = smooth_scene(2, requested, centre_window(generated, requested))
+    assert psnr(decoded.frames, cropped) < MIN_PSNR_DB - 10
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "window"),
+    [
+        (Size(704, 1280), Size(720, 1280), (0, 14, 704, 1252)),
+        (Size(1280, 704), Size(1280, 720), (14, 0, 1252, 704)),
+        (Size(704, 1280), Size(704, 1280), (0, 0, 704, 1280)),
+        (Size(704, 1280), Size(360, 640), (0, 14, 704, 1252)),
+    ],
+)
+def test_the_cover_window_is_centred_and_keeps_the_target_aspect(
+    source: Size, target: Size, window: tuple[int, int, int, int]
+) -> None:
+    assert cover_window(source, target) == window
+
+
+def test_cover_with_an_odd_request_delivers_one_pixel_less(encoder: PyAVEncoder) -> None:
+    video = encoder.encode(smooth_scene(2, Size(64, 128)), Size(97, 129), 24, cover=True)
+
+    assert video.size == Size(96, 128)
+    assert (decode(video.data).width, decode(video.data).height) == (96, 128)
 
 
 # --- failures: clear errors, no broken file --------------------------------------------------

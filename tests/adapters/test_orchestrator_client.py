@@ -329,6 +329,11 @@ def test_a_failed_status_carries_error_code_and_retryable(orch, client):
         "error_code": "upload_failed",
         "retryable": True,
         "worker_id": "w-1",
+        # the names the orchestrator parses from its sibling worker
+        "error_message": "B2 answered 503",
+        "error_type": "processing_error",
+        "stage": "unknown",
+        "stage_times": {},
     }
 
 
@@ -503,6 +508,7 @@ def test_the_use_case_reports_every_phase_to_the_orchestrator(orch, client):
         "progress": 1.0,
         "output_url": "memory://job-1.mp4",
         "worker_id": "w-1",
+        "metrics": result.to_wire()["metrics"],  # the final call carries the job's metrics
     }
 
 

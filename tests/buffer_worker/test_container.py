@@ -79,5 +79,5 @@ def test_the_program_exits_2_naming_the_missing_variable() -> None:
     )
 
     assert done.returncode == ExitCode.CONFIG
-    assert "ORCHESTRATOR_BASE_URL is required in buffer mode" in done.stderr
+    assert "ORCHESTRATOR_BASE_URL (or BUFFER_ORCHESTRATOR_BASE_URL) is required in buffer mode" in done.stderr
     assert "Traceback" not in done.stderr

@@ -53,6 +53,10 @@ FULL_METRICS = {
     "gpu_name",
     "worker_version",
     "attention",  # the tiny model has no VSA gates: "dense", and no vsa_sparsity
+    # the names the orchestrator parses from its sibling worker
+    "gpu_class",
+    "total_time",
+    "stage_times",
 }
 T2V_TIMINGS = {"text_encode_s", "denoise_s", "decode_s", "encode_s", "upload_s", "total_s"}
 
@@ -127,12 +131,17 @@ def test_jobs_are_claimed_and_completed_in_order_with_a_decodable_video_and_full
         )
         assert (metrics["worker_id"], metrics["model_id"]) == ("vast-test", "tiny")
         assert final["worker_id"] == "vast-test"
+        assert final["musetalk_job_id"] == f"order-{n}"
+        assert metrics["total_time"] == metrics["duration_sec"]
+        assert set(metrics["stage_times"]) == {"text_encode", "inference", "decode", "encode", "upload"}
+        assert metrics["gpu_class"] == "Test GPU"  # GPU_CLASS, as in heartbeats
         progress = orch.progress(f"order-{n}")
         assert progress[-1] == {
             "status": "succeeded",
             "progress": 1.0,
             "output_url": final["output_url"],
             "worker_id": "vast-test",
+            "metrics": metrics,
         }
 
 
@@ -182,6 +191,13 @@ def test_an_invalid_job_fails_with_invalid_input_and_the_worker_takes_the_next(s
     assert failure["status"] == "failed"
     assert failure["error_code"] == "invalid_input" and failure["retryable"] is False
     assert "width must be between 256 and 1280, got 2000" in failure["error"]
+    assert (failure["musetalk_job_id"], failure["error_type"], failure["stage"]) == (
+        "too-wide",
+        "media_error",
+        "validation",
+    )
+    assert failure["error_message"] == failure["error"] and failure["stage_times"] == {}
+    assert orch.progress("too-wide")[-1]["metrics"] == failure["metrics"]
     assert [s["status"] for s in orch.statuses(good)] == ["running", "succeeded"]
 
 

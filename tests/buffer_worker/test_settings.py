@@ -52,6 +52,70 @@ def test_the_worker_id_comes_from_vasts_container_id_then_the_host_name(
     assert settings().worker_id == "box-7"
 
 
+def test_the_worker_id_falls_back_to_vasts_container_label_before_the_host_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("socket.gethostname", lambda: "box-7")
+    assert settings(VAST_CONTAINERLABEL="C.12345").worker_id == "C.12345"  # as the sibling uses it
+    assert settings(VAST_CONTAINERLABEL="C.12345", CONTAINER_ID="12345").worker_id == "vast-12345"
+    assert settings(VAST_CONTAINERLABEL="C.1", BUFFER_WORKER_ID="mine").worker_id == "mine"
+    with pytest.raises(ConfigError, match="VAST_CONTAINERLABEL must give a worker id"):
+        settings(VAST_CONTAINERLABEL="C 1")
+
+
+# -- the names the sibling worker's operators set: aliases, ours win ----------------------------
+
+
+def aliased(**env: str) -> BufferWorkerSettings:
+    return BufferWorkerSettings.from_env({"BUFFER_WORKER_ID": "w", "INTERNAL_API_KEY": "k", **env})
+
+
+def test_buffer_orchestrator_base_url_stands_in_for_orchestrator_base_url() -> None:
+    assert (
+        aliased(BUFFER_ORCHESTRATOR_BASE_URL="https://sib.example/").orchestrator_url == "https://sib.example"
+    )
+    both = aliased(
+        BUFFER_ORCHESTRATOR_BASE_URL="https://sib.example", ORCHESTRATOR_BASE_URL="https://o.example"
+    )
+    assert both.orchestrator_url == "https://o.example"
+    with pytest.raises(ConfigError, match="BUFFER_ORCHESTRATOR_BASE_URL must start with http"):
+        aliased(BUFFER_ORCHESTRATOR_BASE_URL="sib.example")
+    with pytest.raises(ConfigError, match="INTERNAL_API_KEY is required when BUFFER_ORCHESTRATOR_BASE_URL"):
+        BufferWorkerSettings.from_env(
+            {"BUFFER_WORKER_ID": "w", "BUFFER_ORCHESTRATOR_BASE_URL": "https://s.example"}
+        )
+
+
+def test_gpu_class_name_stands_in_for_gpu_class() -> None:
+    assert settings(GPU_CLASS_NAME="RTX-5090-FastWan").gpu_class == "RTX-5090-FastWan"
+    assert settings(GPU_CLASS_NAME="RTX-5090-FastWan", GPU_CLASS="RTX 5090").gpu_class == "RTX 5090"
+    assert settings(GPU_CLASS_NAME="  ", GPU_CLASS="").gpu_class is None  # blank is unset
+
+
+def test_buffer_poll_interval_sec_stands_in_for_buffer_poll_interval_s() -> None:
+    assert settings(BUFFER_POLL_INTERVAL_SEC="5").poll_interval_s == 5.0
+    assert settings(BUFFER_POLL_INTERVAL_SEC="5", BUFFER_POLL_INTERVAL_S="0.5").poll_interval_s == 0.5
+    with pytest.raises(ConfigError, match="BUFFER_POLL_INTERVAL_SEC must be a number, got 'often'"):
+        settings(BUFFER_POLL_INTERVAL_SEC="often")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("2", "BUFFER_CAPACITY must be 1, got 2: this worker runs one job at a time"),
+        ("0", "BUFFER_CAPACITY must be 1, got 0: this worker runs one job at a time"),
+        ("many", "BUFFER_CAPACITY must be an integer, got 'many'"),
+    ],
+)
+def test_buffer_capacity_other_than_one_is_a_start_up_error(value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        settings(BUFFER_CAPACITY=value)
+
+
+def test_buffer_capacity_one_is_accepted() -> None:
+    assert settings(BUFFER_CAPACITY="1").worker_id  # starts
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
@@ -71,7 +135,10 @@ def test_a_bad_value_names_its_variable(env: dict[str, str], message: str) -> No
 
 
 def test_buffer_mode_needs_the_orchestrator_and_its_key() -> None:
-    with pytest.raises(ConfigError, match="ORCHESTRATOR_BASE_URL is required in buffer mode"):
+    with pytest.raises(
+        ConfigError,
+        match=r"ORCHESTRATOR_BASE_URL \(or BUFFER_ORCHESTRATOR_BASE_URL\) is required in buffer mode",
+    ):
         BufferWorkerSettings.from_env({"BUFFER_WORKER_ID": "w"})
     with pytest.raises(ConfigError, match="INTERNAL_API_KEY is required"):
         BufferWorkerSettings.from_env({"ORCHESTRATOR_BASE_URL": "https://o.example", "BUFFER_WORKER_ID": "w"})

@@ -457,3 +457,81 @@ def test_the_claim_journal_holds_the_job_in_hand_and_lets_go_once_it_is_reported
     rig.worker.request_stop()
     rig.join()
     assert ClaimJournal(tmp_path / "state").orphans() == []
+
+
+# -- the names the orchestrator parses from its sibling worker, beside ours -------------------------
+
+
+def failing_images(failure: JobFailure) -> Callable[[GenerateVideo], GenerateVideo]:
+    def load(usecase: GenerateVideo) -> GenerateVideo:
+        assert isinstance(usecase.images, FakeImageLoader)
+        usecase.images.failure = failure
+        return usecase
+
+    return load
+
+
+@pytest.mark.parametrize(
+    ("failure", "where", "error_type", "stage"),
+    [
+        (
+            JobFailure(ErrorCode.IMAGE_FETCH_FAILED, "image host answered 404", retryable=False),
+            "images",
+            "media_error",
+            "download",
+        ),
+        (
+            JobFailure(ErrorCode.GPU_OUT_OF_MEMORY, "CUDA out of memory"),
+            "generator",
+            "processing_error",
+            "inference",
+        ),
+    ],
+    ids=["refused-image", "retryable"],
+)
+def test_a_failed_status_carries_the_sibling_names_and_its_final_progress_the_metrics(
+    make_rig: Callable[..., Rig], failure: JobFailure, where: str, error_type: str, stage: str
+) -> None:
+    generator = FakeGenerator(failure=failure, fail_at_step=2) if where == "generator" else None
+    load = failing_images(failure) if where == "images" else (lambda usecase: usecase)
+    rig = make_rig(generator=generator, load=load).start()
+    buffer_job_id = add(rig.orch, "j-sib", image_url="https://images.example/face.png")
+
+    rig.wait(rig.ended(buffer_job_id), "the job to end")
+    rig.worker.request_stop()
+    rig.join()
+
+    (final,) = rig.orch.terminal_statuses(buffer_job_id)
+    assert (final["status"], final["error_code"], final["retryable"]) == (
+        "failed",
+        failure.code.value,
+        failure.retryable,
+    )
+    assert (final["musetalk_job_id"], final["error_type"], final["stage"]) == ("j-sib", error_type, stage)
+    assert final["error_message"] == final["error"] == failure.message
+    assert final["stage_times"] == final["metrics"]["stage_times"]
+    assert "download" in final["stage_times"]
+    assert final["metrics"]["total_time"] == final["metrics"]["duration_sec"]
+    (last,) = [u for _, u in rig.sent_progress.updates if u.is_terminal]
+    assert last.to_wire()["metrics"] == final["metrics"]
+
+
+def test_a_status_the_worker_writes_itself_carries_the_sibling_names(make_rig: Callable[..., Rig]) -> None:
+    gate = threading.Event()
+    rig = make_rig(generator=gated(gate), grace=0.0, stop_wait=0.2).start()
+    buffer_job_id = add(rig.orch, "j-stuck-sib")
+    rig.wait(rig.running(buffer_job_id), "`running`")
+
+    rig.worker.request_stop()
+    try:
+        rig.join(timeout=5)
+    finally:
+        gate.set()
+
+    (final,) = rig.orch.terminal_statuses(buffer_job_id)
+    assert (final["musetalk_job_id"], final["error_type"], final["stage"]) == (
+        "j-stuck-sib",
+        "processing_error",
+        "unknown",  # the job never came back to say where it was
+    )
+    assert final["metrics"]["gpu_class"] == "FakeGPU"

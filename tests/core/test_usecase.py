@@ -165,6 +165,44 @@ def test_each_error_code_is_reported(world: World, where: str, code: ErrorCode) 
     assert last.error_code is code and last.status is result.status
     assert result.metrics is not None and result.metrics.timings.total_s is not None
     assert world.store.objects == {}
+    # The phase it failed in, for the orchestrator's `stage`; the final progress has metrics.
+    assert result.stage == {"images": "download", "generator": "inference", "encoder": "encode"}.get(
+        where, "upload"
+    )
+    assert last.metrics == result.metrics
+
+
+@pytest.mark.parametrize(
+    ("payload", "cover"),
+    [({"width": 720, "height": 1280}, True), ({"width": 704, "height": 1280}, False), ({}, False)],
+)
+def test_the_encoder_is_told_to_cover_when_a_trained_size_stands_in(
+    world: World, payload: dict[str, int], cover: bool
+) -> None:
+    result = world.usecase.run(Job.from_wire({**T2V, **payload}))
+    plan = world.generator.calls[0][0]
+    assert world.encoder.covers == [cover] and plan.cover is cover
+    assert result.metrics is not None and result.metrics.output_size == plan.output_size
+
+
+def test_metrics_carry_the_gpu_class_and_the_sibling_timing_names(world: World) -> None:
+    result = world.usecase.run(Job.from_wire(I2V))
+    assert result.metrics is not None and result.metrics.gpu_class == "FakeGPU"  # GPU_CLASS unset
+    wire = result.to_wire()
+    assert wire["musetalk_job_id"] == "i2v-1"
+    assert wire["metrics"]["total_time"] == wire["metrics"]["duration_sec"] == 3.9
+    assert wire["metrics"]["stage_times"] == {
+        "download": 0.4,
+        "text_encode": 0.6,
+        "inference": 1.8,
+        "decode": 0.6,
+        "encode": 0.3,
+        "upload": 0.2,
+    }
+    assert world.progress.for_job("i2v-1")[-1].metrics == result.metrics
+    world.usecase.worker = WorkerInfo("w-1", "9.9.9", gpu_class="RTX-5090-FastWan")
+    again = world.usecase.run(Job.from_wire(I2V))
+    assert again.metrics is not None and again.metrics.gpu_class == "RTX-5090-FastWan"
 
 
 def test_invalid_input_is_reported_without_running(world: World) -> None:
@@ -176,6 +214,12 @@ def test_invalid_input_is_reported_without_running(world: World) -> None:
     )
     assert result.error == "width must be between 256 and 1280, got 2000"
     assert world.generator.calls == []
+    wire = result.to_wire()
+    assert (wire["musetalk_job_id"], wire["stage"], wire["error_type"]) == (
+        "t2v-1",
+        "validation",
+        "media_error",
+    )
     assert [u.error_code for u in world.progress.for_job("t2v-1")] == [ErrorCode.INVALID_INPUT]
 
 
@@ -222,8 +266,8 @@ def test_timings_present_for_every_stage_run_and_partial_on_failure(world: World
 
 def test_metrics_report_the_size_the_encoder_delivered(world: World) -> None:
     class OddSizeEncoder(FakeEncoder):
-        def encode(self, frames: Any, size: Any, fps: int) -> Any:
-            encoded = super().encode(frames, size, fps)
+        def encode(self, frames: Any, size: Any, fps: int, *, cover: bool = False) -> Any:
+            encoded = super().encode(frames, size, fps, cover=cover)
             return attrs.evolve(encoded, size=type(size)(size.width - 1, size.height))
 
     world.usecase.encoder = OddSizeEncoder()

@@ -159,13 +159,22 @@ def test_the_image_installs_every_workspace_distribution() -> None:
         for path in [*ROOT.glob("packages/*/pyproject.toml"), *ROOT.glob("apps/*/pyproject.toml")]
     )
     text = DOCKERFILE.read_text()
-    copied_pyprojects = sorted(re.findall(r"^COPY (\S+)/pyproject\.toml ", text, flags=re.MULTILINE))
     wheel_command = re.search(r"pip wheel (?:[^\n]*\\\n)*[^\n]*", text)
     assert wheel_command is not None, "the Dockerfile builds no wheels"
     built = sorted(word for word in wheel_command.group().split() if word in distributions)
 
-    assert copied_pyprojects == distributions
     assert built == distributions
+
+
+def test_the_image_installs_its_third_party_packages_from_the_cuda_lock() -> None:
+    """The image's versions are the lock's, which `make lock` resolves beside CI's."""
+    text = DOCKERFILE.read_text()
+    copied = re.search(r"^COPY locks/cu128\.txt (\S+)$", text, flags=re.MULTILINE)
+    assert copied is not None, "the Dockerfile does not copy locks/cu128.txt"
+    assert re.search(rf"pip install [^\n]*-r {re.escape(copied.group(1))}", text)
+    assert in_build_context("locks/cu128.txt")
+    # torch is installed before the lock and only from PyTorch's CUDA 12.8 index.
+    assert text.index('--index-url "${TORCH_INDEX_URL}"') < text.index(f"-r {copied.group(1)}")
 
 
 def test_the_entrypoint_is_executable() -> None:

@@ -131,6 +131,22 @@ def test_a_job_becomes_a_decodable_video_in_b2_at_the_requested_size(
     assert body["metrics"]["model_id"] == "tiny" and body["metrics"]["steps"] == 3
     assert (body["metrics"]["timings"].get("download_s") is not None) is (kind == "i2v")
     assert decoded(stored_video(b2[1], f"e2e-{kind}")) == (5, (256, 320))
+    assert body["musetalk_job_id"] == f"e2e-{kind}"
+    assert body["metrics"]["gpu_class"] == "cpu"  # no GPU_CLASS: the device's name
+    assert ("download" in body["metrics"]["stage_times"]) is (kind == "i2v")
+
+
+def test_a_request_near_a_trained_size_is_generated_at_it_and_delivered_exactly(
+    worker: Served, b2: tuple[B2Api, Bucket, dict[str, str]]
+) -> None:
+    job = {**JOB, "musetalk_job_id": "e2e-trained", "width": 720, "height": 1280}
+
+    answer = worker.client.post("/generate", json=job)
+
+    assert answer.status_code == 200, answer.text
+    metrics = answer.json()["metrics"]
+    assert (metrics["generated_size"], metrics["output_size"]) == ([704, 1280], [720, 1280])
+    assert decoded(stored_video(b2[1], "e2e-trained")) == (5, (720, 1280))
 
 
 def test_progress_reaches_the_orchestrator_in_order_monotonic_and_throttled(
@@ -160,6 +176,12 @@ def test_progress_reaches_the_orchestrator_in_order_monotonic_and_throttled(
         if after.body["phase"] == before.body["phase"]:
             assert after.at - before.at >= 0.9
     assert bodies[-1]["status"] == "succeeded" and bodies[-1]["output_url"].endswith("e2e-progress.mp4")
+    answer = worker.client.post("/generate", json={**job, "musetalk_job_id": "e2e-progress-2"})
+    assert orchestrator.wait_for(
+        lambda o: any(b.get("status") == "succeeded" for b in o.progress("e2e-progress-2")), timeout=10
+    )
+    # The final progress call carries the answer's metrics, sibling names included.
+    assert orchestrator.progress("e2e-progress-2")[-1]["metrics"] == answer.json()["metrics"]
 
 
 def test_an_unreachable_image_is_a_retryable_500_reported_to_the_orchestrator(
@@ -170,11 +192,19 @@ def test_an_unreachable_image_is_a_retryable_500_reported_to_the_orchestrator(
     answer = worker.client.post("/generate", json=job)
 
     assert answer.status_code == 500
-    assert answer.json()["error_code"] == "image_fetch_failed" and answer.json()["retryable"] is True
+    body = answer.json()
+    assert body["error_code"] == "image_fetch_failed" and body["retryable"] is True
+    assert (body["musetalk_job_id"], body["error_type"], body["stage"]) == (
+        "e2e-noimage",
+        "media_error",
+        "download",
+    )
+    assert body["error_message"] == body["error"] and set(body["stage_times"]) == {"download"}
     assert orchestrator.wait_for(
         lambda o: any(b.get("error_code") == "image_fetch_failed" for b in o.progress("e2e-noimage")),
         timeout=10,
     )
+    assert orchestrator.progress("e2e-noimage")[-1]["metrics"] == body["metrics"]
 
 
 @pytest.fixture

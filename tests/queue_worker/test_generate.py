@@ -28,9 +28,16 @@ def test_a_text_to_video_job_answers_200_with_the_stored_video(worker: Served, f
     body = answer.json()
     assert body["status"] == "succeeded"
     assert body["output_url"] == "memory://t2v-1.mp4"
-    assert set(body) == {"status", "output_url", "metrics"}
+    assert set(body) == {"status", "output_url", "metrics", "musetalk_job_id"}
+    assert body["musetalk_job_id"] == "t2v-1"
     assert body["metrics"]["output_size"] == [256, 320]
     assert body["metrics"]["worker_id"] == "test-worker"
+    # The sibling worker's names, which the orchestrator parses.
+    assert body["metrics"]["gpu_class"] == "FakeGPU"
+    assert body["metrics"]["total_time"] == body["metrics"]["duration_sec"]
+    assert set(body["metrics"]["stage_times"]) == {"text_encode", "inference", "decode", "encode", "upload"}
+    final = fakes.progress.for_job("t2v-1")[-1][0].to_wire()
+    assert final["status"] == "succeeded" and final["metrics"] == body["metrics"]
     assert fakes.store.objects["t2v-1.mp4"].size_bytes == body["metrics"]["size_bytes"]
     assert fakes.images.loaded == []
 
@@ -78,9 +85,19 @@ def test_each_failure_answers_the_status_that_carries_its_retry_decision(
     expected_code = failure.code.value if isinstance(failure, JobFailure) else "internal_error"
     assert body["error_code"] == expected_code
     assert body["retryable"] is (status >= 500)
+    # The sibling's names beside ours.
+    assert body["musetalk_job_id"] == job["musetalk_job_id"]
+    assert body["error_message"] == body["error"]
+    assert body["error_type"] == {"images": "media_error"}.get(
+        port, "unknown_error" if expected_code == "internal_error" else "processing_error"
+    )
+    assert body["stage"] == {"images": "download", "generator": "inference", "store": "upload"}[port]
+    assert body["stage_times"] == body["metrics"]["stage_times"]
+    assert ("upload" in body["stage_times"]) is (port == "store")
     final = fakes.progress.for_job(job["musetalk_job_id"])[-1][0]
     assert final.status is JobState.FAILED and final.error_code is not None
     assert final.error_code.value == expected_code
+    assert final.to_wire()["metrics"] == body["metrics"]
     assert job["musetalk_job_id"] + ".mp4" not in fakes.store.objects
 
 
@@ -102,6 +119,12 @@ def test_invalid_input_answers_422_naming_what_is_wrong(worker: Served, body: by
     result = answer.json()
     assert result["error_code"] == "invalid_input" and result["retryable"] is False
     assert names in result["error"]
+    assert (result["error_message"], result["error_type"], result["stage"]) == (
+        result["error"],
+        "media_error",
+        "validation",
+    )
+    assert result["stage_times"] == {}
 
 
 def test_an_oversized_body_is_refused_413_before_it_is_read(worker: Served) -> None:

@@ -52,6 +52,20 @@ def test_worker_id_comes_from_worker_id_then_salad_machine_id(tmp_path: Path) ->
     assert explicit.worker_id == "w-1"
 
 
+def test_gpu_class_or_its_alias_gpu_class_name_names_the_gpu_in_metrics(tmp_path: Path) -> None:
+    def gpu_class(**values: str) -> str | None:
+        return QueueWorkerSettings.from_env(env(tmp_path, **values)).gpu_class
+
+    assert gpu_class() is None  # the GPU's own name, filled in by the use case
+    assert gpu_class(GPU_CLASS_NAME="RTX-5090-FastWan") == "RTX-5090-FastWan"
+    assert gpu_class(GPU_CLASS_NAME="RTX-5090-FastWan", GPU_CLASS="RTX 5090") == "RTX 5090"
+
+
+def test_the_buffer_orchestrator_alias_is_not_read_in_queue_mode(tmp_path: Path) -> None:
+    settings = QueueWorkerSettings.from_env(env(tmp_path, BUFFER_ORCHESTRATOR_BASE_URL="https://o.example"))
+    assert settings.common.orchestrator_url is None
+
+
 @pytest.mark.parametrize(
     ("values", "named"),
     [

@@ -77,7 +77,7 @@ class Container(containers.DeclarativeContainer):
     settings = providers.Singleton(BufferWorkerSettings.from_env, env)
     gpu_class = providers.Singleton(_gpu_class, settings)
     worker_info = providers.Singleton(
-        WorkerInfo, settings.provided.worker_id, settings.provided.worker_version
+        WorkerInfo, settings.provided.worker_id, settings.provided.worker_version, gpu_class
     )
 
     # -- shared state -----------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Final
 import attrs
 
 from fastwan_adapters.assembly import CommonSettings
-from fastwan_adapters.config import ConfigError, env_float, env_int, env_str
+from fastwan_adapters.config import ConfigError, env_float, env_int, env_name, env_str
 
 __all__ = [
     "DEFAULT_HEARTBEAT_INTERVAL_S",
@@ -36,6 +36,10 @@ DEFAULT_RETRY_INITIAL_S: Final = 1.0
 _MIN_HEARTBEAT_INTERVAL_S: Final = 0.05
 _MAX_PORT: Final = 65535
 _MAX_BACKOFF_S: Final = 30.0  # the contract's cap on any wait between retries
+# The names the sibling worker's operators already set, read when ours are not (ours win).
+_URL_ALIAS: Final = "BUFFER_ORCHESTRATOR_BASE_URL"
+_GPU_CLASS_ALIAS: Final = "GPU_CLASS_NAME"
+_POLL_ALIAS: Final = "BUFFER_POLL_INTERVAL_SEC"
 # The worker id is a path segment of the heartbeat URL and a label in the orchestrator's tables.
 _WORKER_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
@@ -45,12 +49,15 @@ class BufferWorkerSettings:
     """What the buffer worker reads from the environment, beside the settings both apps share.
 
     Attributes:
-        common: ``ORCHESTRATOR_BASE_URL``, ``INTERNAL_API_KEY``, model, storage and logs.
-        worker_id: ``BUFFER_WORKER_ID``, else ``vast-{CONTAINER_ID}`` on Vast.ai, else the
-            host name: the orchestrator's key for this worker's heartbeats and claims.
-        gpu_class: ``GPU_CLASS``; ``None`` means "the detected GPU's name".
+        common: ``ORCHESTRATOR_BASE_URL`` (or ``BUFFER_ORCHESTRATOR_BASE_URL``),
+            ``INTERNAL_API_KEY``, model, storage and logs.
+        worker_id: ``BUFFER_WORKER_ID``, else ``vast-{CONTAINER_ID}`` on Vast.ai, else
+            ``VAST_CONTAINERLABEL`` as it is, else the host name: the orchestrator's key for
+            this worker's heartbeats and claims.
+        gpu_class: ``GPU_CLASS`` (or ``GPU_CLASS_NAME``); ``None`` means "the detected GPU's name".
         heartbeat_interval_s: ``HEARTBEAT_INTERVAL_S``: seconds between heartbeats.
-        poll_interval_s: ``BUFFER_POLL_INTERVAL_S``: seconds between claims while there is no job.
+        poll_interval_s: ``BUFFER_POLL_INTERVAL_S`` (or ``BUFFER_POLL_INTERVAL_SEC``): seconds
+            between claims while there is no job.
         shutdown_grace_s: ``SHUTDOWN_GRACE_S``: after SIGTERM, how long the job in hand may run
             before it is stopped and reported ``worker_shutdown``.
         state_dir: ``STATE_DIR``: where terminal statuses wait until the orchestrator has them;
@@ -81,19 +88,22 @@ class BufferWorkerSettings:
         Raises:
             ConfigError: naming the variable whose value is wrong or missing.
         """
-        common = CommonSettings.from_env(env)
+        common = CommonSettings.from_env(env, orchestrator_url_aliases=(_URL_ALIAS,))
         if common.orchestrator_url is None:
             raise ConfigError(
-                "ORCHESTRATOR_BASE_URL is required in buffer mode (the worker claims jobs from it)"
+                f"ORCHESTRATOR_BASE_URL (or {_URL_ALIAS}) is required in buffer mode"
+                " (the worker claims jobs from it)"
             )
+        _check_capacity(env)
+        poll_name = env_name(env, "BUFFER_POLL_INTERVAL_S", _POLL_ALIAS)
         return cls(
             common=common,
             worker_id=_worker_id(env),
-            gpu_class=env_str(env, "GPU_CLASS"),
+            gpu_class=env_str(env, env_name(env, "GPU_CLASS", _GPU_CLASS_ALIAS)),
             heartbeat_interval_s=env_float(
                 env, "HEARTBEAT_INTERVAL_S", DEFAULT_HEARTBEAT_INTERVAL_S, minimum=_MIN_HEARTBEAT_INTERVAL_S
             ),
-            poll_interval_s=env_float(env, "BUFFER_POLL_INTERVAL_S", DEFAULT_POLL_INTERVAL_S, minimum=0.0),
+            poll_interval_s=env_float(env, poll_name, DEFAULT_POLL_INTERVAL_S, minimum=0.0),
             shutdown_grace_s=env_float(env, "SHUTDOWN_GRACE_S", DEFAULT_SHUTDOWN_GRACE_S, minimum=0.0),
             state_dir=Path(env_str(env, "STATE_DIR", DEFAULT_STATE_DIR) or DEFAULT_STATE_DIR).expanduser(),
             metrics_port=_metrics_port(env),
@@ -123,6 +133,9 @@ def _worker_id(env: Mapping[str, str]) -> str:
         name, value = "BUFFER_WORKER_ID", explicit
     elif (container := env_str(env, "CONTAINER_ID")) is not None:
         name, value = "CONTAINER_ID", f"vast-{container}"
+    elif (label := env_str(env, "VAST_CONTAINERLABEL")) is not None:
+        # As the sibling worker uses it (``C.12345``), so the orchestrator sees the same id.
+        name, value = "VAST_CONTAINERLABEL", label
     else:
         name, value = "the host name", socket.gethostname()
     if not _WORKER_ID_RE.fullmatch(value):
@@ -131,6 +144,18 @@ def _worker_id(env: Mapping[str, str]) -> str:
             f"with a letter or digit, got {value!r}; set BUFFER_WORKER_ID"
         )
     return value
+
+
+def _check_capacity(env: Mapping[str, str]) -> None:
+    """``BUFFER_CAPACITY``, the sibling's jobs-at-once setting: only 1 is possible here."""
+    if env_str(env, "BUFFER_CAPACITY") is None:
+        return
+    capacity = env_int(env, "BUFFER_CAPACITY", 1)
+    if capacity != 1:
+        raise ConfigError(
+            f"BUFFER_CAPACITY must be 1, got {capacity}: this worker runs one job at a time"
+            " (run more containers for more at once)"
+        )
 
 
 def _retry_initial(env: Mapping[str, str]) -> float:

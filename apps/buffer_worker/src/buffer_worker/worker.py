@@ -382,6 +382,7 @@ class BufferWorker:
                 duration_sec=round(max(0.0, self._clock.now() - ticket.started), 4),
                 model_id=generator.model_id if generator is not None else None,
                 gpu_name=generator.device_name if generator is not None else None,
+                gpu_class=self._gpu_class,
                 worker_id=self._worker_id,
                 worker_version=self._version,
             )

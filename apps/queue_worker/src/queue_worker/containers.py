@@ -56,6 +56,7 @@ class Container(containers.DeclarativeContainer):
             WorkerInfo,
             worker_id=settings.provided.worker_id,
             worker_version=settings.provided.worker_version,
+            gpu_class=settings.provided.gpu_class,
         ),
     )
     loader = providers.Singleton(

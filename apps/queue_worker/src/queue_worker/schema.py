@@ -25,6 +25,16 @@ def _result_schema() -> dict[str, Any]:
             "error": {"type": "string", "description": "Human-readable; never a secret."},
             "error_code": {"type": "string", "enum": [code.value for code in ErrorCode]},
             "retryable": {"type": "boolean", "description": "Whether running the job again can help."},
+            # The names the orchestrator parses from its sibling worker (MuseTalk), beside ours.
+            "musetalk_job_id": {"type": "string", "description": "The job's id, when it was readable."},
+            "error_message": {"type": "string", "description": "Failure only: the same text as `error`."},
+            "error_type": {"type": "string", "enum": ["media_error", "processing_error", "unknown_error"]},
+            "stage": {
+                "type": "string",
+                "enum": ["download", "inference", "decode", "encode", "upload", "validation", "unknown"],
+                "description": "Failure only: where it failed.",
+            },
+            "stage_times": {"type": "object", "description": "Failure only: seconds per stage that ran."},
         },
     }
 

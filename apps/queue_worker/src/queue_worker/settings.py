@@ -15,7 +15,7 @@ from typing import Final
 import attrs
 
 from fastwan_adapters.assembly import CommonSettings
-from fastwan_adapters.config import ConfigError, env_float, env_int, env_str
+from fastwan_adapters.config import ConfigError, env_float, env_int, env_name, env_str
 from fastwan_adapters.salad import DEFAULT_IMDS_URL
 from fastwan_adapters.storage import B2Settings, LocalResultStore
 
@@ -47,6 +47,8 @@ class QueueWorkerSettings:
         worker_id: ``WORKER_ID``, else ``salad-{SALAD_MACHINE_ID}``, else the host name.
         salad_imds_url: on SaladCloud (``SALAD_MACHINE_ID`` set), ``SALAD_IMDS_URL`` or Salad's
             own IMDS address: where the node's deletion cost is set while a job runs.
+        gpu_class: ``GPU_CLASS`` (or ``GPU_CLASS_NAME``, the sibling's name for it), sent as
+            ``metrics.gpu_class``; ``None``: the GPU's name.
     """
 
     common: CommonSettings
@@ -59,6 +61,7 @@ class QueueWorkerSettings:
     worker_id: str
     worker_version: str
     salad_imds_url: str | None = None
+    gpu_class: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> QueueWorkerSettings:
@@ -87,6 +90,7 @@ class QueueWorkerSettings:
             worker_id=_worker_id(env),
             worker_version=_version(),
             salad_imds_url=_salad_imds_url(env),
+            gpu_class=env_str(env, env_name(env, "GPU_CLASS", "GPU_CLASS_NAME")),
         )
 
     @property

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from fastwan_adapters.config import ConfigError, env_choice, env_str
+from fastwan_adapters.config import ConfigError, env_choice, env_name, env_str
 from fastwan_adapters.generator import GeneratorSettings
 from fastwan_adapters.images import HttpImageLoader, ImageLoaderSettings
 from fastwan_adapters.orchestrator import OrchestratorClient, OrchestratorProgressReporter
@@ -58,15 +58,22 @@ class CommonSettings:
     log_level: str
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> CommonSettings:
-        orchestrator_url = env_str(env, "ORCHESTRATOR_BASE_URL")
+    def from_env(
+        cls, env: Mapping[str, str], *, orchestrator_url_aliases: tuple[str, ...] = ()
+    ) -> CommonSettings:
+        """Read the shared variables.
+
+        Args:
+            orchestrator_url_aliases: other names ``ORCHESTRATOR_BASE_URL`` may be set under
+                (buffer mode's ``BUFFER_ORCHESTRATOR_BASE_URL``); the documented name wins.
+        """
+        url_name = env_name(env, "ORCHESTRATOR_BASE_URL", *orchestrator_url_aliases)
+        orchestrator_url = env_str(env, url_name)
         if orchestrator_url is not None and not orchestrator_url.startswith(("http://", "https://")):
-            raise ConfigError(
-                f"ORCHESTRATOR_BASE_URL must start with http:// or https://, got {orchestrator_url!r}"
-            )
+            raise ConfigError(f"{url_name} must start with http:// or https://, got {orchestrator_url!r}")
         api_key = env_str(env, "INTERNAL_API_KEY")
         if orchestrator_url is not None and api_key is None:
-            raise ConfigError("INTERNAL_API_KEY is required when ORCHESTRATOR_BASE_URL is set")
+            raise ConfigError(f"INTERNAL_API_KEY is required when {url_name} is set")
         return cls(
             generator=GeneratorSettings.from_env(env),
             images=ImageLoaderSettings.from_env(env),

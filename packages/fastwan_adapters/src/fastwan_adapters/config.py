@@ -3,13 +3,17 @@
 Every app reads its settings through these helpers so that a bad value stops the worker at
 start-up with ``"GPU_MEMORY_PROFILE must be one of ..., got 'huge'"`` rather than failing a
 job later. Secrets are never echoed back.
+
+Some variables have an alias, the name operators already set for the sibling worker
+(``GPU_CLASS_NAME`` for ``GPU_CLASS``): :func:`env_name` picks which of the two is read, the
+documented name first, so that an error names the variable that was actually used.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-__all__ = ["ConfigError", "env_bool", "env_choice", "env_float", "env_int", "env_str"]
+__all__ = ["ConfigError", "env_bool", "env_choice", "env_float", "env_int", "env_name", "env_str"]
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -17,6 +21,15 @@ _FALSE = frozenset({"0", "false", "no", "off", ""})
 
 class ConfigError(ValueError):
     """The worker cannot start: the message names the environment variable and what is wrong."""
+
+
+def env_name(env: Mapping[str, str], name: str, *aliases: str) -> str:
+    """``name`` if it is set (not blank), else the first alias that is, else ``name``."""
+    for candidate in (name, *aliases):
+        value = env.get(candidate)
+        if value is not None and value.strip():
+            return candidate
+    return name
 
 
 def env_str(

@@ -11,6 +11,10 @@ and libx264 refuses odd dimensions for yuv420p. The contract asks for both yuv42
 exact size, so an odd side is delivered one pixel smaller (the whole picture is scaled into
 it, nothing is cut off) and :attr:`EncodedVideo.size` says what was delivered; see
 :func:`deliverable_size`.
+
+Cover: frames generated at a trained size for a request of a slightly different aspect
+(704x1280 for 720x1280) are cut to the centred window of the request's aspect before the same
+swscale pass scales it, so the picture keeps its proportions (:func:`cover_window`).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from fastwan_core.errors import ErrorCode, JobFailure
 from fastwan_core.job import Size
 from fastwan_core.ports import EncodedVideo, Frames
 
-__all__ = ["X264_PRESETS", "PyAVEncoder", "ResizeFilter", "deliverable_size"]
+__all__ = ["X264_PRESETS", "PyAVEncoder", "ResizeFilter", "cover_window", "deliverable_size"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +76,19 @@ def deliverable_size(requested: Size) -> Size:
     return Size(requested.width - requested.width % 2, requested.height - requested.height % 2)
 
 
+def cover_window(source: Size, target: Size) -> tuple[int, int, int, int]:
+    """``(x, y, width, height)``: the centred part of ``source`` with ``target``'s aspect.
+
+    Scaled to ``target``, it covers it exactly: the smallest scale at which ``source`` covers
+    ``target`` is kept, and what overflows on the other axis is cut evenly from both sides
+    (rounded to whole pixels, so the aspect is kept to within half a pixel).
+    """
+    scale = max(target.width / source.width, target.height / source.height)
+    width = min(source.width, max(1, round(target.width / scale)))
+    height = min(source.height, max(1, round(target.height / scale)))
+    return (source.width - width) // 2, (source.height - height) // 2, width, height
+
+
 @attrs.frozen(kw_only=True)
 class PyAVEncoder:
     """H.264 (libx264) MP4 encoder, yuv420p, BT.709, ``+faststart``.
@@ -99,7 +116,7 @@ class PyAVEncoder:
     )
     temp_dir: Path | None = None
 
-    def encode(self, frames: Frames, size: Size, fps: int) -> EncodedVideo:
+    def encode(self, frames: Frames, size: Size, fps: int, *, cover: bool = False) -> EncodedVideo:
         """Encode ``frames`` to an MP4 of ``size`` (odd sides less one pixel) at ``fps``.
 
         Args:
@@ -107,6 +124,8 @@ class PyAVEncoder:
                 of ``(height, width, 3)`` arrays of one shape.
             size: the requested output size; frames of another size are resized to it.
             fps: frames per second of the output.
+            cover: scale to cover ``size`` and centre-crop, rather than resize (which
+                stretches frames of another aspect).
 
         Raises:
             JobFailure: ``internal_error``, not retryable, for frames or arguments that break
@@ -117,6 +136,8 @@ class PyAVEncoder:
         target = _checked_target(size, fps)
         if target != size:
             log.info("delivering %s for the requested %s: H.264 yuv420p needs even sides", target, size)
+        if cover:
+            source = _cropped(source, cover_window(_frame_size(frames), target))
         try:
             data = self._encode_to_bytes(source, count, target, fps)
         except (av.FFmpegError, OSError) as error:
@@ -177,6 +198,18 @@ class PyAVEncoder:
             container.mux(packets)
             muxed += len(packets)
         return muxed
+
+
+def _cropped(source: Iterator[np.ndarray], window: tuple[int, int, int, int]) -> Iterator[np.ndarray]:
+    x, y, width, height = window
+    for frame in source:
+        yield frame[y : y + height, x : x + width]
+
+
+def _frame_size(frames: object) -> Size:
+    """The size of checked frames (``_frame_source`` has already accepted them)."""
+    first = frames[0]  # type: ignore[index]
+    return Size(int(first.shape[1]), int(first.shape[0]))
 
 
 def _checked_target(size: Size, fps: int) -> Size:

@@ -1,8 +1,11 @@
 """The generation plan: what the model will actually be asked to do for a job.
 
-A pure function of the job. The model works on multiples of 32 pixels within a pixel budget;
-the job gets exactly the size it asked for, so the plan records both sizes and the encoder
-resizes from one to the other.
+A pure function of the job. The model works on multiples of 32 pixels within a pixel budget
+and was trained at 1280x704 and 704x1280; the job gets exactly the size it asked for, so the
+plan records both sizes and how the encoder goes from one to the other. A request within 5% of
+a trained size on each side (the default 720x1280 is) is generated at exactly that size, which
+the model does best, and delivered by scaling to cover and centre-cropping, so nothing is
+distorted; any other request is generated at the supported size nearest in aspect and resized.
 """
 
 from __future__ import annotations
@@ -18,9 +21,12 @@ __all__ = [
     "FASTWAN_TIMESTEPS",
     "MODEL_PIXEL_BUDGET",
     "SIZE_MULTIPLE",
+    "TRAINED_SIZES",
+    "TRAINED_SIZE_TOLERANCE",
     "GenerationPlan",
     "model_size_for",
     "plan_generation",
+    "trained_size_for",
 ]
 
 #: The distilled 3-step schedule FastWan 2.2 was trained for (sigma = t / 1000).
@@ -29,6 +35,10 @@ FASTWAN_TIMESTEPS: Final = (1000, 757, 522)
 MODEL_PIXEL_BUDGET: Final = 1280 * 704
 #: VAE stride 16 times the transformer's 2x2 patch.
 SIZE_MULTIPLE: Final = 32
+#: The sizes FastWan 2.2 was trained at (landscape, portrait).
+TRAINED_SIZES: Final = (Size(1280, 704), Size(704, 1280))
+#: How far each side of a request may be from a trained size for that size to be used.
+TRAINED_SIZE_TOLERANCE: Final = 0.05
 
 
 @attrs.frozen
@@ -38,6 +48,8 @@ class GenerationPlan:
     Attributes:
         generated_size: the size the model generates at (multiples of 32, within budget).
         output_size: the size delivered, exactly what the job asked for.
+        cover: deliver by scaling to cover ``output_size`` and centre-cropping (no distortion)
+            rather than by resizing to it; set when a trained size stands in for the request.
         timesteps: the denoising schedule actually run; its length is the step count.
         guidance_scale: always 1.0: the distilled model runs without classifier-free guidance.
     """
@@ -49,6 +61,7 @@ class GenerationPlan:
     num_frames: int
     fps: int
     seed: int
+    cover: bool = False
     timesteps: tuple[int, ...] = FASTWAN_TIMESTEPS
     guidance_scale: float = 1.0
 
@@ -63,18 +76,42 @@ class GenerationPlan:
 
 def plan_generation(job: Job) -> GenerationPlan:
     """The plan for ``job``: FastWan's distilled schedule whatever ``job.steps`` says."""
+    requested = job.requested_size
+    generated = model_size_for(requested)
     return GenerationPlan(
         prompt=job.prompt,
         negative_prompt=job.negative_prompt,
-        generated_size=model_size_for(job.requested_size),
-        output_size=job.requested_size,
+        generated_size=generated,
+        output_size=requested,
         num_frames=job.num_frames,
         fps=job.fps,
         seed=job.seed,
+        cover=generated != requested and trained_size_for(requested) is not None,
     )
 
 
+def trained_size_for(requested: Size) -> Size | None:
+    """The trained size within :data:`TRAINED_SIZE_TOLERANCE` of ``requested`` on each side."""
+    for trained in TRAINED_SIZES:
+        if _near(requested.width, trained.width) and _near(requested.height, trained.height):
+            return trained
+    return None
+
+
+def _near(side: int, trained: int) -> bool:
+    return abs(side - trained) <= TRAINED_SIZE_TOLERANCE * trained
+
+
 def model_size_for(requested: Size) -> Size:
+    """The size the model generates at for ``requested``.
+
+    A trained size when ``requested`` is near one (:func:`trained_size_for`), else the
+    supported size nearest in aspect (:func:`_nearest_supported`).
+    """
+    return trained_size_for(requested) or _nearest_supported(requested)
+
+
+def _nearest_supported(requested: Size) -> Size:
     """The model size closest in aspect to ``requested``, as large as the budget allows.
 
     The request is scaled down (never up) to fit the pixel budget, then each side is rounded

@@ -164,8 +164,12 @@ class VideoGenerator(Protocol):
 
 
 class VideoEncoder(Protocol):
-    def encode(self, frames: Frames, size: Size, fps: int) -> EncodedVideo:
-        """Encode to H.264 MP4 at exactly ``size`` (resizing if the frames differ)."""
+    def encode(self, frames: Frames, size: Size, fps: int, *, cover: bool = False) -> EncodedVideo:
+        """Encode to H.264 MP4 at exactly ``size``.
+
+        Frames of another size are resized to it; with ``cover``, scaled to cover it and
+        centre-cropped instead, keeping their aspect (``GenerationPlan.cover``).
+        """
         ...
 
 

@@ -1,12 +1,16 @@
 """What a job produces: its result, metrics and timings, and the progress updates on the way.
 
 All of these are sent to the orchestrator; ``to_wire`` gives exactly the contract's JSON
-(fields that do not apply are left out, never sent as ``null``).
+(fields that do not apply are left out, never sent as ``null``). Beside our names, the wire
+form carries those the orchestrator already parses from its sibling worker (MuseTalk):
+``musetalk_job_id``, ``metrics.gpu_class``/``total_time``/``stage_times`` and, on a failure,
+``error_message``, ``error_type``, ``stage`` and ``stage_times`` (``fastwan_core.wire``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Final
 
 import attrs
 
@@ -14,7 +18,53 @@ from fastwan_core.errors import ErrorCode
 from fastwan_core.job import Size
 from fastwan_core.lifecycle import JobState, Phase
 
-__all__ = ["JobResult", "Metrics", "ProgressUpdate", "Timings"]
+__all__ = [
+    "STAGE_OF_PHASE",
+    "UNKNOWN_STAGE",
+    "VALIDATION_STAGE",
+    "JobResult",
+    "Metrics",
+    "ProgressUpdate",
+    "Timings",
+    "error_type_of",
+]
+
+#: The sibling's ``stage_times`` keys for our timings (``inference`` is the denoising loop).
+_STAGE_OF_TIMING: Final[Mapping[str, str]] = {
+    "download_s": "download",
+    "text_encode_s": "text_encode",
+    "denoise_s": "inference",
+    "decode_s": "decode",
+    "encode_s": "encode",
+    "upload_s": "upload",
+}
+#: A failure's ``stage``: the phase it failed in, in the same words as ``stage_times``.
+STAGE_OF_PHASE: Final[Mapping[Phase, str]] = {
+    Phase.DOWNLOADING: "download",
+    Phase.INFERENCE: "inference",
+    Phase.DECODING: "decode",
+    Phase.ENCODING: "encode",
+    Phase.UPLOADING: "upload",
+}
+#: ``stage`` of a job refused before it ran (its body broke the rules), and of one whose
+#: phase is not known (the sibling's catch-all).
+VALIDATION_STAGE: Final = "validation"
+UNKNOWN_STAGE: Final = "unknown"
+
+_MEDIA_ERRORS: Final = frozenset({ErrorCode.INVALID_INPUT, ErrorCode.IMAGE_FETCH_FAILED})
+
+
+def error_type_of(code: ErrorCode | None) -> str:
+    """The sibling's ``error_type`` for ``code``: the orchestrator's coarse failure class.
+
+    ``media_error``: the job's own input (the body, its image); ``unknown_error``: a bug;
+    ``processing_error``: everything else that went wrong while running it.
+    """
+    if code in _MEDIA_ERRORS:
+        return "media_error"
+    if code is ErrorCode.INTERNAL_ERROR:
+        return "unknown_error"
+    return "processing_error"
 
 
 @attrs.frozen(kw_only=True)
@@ -28,6 +78,11 @@ class Timings:
     encode_s: float | None = None
     upload_s: float | None = None
     total_s: float | None = None
+
+    def stage_times(self) -> dict[str, float]:
+        """The sibling's ``stage_times``: seconds per stage that ran, under its stage names."""
+        times = {stage: getattr(self, name) for name, stage in _STAGE_OF_TIMING.items()}
+        return {stage: value for stage, value in times.items() if value is not None}
 
 
 @attrs.frozen(kw_only=True)
@@ -43,6 +98,10 @@ class Metrics:
         size_bytes, sha1: of the delivered MP4.
         attention: the self-attention the model ran, ``"vsa"`` or ``"dense"``.
         vsa_sparsity: VSA's sparsity, when VSA ran.
+        gpu_class: ``GPU_CLASS`` (else the GPU's name): the orchestrator's price class.
+
+    On the wire, ``total_time`` (= ``duration_sec``) and ``stage_times`` (from ``timings``)
+    are added for the orchestrator's parser of the sibling worker.
     """
 
     duration_sec: float
@@ -63,6 +122,7 @@ class Metrics:
     worker_version: str | None = None
     attention: str | None = None
     vsa_sparsity: float | None = None
+    gpu_class: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -71,7 +131,10 @@ class JobResult:
 
     Attributes:
         status: one of the terminal states.
+        job_id: the orchestrator's ``musetalk_job_id``, sent under that name when known.
         error_code, retryable: set on failure and cancellation.
+        stage: where a failure happened (:data:`STAGE_OF_PHASE`, ``validation``); when
+            ``None``, a failure says ``validation`` for ``invalid_input``, else ``unknown``.
         fatal: not sent; the worker must restart after reporting this result (GPU unusable).
     """
 
@@ -82,6 +145,7 @@ class JobResult:
     error: str | None = None
     error_code: ErrorCode | None = None
     retryable: bool | None = None
+    stage: str | None = None
     fatal: bool = False
 
     @status.validator
@@ -98,6 +162,7 @@ class JobResult:
         job_id: str | None = None,
         retryable: bool | None = None,
         metrics: Metrics | None = None,
+        stage: str | None = None,
         fatal: bool = False,
     ) -> JobResult:
         """A failed (or, for ``ErrorCode.CANCELLED``, cancelled) result."""
@@ -108,6 +173,7 @@ class JobResult:
             error=message,
             error_code=code,
             retryable=code.retryable if retryable is None else retryable,
+            stage=stage,
             fatal=fatal,
         )
 
@@ -115,8 +181,16 @@ class JobResult:
     def succeeded(self) -> bool:
         return self.status is JobState.SUCCEEDED
 
+    @property
+    def failure_stage(self) -> str:
+        """``stage`` on the wire: where it failed, or the default for its code."""
+        if self.stage is not None:
+            return self.stage
+        return VALIDATION_STAGE if self.error_code is ErrorCode.INVALID_INPUT else UNKNOWN_STAGE
+
     def to_wire(self) -> dict[str, Any]:
-        """``status``, ``output_url``, ``metrics``, ``error``, ``error_code``, ``retryable``."""
+        """``status``, ``output_url``, ``metrics``, ``error``, ``error_code``, ``retryable``,
+        and the sibling's names beside them (see the module's docstring)."""
         from fastwan_core.wire import converter
 
         wire: dict[str, Any] = converter.unstructure(self)
@@ -134,16 +208,29 @@ class JobResult:
         """The final progress call for this result, in the contract's shape."""
         if self.succeeded:
             return ProgressUpdate(
-                status=self.status, progress=1.0, output_url=self.output_url, worker_id=worker_id
+                status=self.status,
+                progress=1.0,
+                output_url=self.output_url,
+                worker_id=worker_id,
+                metrics=self.metrics,
             )
         return ProgressUpdate(
-            status=self.status, error=self.error, error_code=self.error_code, worker_id=worker_id
+            status=self.status,
+            error=self.error,
+            error_code=self.error_code,
+            worker_id=worker_id,
+            metrics=self.metrics,
         )
 
 
 @attrs.frozen(kw_only=True)
 class ProgressUpdate:
-    """One call to ``/internal/videogen/jobs/{musetalk_job_id}/progress``."""
+    """One call to ``/internal/videogen/jobs/{musetalk_job_id}/progress``.
+
+    Attributes:
+        metrics: only on the final call (``succeeded`` or ``failed``), as the orchestrator's
+            FastWan guide asks.
+    """
 
     status: JobState
     phase: Phase | None = None
@@ -154,6 +241,7 @@ class ProgressUpdate:
     error: str | None = None
     error_code: ErrorCode | None = None
     worker_id: str | None = None
+    metrics: Metrics | None = None
 
     @property
     def is_terminal(self) -> bool:

@@ -139,13 +139,16 @@ class FakeEncoder:
     clock: FakeClock | None = None
     seconds: float = 0.0
     encoded: list[tuple[int, Size, int]] = attrs.field(factory=list)
+    #: the ``cover`` flag of each call, in order
+    covers: list[bool] = attrs.field(factory=list)
 
-    def encode(self, frames: Frames, size: Size, fps: int) -> EncodedVideo:
+    def encode(self, frames: Frames, size: Size, fps: int, *, cover: bool = False) -> EncodedVideo:
         if self.clock is not None:
             self.clock.advance(self.seconds)
         if self.failure is not None:
             raise self.failure
         self.encoded.append((len(frames), size, fps))
+        self.covers.append(cover)
         return EncodedVideo(f"fake-mp4 {len(frames)} frames {size} @{fps}".encode(), size)
 
 

@@ -32,7 +32,14 @@ from fastwan_core.ports import (
     VideoEncoder,
     VideoGenerator,
 )
-from fastwan_core.results import JobResult, Metrics, ProgressUpdate, Timings
+from fastwan_core.results import (
+    STAGE_OF_PHASE,
+    UNKNOWN_STAGE,
+    JobResult,
+    Metrics,
+    ProgressUpdate,
+    Timings,
+)
 
 __all__ = ["GenerateVideo", "WorkerInfo"]
 
@@ -44,10 +51,16 @@ _TEXT_ENCODE_SHARE: Final = 0.1
 
 @attrs.frozen
 class WorkerInfo:
-    """Who runs the job, for ``metrics`` and progress calls."""
+    """Who runs the job, for ``metrics`` and progress calls.
+
+    Attributes:
+        gpu_class: the operator's name for this GPU (``GPU_CLASS``); ``None``: the
+            generator's device name.
+    """
 
     worker_id: str | None = None
     worker_version: str | None = None
+    gpu_class: str | None = None
 
 
 @attrs.define
@@ -101,6 +114,7 @@ class GenerateVideo:
         return Metrics(
             model_id=self.generator.model_id,
             gpu_name=self.generator.device_name,
+            gpu_class=self.worker.gpu_class or self.generator.device_name,
             worker_id=self.worker.worker_id,
             worker_version=self.worker.worker_version,
             **values,
@@ -179,7 +193,9 @@ class _Execution:
         self._check_cancelled()
         self._enter(Phase.ENCODING)
         with self._timed("encode_s"):
-            self.encoded = usecase.encoder.encode(self.generated.frames, self.plan.output_size, self.plan.fps)
+            self.encoded = usecase.encoder.encode(
+                self.generated.frames, self.plan.output_size, self.plan.fps, cover=self.plan.cover
+            )
         self._check_cancelled()  # a cancelled job uploads nothing
         self._enter(Phase.UPLOADING)
         metadata = {
@@ -251,6 +267,7 @@ class _Execution:
             job_id=self.job.musetalk_job_id,
             retryable=retryable,
             metrics=self._metrics(),
+            stage=STAGE_OF_PHASE[self.entity.phase] if self.entity.phase else UNKNOWN_STAGE,
             fatal=fatal,
         )
 
