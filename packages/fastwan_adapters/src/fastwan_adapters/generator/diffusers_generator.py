@@ -166,6 +166,9 @@ class DiffusersGenerator:
     def warm_up(self) -> float:
         """One short image-to-video generation, so the first job pays no compilation or tuning.
 
+        With VSA on the GPU, its kernel is compiled first for the production sizes (121 frames
+        at 1280x704 and 704x1280), which the short generation alone would not reach.
+
         Returns the seconds it took (also in ``warmup_seconds``).
 
         Raises:
