@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from pathlib import Path
 from typing import Final
@@ -23,6 +22,7 @@ from typing import Final
 import attrs
 
 from fastwan_adapters.durable import fsync_directory, write_atomically
+from fastwan_core import is_job_id
 
 __all__ = ["JOURNAL_DIR_NAME", "ClaimJournal", "ClaimRecord"]
 
@@ -33,8 +33,6 @@ _SUFFIX: Final = ".claim.json"
 _CORRUPT_SUFFIX: Final = ".corrupt"
 _TEMP_PREFIX: Final = ".tmp-"
 _FORMAT_VERSION: Final = 1
-# The contract's id rule (fastwan_core.job), as in the outbox: safe as a file name.
-_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 @attrs.frozen
@@ -77,7 +75,7 @@ class ClaimJournal:
             ValueError: ``buffer_job_id`` is not a contract id.
             OSError: the journal cannot be written.
         """
-        if not _ID_RE.fullmatch(buffer_job_id):
+        if not is_job_id(buffer_job_id):
             raise ValueError(f"buffer_job_id is not a contract id: {buffer_job_id!r}")
         entry = ClaimRecord(buffer_job_id, musetalk_job_id, time.time())
         data = json.dumps({"version": _FORMAT_VERSION, **attrs.asdict(entry)}).encode()
@@ -90,7 +88,7 @@ class ClaimJournal:
         Never raises: the worse outcome of a failed removal is one extra ``failed`` status at the
         next start, which the orchestrator answers 409 for a job it has already closed.
         """
-        if not _ID_RE.fullmatch(buffer_job_id):
+        if not is_job_id(buffer_job_id):
             return
         try:
             self._path(buffer_job_id).unlink(missing_ok=True)
@@ -121,7 +119,7 @@ class ClaimJournal:
                 musetalk_job_id=None if job_id is None else str(job_id),
                 claimed_at=float(record["claimed_at"]),
             )
-            if not _ID_RE.fullmatch(entry.buffer_job_id):
+            if not is_job_id(entry.buffer_job_id):
                 raise ValueError("not a contract id")
         except FileNotFoundError:
             return None

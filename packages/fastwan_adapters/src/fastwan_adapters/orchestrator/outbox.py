@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Mapping
@@ -28,6 +27,7 @@ import attrs
 from fastwan_adapters.durable import fsync_directory, write_atomically
 from fastwan_adapters.orchestrator.backoff import StopSignal
 from fastwan_adapters.orchestrator.messages import StatusOutcome
+from fastwan_core import is_job_id
 
 __all__ = ["OUTBOX_DIR_NAME", "PendingStatus", "StatusOutbox", "StatusSender"]
 
@@ -39,8 +39,6 @@ _REJECTED_SUFFIX: Final = ".rejected.json"
 _CORRUPT_SUFFIX: Final = ".corrupt"
 _TEMP_PREFIX: Final = ".tmp-"
 _FORMAT_VERSION: Final = 1
-# The contract's id rule (fastwan_core.job): safe as a file name, never "." or "..".
-_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class StatusSender(Protocol):
@@ -98,7 +96,7 @@ class StatusOutbox:
         Raises:
             ValueError: ``buffer_job_id`` is not a contract id, or ``body`` is not JSON.
         """
-        if not _ID_RE.fullmatch(buffer_job_id):
+        if not is_job_id(buffer_job_id):
             raise ValueError(
                 "buffer_job_id must be 1 to 128 letters, digits, '.', '_' or '-' starting with a letter "
                 f"or digit, got {buffer_job_id!r}"
@@ -116,7 +114,7 @@ class StatusOutbox:
 
     def holds(self, buffer_job_id: str) -> bool:
         """Whether a terminal status of ``buffer_job_id`` is here, to send or set aside as rejected."""
-        if not _ID_RE.fullmatch(buffer_job_id):
+        if not is_job_id(buffer_job_id):
             return False
         return any(
             (self._dir / f"{buffer_job_id}{suffix}").exists()
