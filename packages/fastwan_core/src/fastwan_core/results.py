@@ -19,13 +19,20 @@ __all__ = ["JobResult", "Metrics", "ProgressUpdate", "Timings"]
 
 @attrs.frozen(kw_only=True)
 class Timings:
-    """Seconds spent per stage; a stage that did not run is ``None`` (left out on the wire)."""
+    """Seconds spent per stage; a stage that did not run is ``None`` (left out on the wire).
+
+    Attributes:
+        decode_s, encode_s: the encoder works while the decoder decodes, so these overlap:
+            ``encode_s`` is the encoder's own working time, ``encode_tail_s`` the encoding
+            still left once the last frame was decoded (what the job waited for it).
+    """
 
     download_s: float | None = None
     text_encode_s: float | None = None
     denoise_s: float | None = None
     decode_s: float | None = None
     encode_s: float | None = None
+    encode_tail_s: float | None = None
     upload_s: float | None = None
     total_s: float | None = None
 
@@ -41,6 +48,9 @@ class Metrics:
         video_fps: the delivered video's frame rate.
         generated_size, output_size: the model's size and the delivered size.
         size_bytes, sha1: of the delivered MP4.
+        vae_decoder: the decoder that made the frames, ``full`` or ``tiny``.
+        encoder: the H.264 encoder that ran, ``libx264`` or ``h264_nvenc``.
+        prompt_cache: ``hit`` or ``miss`` (left out when the cache is off).
     """
 
     duration_sec: float
@@ -59,6 +69,9 @@ class Metrics:
     worker_id: str | None = None
     gpu_name: str | None = None
     worker_version: str | None = None
+    vae_decoder: str | None = None
+    encoder: str | None = None
+    prompt_cache: str | None = None
 
 
 @attrs.frozen(kw_only=True)
