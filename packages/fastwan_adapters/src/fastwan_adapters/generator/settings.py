@@ -15,7 +15,7 @@ from typing import Final, Literal
 
 import attrs
 
-from fastwan_adapters.config import ConfigError, env_bool, env_choice, env_str
+from fastwan_adapters.config import ConfigError, env_bool, env_choice, env_int, env_str
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -24,6 +24,7 @@ __all__ = [
     "GeneratorSettings",
     "MemoryProfileName",
     "VaeDecodeDtype",
+    "VaeDecoderName",
 ]
 
 #: The distilled FastWan 2.2 checkpoint this worker is built for.
@@ -40,6 +41,9 @@ MEMORY_PROFILES: Final[tuple[MemoryProfileName, ...]] = (
     "cpu-offload",
 )
 VaeDecodeDtype = Literal["bf16", "fp32"]
+VaeDecoderName = Literal["full", "tiny"]
+#: ``PROMPT_CACHE_MB``'s default: a UMT5-XXL embedding is 4 MiB, so about 128 prompts.
+DEFAULT_PROMPT_CACHE_MB: Final = 512
 
 _HUB_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 _TINY_DIR_NAME: Final = "tiny-wan2.2-ti2v-v1"
@@ -65,6 +69,14 @@ class GeneratorSettings:
             ``$HF_HOME/hub``, else None for huggingface_hub's own default.
         offline: ``HF_HUB_OFFLINE``: never download; the model must already be cached.
         tiny_dir: ``FASTWAN_TINY_DIR``: where the tiny model is built and reused.
+        vae_decoder: ``FASTWAN_VAE_DECODER``: ``full`` (default), Wan 2.2's own VAE decoder;
+            ``tiny``, a TAEHV-format decoder about 50x cheaper, at a quality cost.
+        tiny_decoder: ``FASTWAN_TINY_DECODER``: the tiny decoder's weights, a local file or a
+            hub file ``organisation/repository/file``; unset with the tiny model: random weights.
+        prompt_cache_mb: ``PROMPT_CACHE_MB``: memory for cached prompt embeddings; 0 turns it off.
+        vae_channels_last: ``FASTWAN_VAE_CHANNELS_LAST``: the full decoder in ``channels_last_3d``.
+        cudnn_benchmark: ``FASTWAN_CUDNN_BENCHMARK``: cuDNN picks the fastest convolution per shape.
+        vae_compile: ``FASTWAN_VAE_COMPILE``: ``torch.compile`` the full decoder (paid in the warm-up).
     """
 
     model: str = DEFAULT_MODEL
@@ -76,6 +88,12 @@ class GeneratorSettings:
     hub_cache_dir: Path | None = None
     offline: bool = False
     tiny_dir: Path = attrs.field(factory=lambda: _default_tiny_dir({}))
+    vae_decoder: VaeDecoderName = "full"
+    tiny_decoder: str | None = None
+    prompt_cache_mb: int = DEFAULT_PROMPT_CACHE_MB
+    vae_channels_last: bool = False
+    cudnn_benchmark: bool = False
+    vae_compile: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> GeneratorSettings:
@@ -88,6 +106,13 @@ class GeneratorSettings:
         profile = env_choice(env, "GPU_MEMORY_PROFILE", MEMORY_PROFILES, "auto") or "auto"
         decode = env_choice(env, "FASTWAN_VAE_DECODE_DTYPE", ("bf16", "fp32"), "bf16") or "bf16"
         tiny_dir = env_str(env, "FASTWAN_TINY_DIR")
+        vae_decoder = env_choice(env, "FASTWAN_VAE_DECODER", ("full", "tiny"), "full") or "full"
+        tiny_decoder = _tiny_decoder(env_str(env, "FASTWAN_TINY_DECODER"))
+        if vae_decoder == "tiny" and tiny_decoder is None and not _is_tiny_model(model):
+            raise ConfigError(
+                "FASTWAN_TINY_DECODER is required with FASTWAN_VAE_DECODER=tiny: a local file or a hub file "
+                "(organisation/repository/file) of a TAEHV-format Wan 2.2 decoder, e.g. taew2_2.pth"
+            )
         return cls(
             model=model,
             memory_profile=profile,  # type: ignore[arg-type]  # checked by env_choice
@@ -98,6 +123,12 @@ class GeneratorSettings:
             hub_cache_dir=_hub_cache_dir(env),
             offline=env_bool(env, "HF_HUB_OFFLINE", False),
             tiny_dir=Path(tiny_dir).expanduser() if tiny_dir else _default_tiny_dir(env),
+            vae_decoder=vae_decoder,  # type: ignore[arg-type]  # checked by env_choice
+            tiny_decoder=tiny_decoder,
+            prompt_cache_mb=env_int(env, "PROMPT_CACHE_MB", DEFAULT_PROMPT_CACHE_MB, minimum=0),
+            vae_channels_last=env_bool(env, "FASTWAN_VAE_CHANNELS_LAST", False),
+            cudnn_benchmark=env_bool(env, "FASTWAN_CUDNN_BENCHMARK", False),
+            vae_compile=env_bool(env, "FASTWAN_VAE_COMPILE", False),
         )
 
     @property
@@ -125,6 +156,28 @@ def _model(value: str) -> str:
     raise ConfigError(
         f"FASTWAN_MODEL must be {TINY_MODEL!r}, a Hugging Face model id (organisation/name) or an "
         f"existing folder, got {value!r}"
+    )
+
+
+def _is_tiny_model(model: str) -> bool:
+    return GeneratorSettings(model=model).is_tiny
+
+
+def _tiny_decoder(value: str | None) -> str | None:
+    """A local file, or a hub file ``organisation/repository/path``; checked before any download."""
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if path.is_file():
+        return str(path)
+    if path.exists():
+        raise ConfigError(f"FASTWAN_TINY_DECODER must name a weights file, got the folder {value!r}")
+    parts = value.split("/")
+    if len(parts) >= 3 and _HUB_ID.fullmatch("/".join(parts[:2])) and all(parts[2:]):
+        return value
+    raise ConfigError(
+        "FASTWAN_TINY_DECODER must be an existing file or a hub file organisation/repository/file "
+        f"(organisation/repository/taew2_2.pth, say), got {value!r}"
     )
 
 
