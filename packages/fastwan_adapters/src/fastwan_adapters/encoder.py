@@ -115,6 +115,10 @@ class PyAVEncoder:
         codec: ``libx264`` (CRF and preset apply) or ``h264_nvenc`` (its own CQ settings).
         queue_chunks: in the streaming form, how many decoded chunks may wait for the encoder
             before the decoder waits for it (bounded memory).
+        x264_params: extra libx264 options (``key=value:key=value``). libx264's default
+            macroblock-tree rate control (``mbtree``) does not give the same bytes twice for
+            the same frames (measured here, at every thread count); ``mbtree=0`` does, which
+            the tests that compare MP4 bytes use.
     """
 
     crf: int = attrs.field(default=22, validator=[attrs.validators.ge(0), attrs.validators.le(51)])
@@ -126,6 +130,7 @@ class PyAVEncoder:
     temp_dir: Path | None = None
     codec: Codec = attrs.field(default="libx264", validator=attrs.validators.in_(CODECS))
     queue_chunks: int = attrs.field(default=2, validator=attrs.validators.ge(1))
+    x264_params: str = ""
 
     def open(self, size: Size, fps: int) -> EncodingSession:
         """A streaming session: the same MP4 as ``encode``, its frames given chunk by chunk.
@@ -213,6 +218,8 @@ class Mp4Writer:
         self._container = container
         if encoder.codec == "libx264":
             options = {"crf": str(encoder.crf), "preset": encoder.preset}
+            if encoder.x264_params:
+                options["x264-params"] = encoder.x264_params
         else:
             options = dict(_NVENC_OPTIONS)
         stream = container.add_stream(encoder.codec, rate=fps, options=options)

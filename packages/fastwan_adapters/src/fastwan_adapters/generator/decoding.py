@@ -51,9 +51,12 @@ def configure_full_decoder(
     """The full decoder's speed settings (``FASTWAN_VAE_CHANNELS_LAST``, ``FASTWAN_CUDNN_BENCHMARK``,
     ``FASTWAN_VAE_COMPILE``); none changes a frame beyond bf16 rounding."""
     if channels_last:
-        # Only the decoder: the encoder (the I2V first frame, fp32) keeps its layout.
-        vae.decoder.to(memory_format=torch.channels_last_3d)
-        vae.post_quant_conv.to(memory_format=torch.channels_last_3d)
+        # Only the decoder's 3-D convolution weights (``Module.to`` refuses its other, lower-rank
+        # parameters); the encoder (the I2V first frame) keeps its layout.
+        for module in (vae.post_quant_conv, vae.decoder):
+            for parameter in module.parameters():
+                if parameter.ndim == 5:
+                    parameter.data = parameter.data.contiguous(memory_format=torch.channels_last_3d)
     if cudnn_benchmark:
         torch.backends.cudnn.benchmark = True  # process-wide; decode shapes repeat per job size
     if compile_decoder:
