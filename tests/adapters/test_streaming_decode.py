@@ -218,3 +218,51 @@ def test_channels_last_changes_no_frame(tiny_dir: Path, generator: DiffusersGene
     assert fast is not None and reference is not None
     # fp32 on the CPU: another memory layout may sum in another order, never more than a level.
     assert int(np.abs(fast.astype(np.int16) - reference.astype(np.int16)).max()) <= 1
+
+
+# -- the tiny decoder ---------------------------------------------------------------------------
+
+
+def test_the_tiny_decoder_streams_the_plans_frames_and_says_so(tiny_dir: Path) -> None:
+    loaded = DiffusersGenerator.load(tiny_settings(tiny_dir, FASTWAN_VAE_DECODER="tiny"))
+    try:
+        sink = Chunks()
+        calls: list[int] = []
+        handle = loaded.components.vae.decoder.register_forward_pre_hook(lambda *_: calls.append(1))
+        try:
+            streamed = loaded.generate(plan(frames=13), picture(), Events(), sink)
+        finally:
+            handle.remove()
+        whole = loaded.generate(plan(frames=13), picture(), Events())
+        with pytest.raises(JobCancelled):
+            loaded.generate(plan(frames=13), None, Events(stop_at=2), stopped := Chunks())
+    finally:
+        loaded.close()
+
+    assert calls == []  # the full decoder never ran
+    assert streamed.vae_decoder == "tiny" and streamed.frames is None
+    assert np.concatenate(sink.chunks).shape == (13, 256, 320, 3)
+    assert whole.frames is not None and np.array_equal(np.concatenate(sink.chunks), whole.frames)
+    assert len(stopped.chunks) == 1
+
+
+def test_a_tiny_decoder_file_is_loaded_from_its_path(tiny_dir: Path, tmp_path: Path) -> None:
+    from fastwan_adapters.generator.taehv import build_random_tiny_decoder
+
+    path = tmp_path / "taew2_2.pth"
+    torch.save(build_random_tiny_decoder(seed=3).state_dict(), path)
+    loaded = DiffusersGenerator.load(
+        tiny_settings(tiny_dir, FASTWAN_VAE_DECODER="tiny", FASTWAN_TINY_DECODER=str(path))
+    )
+    try:
+        frames = loaded.generate(plan(frames=5), None, Events()).frames
+    finally:
+        loaded.close()
+    random_default = DiffusersGenerator.load(tiny_settings(tiny_dir, FASTWAN_VAE_DECODER="tiny"))
+    try:
+        other = random_default.generate(plan(frames=5), None, Events()).frames
+    finally:
+        random_default.close()
+
+    assert frames is not None and other is not None and frames.shape == (5, 256, 320, 3)
+    assert not np.array_equal(frames, other)  # seed 3's weights, not the default's

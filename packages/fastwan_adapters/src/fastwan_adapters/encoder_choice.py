@@ -51,7 +51,7 @@ def nvenc_problem() -> str | None:
     try:
         PyAVEncoder(codec="h264_nvenc").writer(_PROBE_SIZE, 24).discard()
     except EncoderOpenError as error:
-        return str(error.__cause__ or error)
+        return str(error)  # names the codec and FFmpeg's error type (PermissionError here)
     return None
 
 

@@ -123,7 +123,8 @@ def _checked(chunks: Iterator[np.ndarray], check: Callable[[], None]) -> Iterato
 
 def _tiny_decoder(settings: GeneratorSettings, device: torch.device) -> TinyWanDecoder:
     """``FASTWAN_TINY_DECODER``'s decoder, or random weights for the tiny model without one."""
-    from fastwan_adapters.generator.taehv import build_random_tiny_decoder, load_tiny_decoder
+    from fastwan_adapters.generator.taehv import build_random_tiny_decoder
+    from fastwan_adapters.generator.taehv_files import load_tiny_decoder
 
     if settings.tiny_decoder is None:
         decoder = build_random_tiny_decoder(seed=0)
