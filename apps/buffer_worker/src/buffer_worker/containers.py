@@ -86,7 +86,9 @@ class Container(containers.DeclarativeContainer):
     # -- the model and the use case: built on first use, after the heartbeat starts ------------
     generator = providers.Resource(assembly.open_generator, settings.provided.common.generator)
     images = providers.Resource(assembly.open_image_loader, settings.provided.common.images)
-    encoder = providers.Singleton(assembly.build_encoder, settings.provided.common.encoder)  # FASTWAN_ENCODER, NVENC probed
+    encoder = providers.Singleton(
+        assembly.build_encoder, settings.provided.common.encoder
+    )  # FASTWAN_ENCODER, NVENC probed
     store = providers.Singleton(build_result_store, env)  # B2 when configured, else OUTPUT_DIR
     usecase = providers.Singleton(
         GenerateVideo, images, generator, encoder, store, progress, clock, worker_info

@@ -43,7 +43,9 @@ class VideoDecoder:
         self._bf16 = settings.vae_decode_dtype == "bf16" and device.type == "cuda"
         self._tiny: TinyWanDecoder | None = None
         if settings.vae_decoder == "tiny":
-            self._tiny = _tiny_decoder(settings, device)
+            # Its stream runs in the module's dtype: bf16 weights where the full decoder would autocast.
+            dtype = torch.bfloat16 if self._bf16 else torch.float32
+            self._tiny = _tiny_decoder(settings, device).to(dtype=dtype)
         else:
             configure_full_decoder(
                 vae,
@@ -56,9 +58,7 @@ class VideoDecoder:
         """The video of the pipeline's ``latents`` as uint8 ``(n, H, W, 3)`` chunks, ``check``
         called before each decoder call."""
         if self._tiny is not None:
-            with torch.autocast(self._device.type, dtype=torch.bfloat16, enabled=self._bf16):
-                stream = self._tiny.decode_stream(latents.to(self._device))
-            return _checked(stream, check)
+            return _checked(self._tiny.decode_stream(latents.to(self._device)), check)
         vae, device = self._vae, self._device  # the VAE is resident in every profile
         latents = latents.to(device=device, dtype=vae.dtype)
         shape = (1, vae.config.z_dim, 1, 1, 1)
