@@ -321,14 +321,16 @@ def decode_rows(args: argparse.Namespace) -> dict[str, Any]:
     sys.path.insert(0, str(Path(__file__).parent))
     import decode_encode
 
-    shape = ["--frames", "9", "--width", "256", "--height", "256", "--runs", "1"] if args.tiny else []
+    tiny = ["--frames", "9", "--width", "256", "--height", "256", "--runs", "1", "--all-rows"]
     options = decode_encode.parse(
-        [*shape] if args.tiny else ["--gpu", "--frames", "121", "--runs", str(args.runs)]
+        tiny if args.tiny else ["--gpu", "--frames", "121", "--runs", str(args.runs)]
     )
     report: dict[str, Any] = decode_encode.run(options)
     print(decode_encode.table(report))
     if "nvenc" in report:
         print(f"note: h264_nvenc {report['nvenc']}")
+    for note in report.get("notes", []):
+        print(f"note: {note}")
     return report
 
 

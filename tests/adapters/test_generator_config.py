@@ -51,7 +51,7 @@ def test_the_decode_and_prompt_cache_variables_are_read(tmp_path: Path) -> None:
         "FASTWAN_VAE_DECODER": "TINY",
         "FASTWAN_TINY_DECODER": str(weights),
         "PROMPT_CACHE_MB": "0",
-        "FASTWAN_VAE_CHANNELS_LAST": "1",
+        "FASTWAN_VAE_CHANNELS_LAST": "0",
         "FASTWAN_CUDNN_BENCHMARK": "yes",
         "FASTWAN_VAE_COMPILE": "on",
     }
@@ -62,7 +62,7 @@ def test_the_decode_and_prompt_cache_variables_are_read(tmp_path: Path) -> None:
         str(weights),
         0,
     )
-    assert (settings.vae_channels_last, settings.cudnn_benchmark, settings.vae_compile) == (True, True, True)
+    assert (settings.vae_channels_last, settings.cudnn_benchmark, settings.vae_compile) == (False, True, True)
     hub = GeneratorSettings.from_env({**env, "FASTWAN_TINY_DECODER": "someone/taehv/taew2_2.pth"})
     assert hub.tiny_decoder == "someone/taehv/taew2_2.pth"
 
