@@ -38,7 +38,7 @@ def test_defaults() -> None:
     assert settings.is_tiny is False
     assert (settings.vae_decoder, settings.tiny_decoder, settings.prompt_cache_mb) == ("full", None, 512)
     assert (settings.vae_channels_last, settings.cudnn_benchmark, settings.vae_compile) == (
-        False,
+        True,
         False,
         False,
     )

@@ -196,9 +196,7 @@ def test_a_repeated_prompt_hits_the_cache_and_gives_the_same_video(generator: Di
 
 
 def test_with_the_cache_off_nothing_is_cached_or_reported(tiny_dir: Path) -> None:
-    loaded = DiffusersGenerator.load(
-        tiny_settings(tiny_dir, PROMPT_CACHE_MB="0")
-    )
+    loaded = DiffusersGenerator.load(tiny_settings(tiny_dir, PROMPT_CACHE_MB="0"))
     try:
         video = loaded.generate(plan(frames=5), None, Events())
         assert video.prompt_cache is None and len(loaded.prompt_cache) == 0
@@ -207,7 +205,9 @@ def test_with_the_cache_off_nothing_is_cached_or_reported(tiny_dir: Path) -> Non
         loaded.close()
 
 
-def test_channels_last_the_default_changes_no_frame_beyond_a_level(tiny_dir: Path, generator: DiffusersGenerator) -> None:
+def test_channels_last_the_default_changes_no_frame_beyond_a_level(
+    tiny_dir: Path, generator: DiffusersGenerator
+) -> None:
     loaded = DiffusersGenerator.load(tiny_settings(tiny_dir, FASTWAN_VAE_CHANNELS_LAST="0"))
     try:
         fast = loaded.generate(plan(frames=9), picture(), Events()).frames

@@ -52,8 +52,11 @@ FULL_METRICS = {
     "worker_id",
     "gpu_name",
     "worker_version",
+    "vae_decoder",
+    "encoder",
+    "prompt_cache",
 }
-T2V_TIMINGS = {"text_encode_s", "denoise_s", "decode_s", "encode_s", "upload_s", "total_s"}
+T2V_TIMINGS = {"text_encode_s", "denoise_s", "decode_s", "encode_s", "encode_tail_s", "upload_s", "total_s"}
 
 
 def job(job_id: str, **fields: Any) -> dict[str, Any]:
@@ -124,6 +127,12 @@ def test_jobs_are_claimed_and_completed_in_order_with_a_decodable_video_and_full
             24,
         )
         assert (metrics["worker_id"], metrics["model_id"]) == ("vast-test", "tiny")
+        cache = "miss" if n == 0 else "hit"  # one prompt for the three jobs
+        assert (metrics["vae_decoder"], metrics["encoder"], metrics["prompt_cache"]) == (
+            "full",
+            "libx264",
+            cache,
+        )
         assert final["worker_id"] == "vast-test"
         progress = orch.progress(f"order-{n}")
         assert progress[-1] == {
