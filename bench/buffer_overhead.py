@@ -50,7 +50,7 @@ from fastwan_adapters.orchestrator import (
 from fastwan_adapters.storage.local import LocalResultStore
 from fastwan_adapters.testing import Endpoint, OrchestratorDouble
 from fastwan_core import GeneratedVideo, GenerateVideo, GenerationPlan, Stage, WorkerInfo
-from fastwan_core.ports import GenerationEvents, Picture
+from fastwan_core.ports import FrameSink, GenerationEvents, Picture
 from fastwan_core.testing import FakeEncoder, FakeImageLoader, InMemoryResultStore
 
 
@@ -64,7 +64,11 @@ class FixedTimeGenerator:
         self.seconds = seconds
 
     def generate(
-        self, plan: GenerationPlan, image: Picture | None, events: GenerationEvents
+        self,
+        plan: GenerationPlan,
+        image: Picture | None,
+        events: GenerationEvents,
+        sink: FrameSink | None = None,  # batch form: the use case encodes the frames returned
     ) -> GeneratedVideo:
         size = plan.generated_size
         events.stage(Stage.TEXT_ENCODE)

@@ -19,6 +19,13 @@ it is installed), total, peak GPU memory; medians over ``--runs``. The GPU is sy
 at each stage boundary so that each stage is charged its own work. The MP4 encode of
 random-weight output is pessimistic: noise-like frames cost x264 more than real video.
 
+Then the decode -> encode rows (``bench/decode_encode.py``, ``--no-decode-rows`` to skip):
+the full bf16 decode of 121 x 1280 x 704 alone, with each speed setting added in turn
+(channels_last_3d, cuDNN benchmark, torch.compile), the tiny TAEHV decoder, and each
+decoded clip encoded after the decode (sequential) and streamed during it, with the encoding
+left after the last chunk; libx264 against h264_nvenc where NVENC opens. Targets: the full
+decode under 3.5 s on an H100/H200, the encode tail under 0.3 s.
+
 A time budget (``--budget-s``, default 400 s) keeps the whole run inside 8 minutes on one
 H100: a measurement that would not fit is skipped and reported as such.
 
@@ -335,6 +342,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--prompt", default="a woman speaks to the camera with calm, composed energy")
     parser.add_argument("--budget-s", type=float, default=400.0, help="stop measuring after this long")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--no-decode-rows", action="store_true", help="skip the decode -> encode rows")
     args = parser.parse_args(argv)
     unknown = [profile for profile in args.profiles if profile not in PROFILES]
     if unknown:
@@ -344,6 +352,24 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     if not args.tiny and not torch.cuda.is_available():
         parser.error("the full-size bench needs a CUDA GPU; use --tiny for a CPU dry run")
     return args
+
+
+def decode_rows(args: argparse.Namespace) -> dict[str, Any]:
+    """``bench/decode_encode.py``'s rows: full size on the GPU, a small shape with ``--tiny``."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import decode_encode
+
+    tiny = ["--frames", "9", "--width", "256", "--height", "256", "--runs", "1", "--all-rows"]
+    options = decode_encode.parse(
+        tiny if args.tiny else ["--gpu", "--frames", "121", "--runs", str(args.runs)]
+    )
+    report: dict[str, Any] = decode_encode.run(options)
+    print(decode_encode.table(report))
+    if "nvenc" in report:
+        print(f"note: h264_nvenc {report['nvenc']}")
+    for note in report.get("notes", []):
+        print(f"note: {note}")
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -356,12 +382,14 @@ def main(argv: list[str] | None = None) -> int:
     for note in notes:
         print(f"note: {note}")
     print(f"setup: {json.dumps(setup)}")
+    decode = None if args.no_decode_rows else decode_rows(args)
     if args.json is not None:
         payload = {
             "environment": info,
             "setup": setup,
             "notes": notes,
             "results": [attrs.asdict(m) for m in measurements],
+            "decode_encode": decode,
         }
         args.json.write_text(json.dumps(payload, indent=2))
     return 0

@@ -184,21 +184,19 @@ def test_image_to_video_holds_the_first_frame_at_timestep_zero(generator: Diffus
         assert torch.all(timesteps[0, tokens_per_frame:] == timesteps.max())
 
 
-def test_the_image_conditions_the_first_latent_frame(
-    generator: DiffusersGenerator, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_image_conditions_the_first_latent_frame(generator: DiffusersGenerator) -> None:
     vae = generator.components.vae
     decoded: list[torch.Tensor] = []
-    real_decode = vae.decode
 
-    def observing_decode(latents: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        decoded.append(latents.detach().clone())
-        return real_decode(latents, *args, **kwargs)
+    def observe(_module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        decoded.append(args[0].detach().clone())  # the latents the decoder is given, scaled
 
-    monkeypatch.setattr(vae, "decode", observing_decode)
+    handle = vae.post_quant_conv.register_forward_pre_hook(observe)
     image = picture()
-
-    generator.generate(plan(), image, RecordingEvents())
+    try:
+        generator.generate(plan(), image, RecordingEvents())
+    finally:
+        handle.remove()
 
     pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div(127.5).sub(1.0)
     with torch.no_grad():
@@ -212,12 +210,12 @@ def test_the_image_conditions_the_first_latent_frame(
 # -- events: progress and cancellation ----------------------------------------------------------
 
 
-def test_stages_and_steps_are_reported_in_order_with_a_cancel_check_before_each_step(
+def test_stages_and_steps_are_reported_in_order_with_a_cancel_check_before_each_step_and_chunk(
     generator: DiffusersGenerator,
 ) -> None:
     events = RecordingEvents()
 
-    generator.generate(plan(), None, events)
+    generator.generate(plan(frames=9), None, events)  # 3 latent frames: 3 decode chunks
 
     assert events.calls == [
         ("stage", Stage.TEXT_ENCODE),
@@ -229,6 +227,9 @@ def test_stages_and_steps_are_reported_in_order_with_a_cancel_check_before_each_
         ("check",),
         ("step", 3, 3),
         ("stage", Stage.DECODE),
+        ("check",),
+        ("check",),
+        ("check",),
     ]
 
 

@@ -38,6 +38,41 @@ def test_defaults() -> None:
     assert settings.is_tiny is False
     assert settings.attention == "auto"
     assert settings.vsa_sparsity == 0.8
+    assert (settings.vae_decoder, settings.tiny_decoder, settings.prompt_cache_mb) == ("full", None, 512)
+    assert (settings.vae_channels_last, settings.cudnn_benchmark, settings.vae_compile) == (
+        True,
+        False,
+        False,
+    )
+
+
+def test_the_decode_and_prompt_cache_variables_are_read(tmp_path: Path) -> None:
+    weights = tmp_path / "taew2_2.pth"
+    weights.write_bytes(b"weights")
+    env = {
+        "FASTWAN_VAE_DECODER": "TINY",
+        "FASTWAN_TINY_DECODER": str(weights),
+        "PROMPT_CACHE_MB": "0",
+        "FASTWAN_VAE_CHANNELS_LAST": "0",
+        "FASTWAN_CUDNN_BENCHMARK": "yes",
+        "FASTWAN_VAE_COMPILE": "on",
+    }
+    settings = GeneratorSettings.from_env(env)
+
+    assert (settings.vae_decoder, settings.tiny_decoder, settings.prompt_cache_mb) == (
+        "tiny",
+        str(weights),
+        0,
+    )
+    assert (settings.vae_channels_last, settings.cudnn_benchmark, settings.vae_compile) == (False, True, True)
+    hub = GeneratorSettings.from_env({**env, "FASTWAN_TINY_DECODER": "someone/taehv/taew2_2.pth"})
+    assert hub.tiny_decoder == "someone/taehv/taew2_2.pth"
+
+
+def test_the_tiny_decoder_of_the_tiny_model_needs_no_file() -> None:
+    settings = GeneratorSettings.from_env({"FASTWAN_MODEL": "tiny", "FASTWAN_VAE_DECODER": "tiny"})
+
+    assert (settings.vae_decoder, settings.tiny_decoder) == ("tiny", None)
 
 
 def test_every_variable_is_read(tmp_path: Path) -> None:
@@ -113,6 +148,13 @@ def test_a_local_folder_is_a_model(tmp_path: Path) -> None:
         ({"FASTWAN_VSA_SPARSITY": "-0.1"}, "FASTWAN_VSA_SPARSITY"),
         ({"FASTWAN_VSA_SPARSITY": "nan"}, "FASTWAN_VSA_SPARSITY"),
         ({"FASTWAN_VSA_SPARSITY": "most"}, "FASTWAN_VSA_SPARSITY"),
+        ({"FASTWAN_VAE_DECODER": "medium"}, "FASTWAN_VAE_DECODER"),
+        ({"FASTWAN_VAE_DECODER": "tiny"}, "FASTWAN_TINY_DECODER is required"),
+        ({"FASTWAN_TINY_DECODER": "just-a-name.pth"}, "FASTWAN_TINY_DECODER"),
+        ({"FASTWAN_TINY_DECODER": "org/repo"}, "FASTWAN_TINY_DECODER"),
+        ({"PROMPT_CACHE_MB": "-1"}, "PROMPT_CACHE_MB"),
+        ({"PROMPT_CACHE_MB": "lots"}, "PROMPT_CACHE_MB"),
+        ({"FASTWAN_VAE_COMPILE": "maybe"}, "FASTWAN_VAE_COMPILE"),
     ],
 )
 def test_a_bad_value_names_its_variable(env: dict[str, str], variable: str) -> None:

@@ -57,8 +57,11 @@ FULL_METRICS = {
     "gpu_class",
     "total_time",
     "stage_times",
+    "vae_decoder",
+    "encoder",
+    "prompt_cache",
 }
-T2V_TIMINGS = {"text_encode_s", "denoise_s", "decode_s", "encode_s", "upload_s", "total_s"}
+T2V_TIMINGS = {"text_encode_s", "denoise_s", "decode_s", "encode_s", "encode_tail_s", "upload_s", "total_s"}
 
 
 def job(job_id: str, **fields: Any) -> dict[str, Any]:
@@ -130,6 +133,12 @@ def test_jobs_are_claimed_and_completed_in_order_with_a_decodable_video_and_full
             24,
         )
         assert (metrics["worker_id"], metrics["model_id"]) == ("vast-test", "tiny")
+        cache = "miss" if n == 0 else "hit"  # one prompt for the three jobs
+        assert (metrics["vae_decoder"], metrics["encoder"], metrics["prompt_cache"]) == (
+            "full",
+            "libx264",
+            cache,
+        )
         assert final["worker_id"] == "vast-test"
         assert final["musetalk_job_id"] == f"order-{n}"
         assert metrics["total_time"] == metrics["duration_sec"]

@@ -29,7 +29,7 @@ from fastwan_adapters.orchestrator import (
     OrchestratorClient,
     StatusOutbox,
 )
-from fastwan_adapters.testing import Endpoint, OrchestratorDouble
+from fastwan_adapters.testing import Endpoint, Fault, OrchestratorDouble
 from fastwan_core import ErrorCode, GenerateVideo, JobFailure, JobState, WorkerInfo
 from fastwan_core.testing import (
     FakeEncoder,
@@ -535,3 +535,70 @@ def test_a_status_the_worker_writes_itself_carries_the_sibling_names(make_rig: C
         "unknown",  # the job never came back to say where it was
     )
     assert final["metrics"]["gpu_class"] == "FakeGPU"
+
+
+# -- a stop while the video decodes --------------------------------------------------------------
+
+
+def stopping_in_chunk_2(trigger: Callable[[], None], stopped: Callable[[], bool]) -> FakeGenerator:
+    """A generator whose second decode chunk lasts until the stop has reached the worker."""
+
+    def on_chunk(index: int) -> None:
+        if index == 2:
+            trigger()
+            deadline = time.monotonic() + TIMEOUT
+            while not stopped() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.3)  # the worker's own reaction to what it heard: a cancellation set
+
+    return FakeGenerator(on_chunk=on_chunk)
+
+
+@pytest.mark.parametrize("reason", ["cancel", "lease_lost", "shutdown"])
+def test_a_stop_during_decode_takes_effect_within_one_chunk_and_nothing_is_stored(
+    make_rig: Callable[..., Rig], reason: str
+) -> None:
+    box: dict[str, Any] = {}
+
+    def heard() -> bool:
+        rig, job = box["rig"], box["job"]
+        if reason == "cancel":
+            return any(r.answer == 200 for r in rig.orch.requests(Endpoint.HEARTBEAT) if r.at > box["at"])
+        if reason == "lease_lost":
+            return any(r.answer == 409 for r in rig.orch.requests(Endpoint.STATUS) if r.ident == job)
+        return True
+
+    def trigger() -> None:
+        rig, job = box["rig"], box["job"]
+        box["at"] = time.monotonic()
+        if reason == "cancel":
+            rig.orch.cancel("j-decode")
+        elif reason == "lease_lost":
+            rig.orch.take_away(job, 409)  # the delayed `running` is answered 409 now
+        else:
+            rig.worker.request_stop()
+
+    rig = make_rig(generator=stopping_in_chunk_2(trigger, heard), grace=0.0)
+    box["rig"] = rig
+    if reason == "lease_lost":
+        rig.orch.fail_next(Endpoint.STATUS, Fault.delayed(0.5))  # `running` arrives mid-decode
+    rig.start()
+    box["job"] = job = add(rig.orch, "j-decode", num_frames=17)  # five decode chunks
+    if reason == "lease_lost":
+        assert rig.orch.wait_for(lambda o: rig.generator.chunks_decoded != [], TIMEOUT)
+        rig.orch.wait_for(lambda o: False, 2.0)
+    else:
+        rig.wait(rig.ended(job), "the stopped job's status")
+
+    assert rig.generator.chunks_decoded == [1, 2]  # chunk 3 never decoded
+    assert rig.store.objects == {}
+    if reason == "cancel":
+        (final,) = rig.orch.terminal_statuses(job)
+        assert (final["status"], final["error_code"]) == ("cancelled", "cancelled")
+        assert "decode_s" in final["metrics"]["timings"]
+    elif reason == "shutdown":
+        (final,) = rig.orch.terminal_statuses(job)
+        assert (final["status"], final["error_code"]) == ("failed", "worker_shutdown")
+        assert rig.join() is ExitCode.OK
+    else:
+        assert rig.orch.terminal_statuses(job) == []  # not ours any more: nothing reported

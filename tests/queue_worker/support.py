@@ -77,6 +77,8 @@ class Fakes:
         self.images.failure = self.encoder.failure = self.store.failure = None
         self.generator.failure, self.generator.fail_at_step, self.generator.on_step = None, 0, None
         self.generator.steps_run.clear()
+        self.generator.on_chunk = None
+        self.generator.chunks_decoded.clear()
 
 
 def fake_container(

@@ -214,6 +214,28 @@ def test_a_caller_who_hangs_up_cancels_the_job_at_its_next_step(worker: Served, 
     )
 
 
+def test_a_caller_who_hangs_up_during_decode_stops_the_job_within_one_chunk(
+    worker: Served, fakes: Fakes
+) -> None:
+    runner = worker.container.runner()
+    fakes.generator.on_chunk = lambda index: (
+        wait_until(lambda: runner.cancelling, 10, "the server to see the caller leave")
+        if index == 2
+        else None
+    )
+    job = {**T2V, "musetalk_job_id": "gone-2", "num_frames": 17}  # five decode chunks
+
+    sock = raw_post(worker.url, "/generate", json.dumps(job).encode())
+    wait_until(lambda: fakes.generator.chunks_decoded == [1, 2], 10, "the second decode chunk")
+    sock.close()
+    wait_until(lambda: not runner.busy, 10, "the job to end")
+
+    assert fakes.generator.chunks_decoded == [1, 2]
+    assert fakes.encoder.sessions[-1].state == "aborted"
+    assert fakes.progress.for_job("gone-2")[-1][0].status is JobState.CANCELLED
+    assert "gone-2.mp4" not in fakes.store.objects
+
+
 def test_progress_goes_through_every_phase_in_order_throttled(worker: Served, fakes: Fakes) -> None:
     fakes.generator.on_step = lambda _index: time.sleep(0.6)
     job = {**I2V, "musetalk_job_id": "progress-1"}

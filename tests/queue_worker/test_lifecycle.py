@@ -126,3 +126,24 @@ def test_a_job_still_running_when_the_grace_runs_out_is_answered_worker_shutdown
     final = fakes.progress.for_job("t2v-1")[-1][0]
     assert final.status is JobState.FAILED and final.error_code is ErrorCode.WORKER_SHUTDOWN
     assert "t2v-1.mp4" not in fakes.store.objects
+
+
+def test_the_grace_running_out_during_decode_stops_the_job_within_one_chunk(tmp_path: Path) -> None:
+    fakes = Fakes()
+    fakes.generator.on_chunk = lambda _index: time.sleep(1.0)
+    container = fake_container(settings_for(tmp_path, SHUTDOWN_GRACE_S="0.3"), fakes)
+    answers: list[httpx.Response] = []
+    job_body = {**T2V, "num_frames": 17}  # five decode chunks
+    with serving(container) as worker:
+        job = threading.Thread(target=lambda: answers.append(worker.client.post("/generate", json=job_body)))
+        job.start()
+        wait_until(lambda: fakes.generator.chunks_decoded == [1], 10, "the first decode chunk")
+        worker.server.handle_exit(signal.SIGTERM, None)
+        job.join(15)
+        worker.thread.join(15)
+
+    assert answers[0].status_code == 503, answers[0].text
+    assert answers[0].json()["error_code"] == "worker_shutdown"
+    assert fakes.generator.chunks_decoded == [1]  # the grace ran out in chunk 1: chunk 2 never ran
+    assert fakes.encoder.sessions[-1].state == "aborted"
+    assert "t2v-1.mp4" not in fakes.store.objects

@@ -25,7 +25,6 @@ from fastwan_adapters import assembly
 from fastwan_adapters.assembly import build_result_store
 from fastwan_adapters.clock import MonotonicClock
 from fastwan_adapters.config import ConfigError
-from fastwan_adapters.encoder import PyAVEncoder
 from fastwan_adapters.orchestrator import (
     Backoff,
     ClaimJournal,
@@ -108,7 +107,9 @@ class Container(containers.DeclarativeContainer):
     # -- the model and the use case: built on first use, after the heartbeat starts ------------
     generator = providers.Resource(assembly.open_generator, settings.provided.common.generator)
     images = providers.Resource(assembly.open_image_loader, settings.provided.common.images)
-    encoder = providers.Singleton(PyAVEncoder)
+    encoder = providers.Singleton(
+        assembly.build_encoder, settings.provided.common.encoder
+    )  # FASTWAN_ENCODER, NVENC probed
     store = providers.Singleton(build_result_store, env)  # B2 when configured, else OUTPUT_DIR
     usecase = providers.Singleton(
         GenerateVideo, images, generator, encoder, store, progress, clock, worker_info

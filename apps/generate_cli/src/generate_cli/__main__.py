@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fastwan_adapters.clock import MonotonicClock
 from fastwan_adapters.config import ConfigError
-from fastwan_adapters.encoder import PyAVEncoder
+from fastwan_adapters.encoder_choice import EncoderSettings, build_encoder
 from fastwan_adapters.generator import (
     DiffusersGenerator,
     GeneratorSettings,
@@ -50,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         payload = job_payload(args, job_id=out.stem)
         job = Job.from_wire(payload)
         settings = GeneratorSettings.from_env(os.environ)
+        encoder = build_encoder(EncoderSettings.from_env(os.environ))
         images = HttpImageLoader(ImageLoaderSettings.from_env(os.environ))
         store = LocalResultStore(out.parent)
     except JobValidationError as error:
@@ -70,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         usecase = GenerateVideo(
             images,
             generator,
-            PyAVEncoder(),
+            encoder,
             store,
             bar,
             MonotonicClock(),

@@ -11,7 +11,6 @@ from dependency_injector import containers, providers
 
 from fastwan_adapters import assembly
 from fastwan_adapters.clock import MonotonicClock
-from fastwan_adapters.encoder import PyAVEncoder
 from fastwan_core import GenerateVideo, WorkerInfo
 from queue_worker import factories
 from queue_worker.loader import ModelLoader
@@ -36,7 +35,9 @@ class Container(containers.DeclarativeContainer):
     # -- adapters, built by the loading thread --------------------------------------------
     generator = providers.Resource(assembly.open_generator, settings.provided.common.generator)
     images = providers.Resource(assembly.open_image_loader, settings.provided.common.images)
-    encoder = providers.Singleton(PyAVEncoder)
+    encoder = providers.Singleton(
+        assembly.build_encoder, settings.provided.common.encoder
+    )  # FASTWAN_ENCODER, NVENC probed
     store = providers.Singleton(factories.open_result_store, settings)
     orchestrator = providers.Resource(factories.open_orchestrator_client, settings)
     progress = providers.Resource(assembly.open_progress_reporter, orchestrator)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from fastwan_adapters.config import ConfigError, env_choice, env_name, env_str
+from fastwan_adapters.encoder_choice import EncoderSettings, build_encoder
 from fastwan_adapters.generator import GeneratorSettings
 from fastwan_adapters.images import HttpImageLoader, ImageLoaderSettings
 from fastwan_adapters.orchestrator import OrchestratorClient, OrchestratorProgressReporter
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CommonSettings",
+    "build_encoder",
     "build_result_store",
     "open_generator",
     "open_image_loader",
@@ -50,6 +52,7 @@ class CommonSettings:
     """
 
     generator: GeneratorSettings
+    encoder: EncoderSettings
     images: ImageLoaderSettings
     b2_app_key: str | None = attrs.field(repr=False)
     orchestrator_url: str | None
@@ -76,6 +79,7 @@ class CommonSettings:
             raise ConfigError(f"INTERNAL_API_KEY is required when {url_name} is set")
         return cls(
             generator=GeneratorSettings.from_env(env),
+            encoder=EncoderSettings.from_env(env),
             images=ImageLoaderSettings.from_env(env),
             b2_app_key=env_str(env, "B2_APP_KEY"),
             orchestrator_url=orchestrator_url.rstrip("/") if orchestrator_url else None,

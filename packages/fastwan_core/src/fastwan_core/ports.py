@@ -4,6 +4,12 @@ Adapters implement these (``fastwan_adapters``); ``fastwan_core.testing`` holds 
 each. Images and frames are opaque to the core: it only hands the loader's picture to the
 generator and the generator's frames to the encoder, so their concrete types (PIL images,
 numpy arrays) stay in the adapters.
+
+Frames move in one of two forms. The batch form: the generator returns every frame and the
+encoder's ``encode`` takes them all. The streaming form, which the use case runs: the encoder
+``open``s an :class:`EncodingSession`, the generator pushes each decoded chunk into it (a
+:class:`FrameSink`) and the session encodes while the next chunk decodes, so the whole video
+never exists at once and a stop can land between two chunks.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ __all__ = [
     "CancelSignal",
     "Clock",
     "EncodedVideo",
+    "EncodingSession",
+    "FrameSink",
     "Frames",
     "GeneratedVideo",
     "GenerationEvents",
@@ -83,14 +91,19 @@ class GeneratedVideo:
     """The generator's output: frames at ``plan.generated_size``, what it cost and how it was made.
 
     Attributes:
+        frames: every frame (the batch form); None when they went to a :class:`FrameSink`.
         attention: the self-attention that ran (``"vsa"`` or ``"dense"``), if the generator says.
         vsa_sparsity: the share of key cubes VSA skipped, when VSA ran.
+        vae_decoder: which decoder made the frames (``full`` or ``tiny``), for ``metrics``.
+        prompt_cache: ``hit`` or ``miss`` when the prompt embeddings are cached, else None.
     """
 
-    frames: Frames
+    frames: Frames | None
     peak_vram_gb: float = 0.0
     attention: str | None = None
     vsa_sparsity: float | None = None
+    vae_decoder: str | None = None
+    prompt_cache: str | None = None
 
 
 @attrs.frozen
@@ -100,11 +113,16 @@ class EncodedVideo:
     Attributes:
         size: the size actually delivered; the requested one except where the codec cannot
             carry it (H.264 4:2:0 has no odd sides: the encoder documents what it does).
+        encoder: the codec that ran (``libx264``, ``h264_nvenc``), for ``metrics.encoder``.
+        encoding_s: the seconds the encoder itself worked, as it measured them; in the
+            streaming form they overlap the decode. None: the caller's own timing stands.
     """
 
     data: bytes = attrs.field(repr=lambda d: f"<{len(d)} bytes>")
     size: Size
     content_type: str = "video/mp4"
+    encoder: str | None = None
+    encoding_s: float | None = None
 
     @property
     def sha1(self) -> str:
@@ -127,7 +145,37 @@ class GenerationEvents(Protocol):
         ...
 
     def check_cancelled(self) -> None:
-        """Raise ``JobCancelled`` if the job was cancelled: call it before each step."""
+        """Raise ``JobCancelled`` if the job was cancelled: call it before each step and
+        between decode chunks."""
+        ...
+
+
+class FrameSink(Protocol):
+    """Where a streaming generator puts its frames, chunk by chunk, in order."""
+
+    def add(self, frames: Frames) -> None:
+        """Take the next chunk; may block while the consumer catches up (bounded memory).
+
+        Raises:
+            JobFailure: the consumer failed (the generator stops and lets it through).
+        """
+        ...
+
+
+class EncodingSession(FrameSink, Protocol):
+    """One video being encoded as its frames arrive; ends with exactly one of ``finish``
+    or ``abort`` (``abort`` after either is a no-op)."""
+
+    def finish(self) -> EncodedVideo:
+        """Encode what is left and return the MP4.
+
+        Raises:
+            JobFailure: as ``VideoEncoder.encode`` does.
+        """
+        ...
+
+    def abort(self) -> None:
+        """Drop the video: stop encoding, keep nothing. Never raises."""
         ...
 
 
@@ -151,9 +199,16 @@ class VideoGenerator(Protocol):
         ...
 
     def generate(
-        self, plan: GenerationPlan, image: Picture | None, events: GenerationEvents
+        self,
+        plan: GenerationPlan,
+        image: Picture | None,
+        events: GenerationEvents,
+        sink: FrameSink | None = None,
     ) -> GeneratedVideo:
         """Run the plan, reporting each stage and step through ``events``.
+
+        With ``sink``, decoded frames go into it chunk by chunk (``events.check_cancelled``
+        between chunks) and the result's ``frames`` is None; without, the result holds them all.
 
         Raises:
             JobCancelled: from ``events.check_cancelled``.
@@ -170,6 +225,10 @@ class VideoEncoder(Protocol):
         Frames of another size are resized to it; with ``cover``, scaled to cover it and
         centre-cropped instead, keeping their aspect (``GenerationPlan.cover``).
         """
+        ...
+
+    def open(self, size: Size, fps: int, *, cover: bool = False) -> EncodingSession:
+        """The streaming form of ``encode``: the same MP4 for the same frames, fed in chunks."""
         ...
 
 

@@ -69,13 +69,20 @@ def error_type_of(code: ErrorCode | None) -> str:
 
 @attrs.frozen(kw_only=True)
 class Timings:
-    """Seconds spent per stage; a stage that did not run is ``None`` (left out on the wire)."""
+    """Seconds spent per stage; a stage that did not run is ``None`` (left out on the wire).
+
+    Attributes:
+        decode_s, encode_s: the encoder works while the decoder decodes, so these overlap:
+            ``encode_s`` is the encoder's own working time, ``encode_tail_s`` the encoding
+            still left once the last frame was decoded (what the job waited for it).
+    """
 
     download_s: float | None = None
     text_encode_s: float | None = None
     denoise_s: float | None = None
     decode_s: float | None = None
     encode_s: float | None = None
+    encode_tail_s: float | None = None
     upload_s: float | None = None
     total_s: float | None = None
 
@@ -99,6 +106,9 @@ class Metrics:
         attention: the self-attention the model ran, ``"vsa"`` or ``"dense"``.
         vsa_sparsity: VSA's sparsity, when VSA ran.
         gpu_class: ``GPU_CLASS`` (else the GPU's name): the orchestrator's price class.
+        vae_decoder: the decoder that made the frames, ``full`` or ``tiny``.
+        encoder: the H.264 encoder that ran, ``libx264`` or ``h264_nvenc``.
+        prompt_cache: ``hit`` or ``miss`` (left out when the cache is off).
 
     On the wire, ``total_time`` (= ``duration_sec``) and ``stage_times`` (from ``timings``)
     are added for the orchestrator's parser of the sibling worker.
@@ -123,6 +133,9 @@ class Metrics:
     attention: str | None = None
     vsa_sparsity: float | None = None
     gpu_class: str | None = None
+    vae_decoder: str | None = None
+    encoder: str | None = None
+    prompt_cache: str | None = None
 
 
 @attrs.frozen(kw_only=True)

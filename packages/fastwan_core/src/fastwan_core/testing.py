@@ -14,12 +14,21 @@ import attrs
 from fastwan_core.errors import JobFailure
 from fastwan_core.job import ImageSource, Size
 from fastwan_core.plan import GenerationPlan
-from fastwan_core.ports import EncodedVideo, Frames, GeneratedVideo, GenerationEvents, Picture, Stage
+from fastwan_core.ports import (
+    EncodedVideo,
+    Frames,
+    FrameSink,
+    GeneratedVideo,
+    GenerationEvents,
+    Picture,
+    Stage,
+)
 from fastwan_core.results import ProgressUpdate
 
 __all__ = [
     "FakeClock",
     "FakeEncoder",
+    "FakeEncodingSession",
     "FakeFrames",
     "FakeGenerator",
     "FakeImageLoader",
@@ -87,6 +96,9 @@ class FakeGenerator:
         failure, fail_at_step: raise ``failure`` before step ``fail_at_step`` (1-based; 0
             means during text encoding).
         on_step: called after each step with its index, e.g. to cancel mid-generation.
+        frames_per_chunk: with a sink, the frames of each decoded chunk after the first,
+            which has one (as the Wan VAE decodes: one latent frame, then four per latent).
+        on_chunk: called after each chunk went into the sink, with its index (1-based).
     """
 
     clock: FakeClock | None = None
@@ -94,16 +106,25 @@ class FakeGenerator:
     failure: BaseException | None = None
     fail_at_step: int = 0
     on_step: Any = None
+    frames_per_chunk: int = 4
+    on_chunk: Any = None
     peak_vram_gb: float = 1.5
+    vae_decoder: str | None = "full"
+    prompt_cache: str | None = None
     model_id: str = "fake/fastwan"
     device_name: str = "FakeGPU"
     attention: str | None = None
     vsa_sparsity: float | None = None
     calls: list[tuple[GenerationPlan, Picture | None]] = attrs.field(factory=list)
     steps_run: list[int] = attrs.field(factory=list)
+    chunks_decoded: list[int] = attrs.field(factory=list)
 
     def generate(
-        self, plan: GenerationPlan, image: Picture | None, events: GenerationEvents
+        self,
+        plan: GenerationPlan,
+        image: Picture | None,
+        events: GenerationEvents,
+        sink: FrameSink | None = None,
     ) -> GeneratedVideo:
         self.calls.append((plan, image))
         events.stage(Stage.TEXT_ENCODE)
@@ -122,9 +143,33 @@ class FakeGenerator:
             if self.on_step is not None:
                 self.on_step(index)
         events.stage(Stage.DECODE)
-        self._spend()
         frames = FakeFrames(plan.num_frames, plan.generated_size, plan.seed)
-        return GeneratedVideo(frames, self.peak_vram_gb, self.attention, self.vsa_sparsity)
+        if sink is None:
+            self._spend()
+        else:
+            self._stream(frames, events, sink)
+        return GeneratedVideo(
+            None if sink is not None else frames,
+            self.peak_vram_gb,
+            attention=self.attention,
+            vsa_sparsity=self.vsa_sparsity,
+            vae_decoder=self.vae_decoder,
+            prompt_cache=self.prompt_cache,
+        )
+
+    def _stream(self, frames: FakeFrames, events: GenerationEvents, sink: FrameSink) -> None:
+        """Decode time spread over the chunks, a cancellation check before each (as the real one)."""
+        counts = [1]
+        while sum(counts) < frames.count:
+            counts.append(min(self.frames_per_chunk, frames.count - sum(counts)))
+        for index, count in enumerate(counts, start=1):
+            events.check_cancelled()
+            if self.clock is not None:
+                self.clock.advance(self.seconds_per_step / len(counts))
+            sink.add(FakeFrames(count, frames.size, frames.seed))
+            self.chunks_decoded.append(index)
+            if self.on_chunk is not None:
+                self.on_chunk(index)
 
     def _spend(self) -> None:
         if self.clock is not None:
@@ -133,14 +178,28 @@ class FakeGenerator:
 
 @attrs.define
 class FakeEncoder:
-    """Makes a small, deterministic stand-in for an MP4 from the frames' description."""
+    """Makes a small, deterministic stand-in for an MP4 from the frames' description.
+
+    A streamed video (``open``) gives the same bytes as the batch form for the same frames;
+    its ``seconds`` are spent at ``finish``, as the encoding left after the last chunk.
+
+    Attributes:
+        sessions: every session opened, in order (what each was given, how it ended).
+    """
 
     failure: JobFailure | None = None
     clock: FakeClock | None = None
     seconds: float = 0.0
+    name: str = "fake-h264"
     encoded: list[tuple[int, Size, int]] = attrs.field(factory=list)
     #: the ``cover`` flag of each call, in order
     covers: list[bool] = attrs.field(factory=list)
+    sessions: list[FakeEncodingSession] = attrs.field(factory=list)
+
+    def open(self, size: Size, fps: int, *, cover: bool = False) -> FakeEncodingSession:
+        session = FakeEncodingSession(self, size, fps, cover)
+        self.sessions.append(session)
+        return session
 
     def encode(self, frames: Frames, size: Size, fps: int, *, cover: bool = False) -> EncodedVideo:
         if self.clock is not None:
@@ -149,7 +208,41 @@ class FakeEncoder:
             raise self.failure
         self.encoded.append((len(frames), size, fps))
         self.covers.append(cover)
-        return EncodedVideo(f"fake-mp4 {len(frames)} frames {size} @{fps}".encode(), size)
+        return EncodedVideo(f"fake-mp4 {len(frames)} frames {size} @{fps}".encode(), size, encoder=self.name)
+
+
+@attrs.define
+class FakeEncodingSession:
+    """One streamed video of a :class:`FakeEncoder`.
+
+    Attributes:
+        chunks: the frame count of each chunk added.
+        state: ``open``, ``finished`` or ``aborted``.
+    """
+
+    encoder: FakeEncoder
+    size: Size
+    fps: int
+    cover: bool = False
+    chunks: list[int] = attrs.field(factory=list)
+    state: str = "open"
+
+    def add(self, frames: Frames) -> None:
+        if self.state != "open":
+            raise RuntimeError(f"frames added to a {self.state} session")
+        self.chunks.append(len(frames))
+
+    def finish(self) -> EncodedVideo:
+        if self.state != "open":
+            raise RuntimeError(f"finish on a {self.state} session")
+        self.state = "finished"
+        frames = FakeFrames(sum(self.chunks), self.size)
+        encoded = self.encoder.encode(frames, self.size, self.fps, cover=self.cover)
+        return attrs.evolve(encoded, encoding_s=self.encoder.seconds)
+
+    def abort(self) -> None:
+        if self.state == "open":
+            self.state = "aborted"
 
 
 @attrs.define

@@ -1,8 +1,10 @@
 """The generate-video use case: one job through the ports, from first frame to stored MP4.
 
 It owns what happens around the model: the order of the phases, progress (one report per
-phase change, at most one a second in between), cancellation between steps, per-stage
-timings, and the mapping of every failure to a contract error code. It does no I/O itself.
+phase change, at most one a second in between), cancellation between steps and between
+decode chunks, per-stage timings, and the mapping of every failure to a contract error code.
+It does no I/O itself. Frames stream from the generator into the encoder (``streaming``):
+what is left to encode after the last chunk is the ``encoding`` phase and ``encode_tail_s``.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from fastwan_core.results import (
     ProgressUpdate,
     Timings,
 )
+from fastwan_core.streaming import StreamedEncoding
 
 __all__ = ["GenerateVideo", "WorkerInfo"]
 
@@ -185,17 +188,7 @@ class _Execution:
                 image = usecase.images.load(source)
         self._check_cancelled()
         self._enter(Phase.INFERENCE)
-        events = _Events(self)
-        try:
-            self.generated = usecase.generator.generate(self.plan, image, events)
-        finally:
-            events.close()
-        self._check_cancelled()
-        self._enter(Phase.ENCODING)
-        with self._timed("encode_s"):
-            self.encoded = usecase.encoder.encode(
-                self.generated.frames, self.plan.output_size, self.plan.fps, cover=self.plan.cover
-            )
+        self.encoded = self._generate_and_encode(image)
         self._check_cancelled()  # a cancelled job uploads nothing
         self._enter(Phase.UPLOADING)
         metadata = {
@@ -205,6 +198,29 @@ class _Execution:
         }
         with self._timed("upload_s"):
             return usecase.store.put(self.job.output_name, self.encoded, metadata)
+
+    def _generate_and_encode(self, image: Picture | None) -> EncodedVideo:
+        """Generate with the frames streaming into the encoder; abort it if anything stops us."""
+        usecase, plan = self.usecase, self.plan
+        encoding = StreamedEncoding(usecase.encoder, plan.output_size, plan.fps, self.clock, cover=plan.cover)
+        events = _Events(self)
+        try:
+            try:
+                self.generated = usecase.generator.generate(plan, image, events, encoding)
+            finally:
+                events.close()
+            self._check_cancelled()
+            self._enter(Phase.ENCODING)
+            tail_started = self.clock.now()
+            encoded = encoding.finish(self.generated.frames)
+        except BaseException:
+            encoding.abort()
+            raise
+        finished = self.clock.now()
+        self.record("encode_tail_s", finished - tail_started)
+        started = encoding.started_at if encoding.started_at is not None else tail_started
+        self.record("encode_s", encoded.encoding_s if encoded.encoding_s is not None else finished - started)
+        return encoded
 
     # -- progress -------------------------------------------------------------------------
 
@@ -292,6 +308,9 @@ class _Execution:
             sha1=encoded.sha1 if encoded else None,
             attention=generated.attention if generated else None,
             vsa_sparsity=generated.vsa_sparsity if generated else None,
+            vae_decoder=generated.vae_decoder if generated else None,
+            encoder=encoded.encoder if encoded else None,
+            prompt_cache=generated.prompt_cache if generated else None,
         )
 
 

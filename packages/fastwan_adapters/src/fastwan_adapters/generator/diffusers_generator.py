@@ -4,8 +4,10 @@ One set of modules serves two stock diffusers pipelines, ``WanPipeline`` (T2V) a
 ``WanImageToVideoPipeline`` (I2V), both with ``expand_timesteps=True`` (Wan 2.2 TI2V's
 per-token timesteps, the first frame's tokens at t=0). The generator runs the three stages
 itself so that each is reported and timed on its own: the prompt is encoded first, the
-pipeline then only denoises (``output_type="latent"``), and the VAE decode follows. The
-distilled schedule and its seeded re-noising live in ``sampling.DistilledFlowScheduler``.
+pipeline then only denoises (``output_type="latent"``), and the VAE decode follows, chunk
+by chunk (``decoding``, or the tiny decoder's own stream), into the use case's frame sink.
+Prompt embeddings are cached by (model, prompt) (``PROMPT_CACHE_MB``). The distilled
+schedule and its seeded re-noising live in ``sampling.DistilledFlowScheduler``.
 The plan's negative prompt is not used: without classifier-free guidance there is no
 unconditional branch for it to steer.
 """
@@ -28,28 +30,29 @@ from fastwan_adapters.generator.errors import NoGpuError
 from fastwan_adapters.generator.failures import classify_failure
 from fastwan_adapters.generator.hub import resolve_model_folder
 from fastwan_adapters.generator.loading import WanComponents, load_components
-from fastwan_adapters.generator.pictures import fit_first_frame, to_uint8_frames
+from fastwan_adapters.generator.pictures import fit_first_frame
 from fastwan_adapters.generator.placement import configure_transformer, place_components
 from fastwan_adapters.generator.profiles import MemoryProfile, choose_profile
+from fastwan_adapters.generator.prompt_cache import PromptCache
+from fastwan_adapters.generator.prompts import MAX_TEXT_TOKENS, encode_prompt
 from fastwan_adapters.generator.sampling import DistilledFlowScheduler, job_generator
 from fastwan_adapters.generator.settings import GeneratorSettings
+from fastwan_adapters.generator.video_decoder import VideoDecoder
 from fastwan_adapters.generator.vsa import (
     PRODUCTION_GRIDS,
     AttentionChoice,
     check_fast_path,
     choose_attention,
 )
-from fastwan_core.errors import ErrorCode, JobCancelled, JobFailure
+from fastwan_core.errors import JobCancelled, JobFailure
 from fastwan_core.job import Size
 from fastwan_core.plan import GenerationPlan, model_size_for
-from fastwan_core.ports import GeneratedVideo, GenerationEvents, Picture, Stage
+from fastwan_core.ports import FrameSink, GeneratedVideo, GenerationEvents, Picture, Stage
 
-__all__ = ["DiffusersGenerator"]
+__all__ = ["MAX_TEXT_TOKENS", "DiffusersGenerator"]
 
 log = logging.getLogger(__name__)
 
-#: Wan's text length: prompts are padded or truncated to this many tokens.
-MAX_TEXT_TOKENS: Final = 512
 _GIB: Final = 1024**3
 _WARMUP_FRAMES: Final = 5
 
@@ -62,6 +65,15 @@ class _Pipelines:
     scheduler: DistilledFlowScheduler
     t2v: WanPipeline
     i2v: WanImageToVideoPipeline
+    decoder: VideoDecoder
+
+
+@attrs.frozen
+class _Outcome:
+    """What one run made: every frame (None when they went to the sink), and the cache's answer."""
+
+    frames: np.ndarray | None
+    prompt_cache: str | None
 
 
 @attrs.define
@@ -85,6 +97,10 @@ class DiffusersGenerator:
     _load_seconds: float = attrs.field(default=0.0, alias="load_seconds")
     _warmup_seconds: float = attrs.field(default=0.0, alias="warmup_seconds")
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
+    _prompt_cache: PromptCache = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._prompt_cache = PromptCache(self._settings.prompt_cache_mb * 1024**2)
 
     # -- construction -------------------------------------------------------------------
 
@@ -126,6 +142,7 @@ class DiffusersGenerator:
         attention = choose_attention(components.transformer, settings, device)
         place_components(components, profile, device)
         configure_transformer(components, settings, profile, vsa=attention.kind == "vsa")
+        decoder = VideoDecoder(components.vae, settings, device)
         scheduler = DistilledFlowScheduler.create()
         shared: dict[str, Any] = {
             "tokenizer": components.tokenizer,
@@ -153,7 +170,7 @@ class DiffusersGenerator:
             "on" if settings.torch_compile else "off",
         )
         generator = cls(
-            pipelines=_Pipelines(components, scheduler, t2v, i2v),
+            pipelines=_Pipelines(components, scheduler, t2v, i2v, decoder),
             device=device,
             settings=settings,
             profile=profile,
@@ -217,22 +234,36 @@ class DiffusersGenerator:
         """The loaded modules (for diagnostics, tests and the benchmark)."""
         return self._require_open().components
 
+    @property
+    def vae_decoder(self) -> str:
+        """``full`` or ``tiny`` (``FASTWAN_VAE_DECODER``)."""
+        return self._settings.vae_decoder
+
+    @property
+    def prompt_cache(self) -> PromptCache:
+        return self._prompt_cache
+
     def generate(
-        self, plan: GenerationPlan, image: Picture | None, events: GenerationEvents
+        self,
+        plan: GenerationPlan,
+        image: Picture | None,
+        events: GenerationEvents,
+        sink: FrameSink | None = None,
     ) -> GeneratedVideo:
         """Generate ``plan``: T2V without ``image``, I2V with it as the first frame.
 
         Returns frames as a ``(num_frames, height, width, 3)`` uint8 array at
-        ``plan.generated_size`` and the peak GPU memory of the run.
+        ``plan.generated_size`` (or, with ``sink``, puts them into it chunk by chunk, each
+        ``(n, height, width, 3)``) and the peak GPU memory of the run.
 
         Raises:
-            JobCancelled: from ``events.check_cancelled`` (before each step).
+            JobCancelled: from ``events.check_cancelled`` (before each step and each decode chunk).
             JobFailure: ``gpu_out_of_memory`` (retryable), ``generation_failed`` (``fatal`` when
                 a CUDA error left the GPU unusable).
         """
         with self._lock:
             pipelines = self._require_open()
-            outcome = self._attempt(pipelines, plan, image, events)
+            outcome = self._attempt(pipelines, plan, image, events, sink)
             if isinstance(outcome, GeneratedVideo):
                 return outcome
             # Raised only here, outside the except clause, so that no traceback keeps the
@@ -252,12 +283,17 @@ class DiffusersGenerator:
     # -- one run --------------------------------------------------------------------------
 
     def _attempt(
-        self, pipelines: _Pipelines, plan: GenerationPlan, image: Picture | None, events: GenerationEvents
+        self,
+        pipelines: _Pipelines,
+        plan: GenerationPlan,
+        image: Picture | None,
+        events: GenerationEvents,
+        sink: FrameSink | None,
     ) -> GeneratedVideo | Exception:
         started = time.perf_counter()
         self._reset_peak_memory()
         try:
-            frames = self._run(pipelines, plan, image, events)
+            outcome = self._run(pipelines, plan, image, events, sink)
         except (JobCancelled, JobFailure) as stop:
             return stop.with_traceback(None)
         except Exception as error:
@@ -282,35 +318,33 @@ class DiffusersGenerator:
             peak,
         )
         return GeneratedVideo(
-            frames=frames,
+            frames=outcome.frames,
             peak_vram_gb=peak,
+            vae_decoder=self.vae_decoder,
+            prompt_cache=outcome.prompt_cache,
             attention=self.attention.kind,
             vsa_sparsity=self.attention.sparsity,
         )
 
     @torch.no_grad()
     def _run(
-        self, pipelines: _Pipelines, plan: GenerationPlan, image: Picture | None, events: GenerationEvents
-    ) -> np.ndarray:
+        self,
+        pipelines: _Pipelines,
+        plan: GenerationPlan,
+        image: Picture | None,
+        events: GenerationEvents,
+        sink: FrameSink | None,
+    ) -> _Outcome:
         events.stage(Stage.TEXT_ENCODE)
-        prompt_embeds, _ = pipelines.t2v.encode_prompt(
-            prompt=plan.prompt,
-            do_classifier_free_guidance=False,  # distilled: no guidance, so no negative prompt
-            max_sequence_length=MAX_TEXT_TOKENS,
-            device=self._device,
+        prompt_embeds, cache = encode_prompt(
+            pipelines.t2v, plan.prompt, self._device, self._prompt_cache, self._settings.model
         )
         events.stage(Stage.DENOISE)
         events.check_cancelled()
         latents = self._denoise(pipelines, plan, image, prompt_embeds, events)
         events.stage(Stage.DECODE)
-        frames = self._decode(pipelines.components, latents)
-        expected = (plan.num_frames, plan.generated_size.height, plan.generated_size.width, 3)
-        if frames.shape != expected:
-            raise JobFailure(
-                ErrorCode.GENERATION_FAILED,
-                f"the model produced frames shaped {frames.shape}, expected {expected}",
-            )
-        return frames
+        frames = pipelines.decoder.deliver(plan, latents, events.check_cancelled, sink)
+        return _Outcome(frames, cache)
 
     def _denoise(
         self,
@@ -352,17 +386,6 @@ class DiffusersGenerator:
             latents = pipelines.i2v(image=fit_first_frame(image, size), **arguments)[0]
         result: torch.Tensor = latents
         return result
-
-    def _decode(self, components: WanComponents, latents: torch.Tensor) -> np.ndarray:
-        vae, device = components.vae, self._device  # the VAE is resident in every profile
-        latents = latents.to(device=device, dtype=vae.dtype)
-        shape = (1, vae.config.z_dim, 1, 1, 1)
-        mean = torch.tensor(vae.config.latents_mean, device=device, dtype=vae.dtype).view(shape)
-        std = torch.tensor(vae.config.latents_std, device=device, dtype=vae.dtype).view(shape)
-        bf16 = self._settings.vae_decode_dtype == "bf16" and device.type == "cuda"
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            video = vae.decode(latents * std + mean, return_dict=False)[0]
-        return to_uint8_frames(video)
 
     def _check_attention(self, grids: tuple[tuple[int, int, int], ...]) -> None:
         """VSA's fast path on the GPU: checked against the reference, compiled for ``grids``."""

@@ -15,7 +15,7 @@ from typing import Final, Literal
 
 import attrs
 
-from fastwan_adapters.config import ConfigError, env_bool, env_choice, env_str
+from fastwan_adapters.config import ConfigError, env_bool, env_choice, env_int, env_str
 
 __all__ = [
     "ATTENTION_MODES",
@@ -29,6 +29,7 @@ __all__ = [
     "GeneratorSettings",
     "MemoryProfileName",
     "VaeDecodeDtype",
+    "VaeDecoderName",
 ]
 
 #: The distilled FastWan 2.2 checkpoint this worker is built for.
@@ -54,6 +55,9 @@ MEMORY_PROFILES: Final[tuple[MemoryProfileName, ...]] = (
     "cpu-offload",
 )
 VaeDecodeDtype = Literal["bf16", "fp32"]
+VaeDecoderName = Literal["full", "tiny"]
+#: ``PROMPT_CACHE_MB``'s default: a UMT5-XXL embedding is 4 MiB, so about 128 prompts.
+DEFAULT_PROMPT_CACHE_MB: Final = 512
 
 _HUB_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 _TINY_DIR_NAME: Final = "tiny-wan2.2-ti2v-v1"
@@ -84,6 +88,17 @@ class GeneratorSettings:
             gates, dense otherwise), ``vsa`` (a checkpoint without gates is an error) or
             ``dense`` (a sparse checkpoint then runs, with a warning, as it was not trained).
         vsa_sparsity: ``FASTWAN_VSA_SPARSITY``: the share of key cubes VSA skips, 0 <= s < 1.
+        vae_decoder: ``FASTWAN_VAE_DECODER``: ``full`` (default), Wan 2.2's own VAE decoder;
+            ``tiny``, a TAEHV-format decoder about 50x cheaper, at a quality cost.
+        tiny_decoder: ``FASTWAN_TINY_DECODER``: the tiny decoder's weights, a local file or a
+            hub file ``organisation/repository/file``; unset with the tiny model: random weights.
+        prompt_cache_mb: ``PROMPT_CACHE_MB``: memory for cached prompt embeddings; 0 turns it off.
+        vae_channels_last: ``FASTWAN_VAE_CHANNELS_LAST`` (default on): the full decoder's 3-D
+            convolution weights in ``channels_last_3d``, which spares cuDNN its NCDHW<->NDHWC
+            conversions; published Wan VAE measurements: +9% (PyTorch <= 2.8) to +78% (2.9,
+            around a cuDNN 9.8 slowdown), LightX2V PR 860. Not yet measured by our GPU bench.
+        cudnn_benchmark: ``FASTWAN_CUDNN_BENCHMARK``: cuDNN picks the fastest convolution per shape.
+        vae_compile: ``FASTWAN_VAE_COMPILE``: ``torch.compile`` the full decoder (paid in the warm-up).
     """
 
     model: str = DEFAULT_MODEL
@@ -97,6 +112,12 @@ class GeneratorSettings:
     tiny_dir: Path = attrs.field(factory=lambda: _default_tiny_dir({}))
     attention: AttentionMode = "auto"
     vsa_sparsity: float = DEFAULT_VSA_SPARSITY
+    vae_decoder: VaeDecoderName = "full"
+    tiny_decoder: str | None = None
+    prompt_cache_mb: int = DEFAULT_PROMPT_CACHE_MB
+    vae_channels_last: bool = True
+    cudnn_benchmark: bool = False
+    vae_compile: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> GeneratorSettings:
@@ -109,6 +130,13 @@ class GeneratorSettings:
         profile = env_choice(env, "GPU_MEMORY_PROFILE", MEMORY_PROFILES, "auto") or "auto"
         decode = env_choice(env, "FASTWAN_VAE_DECODE_DTYPE", ("bf16", "fp32"), "bf16") or "bf16"
         tiny_dir = env_str(env, "FASTWAN_TINY_DIR")
+        vae_decoder = env_choice(env, "FASTWAN_VAE_DECODER", ("full", "tiny"), "full") or "full"
+        tiny_decoder = _tiny_decoder(env_str(env, "FASTWAN_TINY_DECODER"))
+        if vae_decoder == "tiny" and tiny_decoder is None and not _is_tiny_model(model):
+            raise ConfigError(
+                "FASTWAN_TINY_DECODER is required with FASTWAN_VAE_DECODER=tiny: a local file or a hub file "
+                "(organisation/repository/file) of a TAEHV-format Wan 2.2 decoder, e.g. taew2_2.pth"
+            )
         return cls(
             model=model,
             memory_profile=profile,  # type: ignore[arg-type]  # checked by env_choice
@@ -121,6 +149,12 @@ class GeneratorSettings:
             tiny_dir=Path(tiny_dir).expanduser() if tiny_dir else _default_tiny_dir(env),
             attention=env_choice(env, "FASTWAN_ATTENTION", ATTENTION_MODES, "auto") or "auto",  # type: ignore[arg-type]
             vsa_sparsity=_sparsity(env_str(env, "FASTWAN_VSA_SPARSITY")),
+            vae_decoder=vae_decoder,  # type: ignore[arg-type]  # checked by env_choice
+            tiny_decoder=tiny_decoder,
+            prompt_cache_mb=env_int(env, "PROMPT_CACHE_MB", DEFAULT_PROMPT_CACHE_MB, minimum=0),
+            vae_channels_last=env_bool(env, "FASTWAN_VAE_CHANNELS_LAST", True),
+            cudnn_benchmark=env_bool(env, "FASTWAN_CUDNN_BENCHMARK", False),
+            vae_compile=env_bool(env, "FASTWAN_VAE_COMPILE", False),
         )
 
     @property
@@ -172,6 +206,28 @@ def _sparsity(value: str | None) -> float:
             f"FastWan was trained with {DEFAULT_VSA_SPARSITY}), got {value!r}"
         )
     return sparsity
+
+
+def _is_tiny_model(model: str) -> bool:
+    return GeneratorSettings(model=model).is_tiny
+
+
+def _tiny_decoder(value: str | None) -> str | None:
+    """A local file, or a hub file ``organisation/repository/path``; checked before any download."""
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if path.is_file():
+        return str(path)
+    if path.exists():
+        raise ConfigError(f"FASTWAN_TINY_DECODER must name a weights file, got the folder {value!r}")
+    parts = value.split("/")
+    if len(parts) >= 3 and _HUB_ID.fullmatch("/".join(parts[:2])) and all(parts[2:]):
+        return value
+    raise ConfigError(
+        "FASTWAN_TINY_DECODER must be an existing file or a hub file organisation/repository/file "
+        f"(organisation/repository/taew2_2.pth, say), got {value!r}"
+    )
 
 
 def _attention_backend(value: str | None) -> str | None:
