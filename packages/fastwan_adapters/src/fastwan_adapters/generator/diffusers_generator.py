@@ -7,35 +7,42 @@ itself so that each is reported and timed on its own: the prompt is encoded firs
 pipeline then only denoises (``output_type="latent"``), and the VAE decode follows, chunk
 by chunk (``decoding``, or the tiny decoder's own stream), into the use case's frame sink.
 Prompt embeddings are cached by (model, prompt) (``PROMPT_CACHE_MB``). The distilled
-schedule and its seeded re-noising live in ``sampling.DistilledFlowScheduler``.
+schedule and its seeded re-noising live in ``sampling.DistilledFlowScheduler``; the
+self-attention is Video Sparse Attention for a checkpoint with compression gates (``vsa``).
+Pipelines (``pipelines``), the steps (``denoising``) and the device (``device``) have their
+own modules.
 The plan's negative prompt is not used: without classifier-free guidance there is no
 unconditional branch for it to steer.
 """
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
-from typing import Any, Final
+from typing import Final
 
 import attrs
 import numpy as np
 import torch
-from diffusers import WanImageToVideoPipeline, WanPipeline
 from PIL import Image
 
-from fastwan_adapters.generator.errors import NoGpuError
+from fastwan_adapters.generator.denoising import NO_EVENTS, denoise
+from fastwan_adapters.generator.device import (
+    gpu_usable,
+    peak_memory_gib,
+    release_memory,
+    reset_peak_memory,
+    select_device,
+)
 from fastwan_adapters.generator.failures import classify_failure
 from fastwan_adapters.generator.hub import resolve_model_folder
 from fastwan_adapters.generator.loading import WanComponents, load_components
-from fastwan_adapters.generator.pictures import fit_first_frame
+from fastwan_adapters.generator.pipelines import Pipelines
 from fastwan_adapters.generator.placement import configure_transformer, place_components
 from fastwan_adapters.generator.profiles import MemoryProfile, choose_profile
 from fastwan_adapters.generator.prompt_cache import PromptCache
 from fastwan_adapters.generator.prompts import MAX_TEXT_TOKENS, encode_prompt
-from fastwan_adapters.generator.sampling import DistilledFlowScheduler, job_generator
 from fastwan_adapters.generator.settings import GeneratorSettings
 from fastwan_adapters.generator.video_decoder import VideoDecoder
 from fastwan_adapters.generator.vsa import (
@@ -55,17 +62,6 @@ log = logging.getLogger(__name__)
 
 _GIB: Final = 1024**3
 _WARMUP_FRAMES: Final = 5
-
-
-@attrs.define
-class _Pipelines:
-    """What a loaded generator holds; dropped as a whole by ``close``."""
-
-    components: WanComponents
-    scheduler: DistilledFlowScheduler
-    t2v: WanPipeline
-    i2v: WanImageToVideoPipeline
-    decoder: VideoDecoder
 
 
 @attrs.frozen
@@ -88,7 +84,7 @@ class DiffusersGenerator:
         load_seconds: download (if any), load and placement; ``warmup_seconds``: the warm-up.
     """
 
-    _pipelines: _Pipelines | None = attrs.field(alias="pipelines")
+    _pipelines: Pipelines | None = attrs.field(alias="pipelines")
     _device: torch.device = attrs.field(alias="device")
     _settings: GeneratorSettings = attrs.field(alias="settings")
     profile: MemoryProfile
@@ -142,19 +138,7 @@ class DiffusersGenerator:
         attention = choose_attention(components.transformer, settings, device)
         place_components(components, profile, device)
         configure_transformer(components, settings, profile, vsa=attention.kind == "vsa")
-        decoder = VideoDecoder(components.vae, settings, device)
-        scheduler = DistilledFlowScheduler.create()
-        shared: dict[str, Any] = {
-            "tokenizer": components.tokenizer,
-            "text_encoder": components.text_encoder,
-            "vae": components.vae,
-            "scheduler": scheduler,
-            "transformer": components.transformer,
-            "expand_timesteps": True,
-        }
-        t2v, i2v = WanPipeline(**shared), WanImageToVideoPipeline(**shared)
-        for pipeline in (t2v, i2v):
-            pipeline.set_progress_bar_config(disable=True)
+        pipelines = Pipelines.over(components, VideoDecoder(components.vae, settings, device))
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
         memory = f", {total / _GIB:.1f} GiB" if total else ""
         log.info(
@@ -170,7 +154,7 @@ class DiffusersGenerator:
             "on" if settings.torch_compile else "off",
         )
         generator = cls(
-            pipelines=_Pipelines(components, scheduler, t2v, i2v, decoder),
+            pipelines=pipelines,
             device=device,
             settings=settings,
             profile=profile,
@@ -204,7 +188,7 @@ class DiffusersGenerator:
         started = time.perf_counter()
         self._check_attention(grids=PRODUCTION_GRIDS)
         try:
-            self.generate(plan, Image.new("RGB", (size.width, size.height), (128, 128, 128)), _NoEvents())
+            self.generate(plan, Image.new("RGB", (size.width, size.height), (128, 128, 128)), NO_EVENTS)
         except JobFailure as failure:
             raise RuntimeError(f"warm-up generation failed: {failure.message}") from None
         self._warmup_seconds = time.perf_counter() - started
@@ -268,7 +252,7 @@ class DiffusersGenerator:
                 return outcome
             # Raised only here, outside the except clause, so that no traceback keeps the
             # failed run's tensors alive while the memory is released.
-            self._release_memory()
+            release_memory(self._device)
             raise outcome
 
     def close(self) -> None:
@@ -277,27 +261,27 @@ class DiffusersGenerator:
             if self._pipelines is None:
                 return
             self._pipelines = None
-            self._release_memory()
+            release_memory(self._device)
             log.info("generator closed")
 
     # -- one run --------------------------------------------------------------------------
 
     def _attempt(
         self,
-        pipelines: _Pipelines,
+        pipelines: Pipelines,
         plan: GenerationPlan,
         image: Picture | None,
         events: GenerationEvents,
         sink: FrameSink | None,
     ) -> GeneratedVideo | Exception:
         started = time.perf_counter()
-        self._reset_peak_memory()
+        reset_peak_memory(self._device)
         try:
             outcome = self._run(pipelines, plan, image, events, sink)
         except (JobCancelled, JobFailure) as stop:
             return stop.with_traceback(None)
         except Exception as error:
-            failure = classify_failure(error, plan, self.profile.name, self._gpu_usable)
+            failure = classify_failure(error, plan, self.profile.name, lambda: gpu_usable(self._device))
             log.warning(
                 "generation failed (%s%s): %s",
                 failure.code.value,
@@ -308,7 +292,7 @@ class DiffusersGenerator:
             return failure
         finally:
             pipelines.scheduler.release()
-        peak = self._peak_memory_gib()
+        peak = peak_memory_gib(self._device)
         log.info(
             "generated %d frames at %s (%s) in %.2f s, peak GPU memory %.2f GiB",
             plan.num_frames,
@@ -329,7 +313,7 @@ class DiffusersGenerator:
     @torch.no_grad()
     def _run(
         self,
-        pipelines: _Pipelines,
+        pipelines: Pipelines,
         plan: GenerationPlan,
         image: Picture | None,
         events: GenerationEvents,
@@ -341,51 +325,13 @@ class DiffusersGenerator:
         )
         events.stage(Stage.DENOISE)
         events.check_cancelled()
-        latents = self._denoise(pipelines, plan, image, prompt_embeds, events)
+        pipeline = pipelines.t2v if image is None else pipelines.i2v
+        latents = denoise(
+            pipeline, pipelines.scheduler, plan, image=image, prompt_embeds=prompt_embeds, events=events
+        )
         events.stage(Stage.DECODE)
         frames = pipelines.decoder.deliver(plan, latents, events.check_cancelled, sink)
         return _Outcome(frames, cache)
-
-    def _denoise(
-        self,
-        pipelines: _Pipelines,
-        plan: GenerationPlan,
-        image: Picture | None,
-        prompt_embeds: torch.Tensor,
-        events: GenerationEvents,
-    ) -> torch.Tensor:
-        total = plan.steps
-
-        def after_step(
-            _pipeline: Any, index: int, _timestep: Any, _tensors: dict[str, Any]
-        ) -> dict[str, Any]:
-            events.step(index + 1, total)
-            if index + 1 < total:
-                events.check_cancelled()  # before the next step
-            return {}
-
-        generator = job_generator(plan.seed)
-        pipelines.scheduler.prepare(plan.timesteps, generator)
-        size = plan.generated_size
-        arguments: dict[str, Any] = {
-            "prompt_embeds": prompt_embeds,
-            "height": size.height,
-            "width": size.width,
-            "num_frames": plan.num_frames,
-            "num_inference_steps": total,
-            "guidance_scale": plan.guidance_scale,
-            "generator": generator,
-            "output_type": "latent",
-            "return_dict": False,
-            "callback_on_step_end": after_step,
-            "callback_on_step_end_tensor_inputs": [],
-        }
-        if image is None:
-            latents = pipelines.t2v(**arguments)[0]
-        else:
-            latents = pipelines.i2v(image=fit_first_frame(image, size), **arguments)[0]
-        result: torch.Tensor = latents
-        return result
 
     def _check_attention(self, grids: tuple[tuple[int, int, int], ...]) -> None:
         """VSA's fast path on the GPU: checked against the reference, compiled for ``grids``."""
@@ -401,65 +347,7 @@ class DiffusersGenerator:
 
     # -- memory and health ----------------------------------------------------------------
 
-    def _require_open(self) -> _Pipelines:
+    def _require_open(self) -> Pipelines:
         if self._pipelines is None:
             raise RuntimeError("the generator is closed")
         return self._pipelines
-
-    def _reset_peak_memory(self) -> None:
-        if self._device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self._device)
-
-    def _peak_memory_gib(self) -> float:
-        if self._device.type != "cuda":
-            return 0.0
-        return float(torch.cuda.max_memory_allocated(self._device)) / _GIB
-
-    def _release_memory(self) -> None:
-        gc.collect()
-        if self._device.type == "cuda":
-            try:
-                torch.cuda.empty_cache()
-            except RuntimeError:  # a broken GPU: the failure already says so
-                log.debug("empty_cache failed", exc_info=True)
-
-    def _gpu_usable(self) -> bool:
-        """Whether the GPU still runs a trivial kernel (after a CUDA error it often does not)."""
-        if self._device.type != "cuda":
-            return True
-        try:
-            torch.cuda.synchronize(self._device)
-            probe = torch.ones(8, device=self._device)
-            return bool((probe * 2).sum().item() == 16.0)
-        except Exception:  # any error here means the device is gone
-            return False
-
-
-def select_device(settings: GeneratorSettings) -> torch.device:
-    """The CUDA GPU, or the CPU for the tiny model only: production never falls back silently.
-
-    Raises:
-        NoGpuError: a real model is configured and no CUDA GPU is visible.
-    """
-    if torch.cuda.is_available():
-        return torch.device("cuda", torch.cuda.current_device())
-    if settings.is_tiny:
-        return torch.device("cpu")
-    raise NoGpuError(
-        f"FASTWAN_MODEL={settings.model!r} needs a CUDA GPU and none is visible (torch {torch.__version__}, "
-        f"built for CUDA {torch.version.cuda or 'none'}); run with a GPU, or set FASTWAN_MODEL=tiny for a "
-        "CPU smoke run with random weights"
-    )
-
-
-class _NoEvents:
-    """The warm-up's events: nobody listens, nothing cancels."""
-
-    def stage(self, stage: Stage) -> None:
-        return None
-
-    def step(self, index: int, total: int) -> None:
-        return None
-
-    def check_cancelled(self) -> None:
-        return None
