@@ -196,3 +196,14 @@ def test_the_startup_check_refuses_a_fast_path_that_disagrees_or_cannot_run(
     with pytest.raises(ConfigError, match=r"fast path .* cannot run on cpu .*RuntimeError: no kernel"):
         check_fast_path(choice, **check)
     check_fast_path(AttentionChoice("dense"), **check)  # nothing to check for dense attention
+
+
+def test_the_reference_gives_the_same_answer_in_query_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fastwan_adapters.generator.vsa.kernels as kernels
+
+    grid = (5, 8, 9)  # 360 tokens, in chunks of 100 (the last one short)
+    q, k, v, g = qkvg(grid, heads=2, dim=8)
+    layout = CubeLayout.for_grid(grid)
+    whole = reference_attention(q, k, v, g, layout=layout, sparsity=0.5)
+    monkeypatch.setattr(kernels, "_REFERENCE_ROWS", 100)
+    assert torch.allclose(reference_attention(q, k, v, g, layout=layout, sparsity=0.5), whole, atol=1e-6)
