@@ -30,14 +30,7 @@ from fastwan_core.job import Job
 from fastwan_core.plan import FASTWAN_TIMESTEPS, GenerationPlan, plan_generation
 from fastwan_core.ports import Stage
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """The tiny model gains nothing from threads, and on a shared machine they spin against each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_settings(tiny_dir: Path, **env: str) -> GeneratorSettings:

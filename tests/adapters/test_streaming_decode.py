@@ -22,13 +22,7 @@ from fastwan_core.job import Job
 from fastwan_core.plan import GenerationPlan, plan_generation
 from fastwan_core.ports import Stage
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_settings(tiny_dir: Path, **env: str) -> GeneratorSettings:

@@ -31,12 +31,7 @@ _TRANSFORMER = "transformer/diffusion_pytorch_model.safetensors"
 _CPU = torch.device("cpu")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def settings(tiny_dir: Path, model: str = "tiny-sparse", **env: str) -> GeneratorSettings:
