@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
@@ -17,7 +19,7 @@ from tqdm import tqdm
 from fastwan_adapters.generator.errors import ModelUnavailableError
 from fastwan_adapters.generator.settings import TINY_SPARSE_MODEL, GeneratorSettings
 
-__all__ = ["COMPONENT_FOLDERS", "LoggingProgress", "resolve_model_folder"]
+__all__ = ["COMPONENT_FOLDERS", "LoggingProgress", "hub_errors", "resolve_model_folder"]
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,6 @@ def resolve_model_folder(settings: GeneratorSettings) -> Path:
 def _download(settings: GeneratorSettings) -> Path:
     import huggingface_hub
     from huggingface_hub import constants
-    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
 
     repo = settings.model
     cache = settings.hub_cache_dir or Path(constants.HF_HUB_CACHE)
@@ -54,7 +55,7 @@ def _download(settings: GeneratorSettings) -> Path:
         "model %s: looking in the Hugging Face cache at %s%s", repo, cache, " (offline)" if offline else ""
     )
     started = time.monotonic()
-    try:
+    with hub_errors("FASTWAN_MODEL", repo, cache, offline=offline):
         folder = huggingface_hub.snapshot_download(
             repo,
             cache_dir=cache,
@@ -62,23 +63,32 @@ def _download(settings: GeneratorSettings) -> Path:
             allow_patterns=_ALLOW_PATTERNS,
             tqdm_class=LoggingProgress,
         )
+    log.info("model %s: files ready in %s (%.1f s)", repo, folder, time.monotonic() - started)
+    return Path(str(folder))
+
+
+@contextmanager
+def hub_errors(variable: str, name: str, cache: Path, *, offline: bool) -> Iterator[None]:
+    """A Hugging Face download's failures as one start-up error naming ``variable`` and the cache."""
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        yield
     except LocalEntryNotFoundError:
         reason = "downloads are off (HF_HUB_OFFLINE=1)" if offline else "the Hub could not be reached"
         raise ModelUnavailableError(
-            f"FASTWAN_MODEL={repo!r} is not in the Hugging Face cache at {cache} and {reason}: download it "
+            f"{variable}={name!r} is not in the Hugging Face cache at {cache} and {reason}: download it "
             "once with network access, or set HF_HOME to a cache that holds it"
         ) from None
-    except RepositoryNotFoundError:
+    except (RepositoryNotFoundError, EntryNotFoundError):
         raise ModelUnavailableError(
-            f"FASTWAN_MODEL={repo!r} was not found on the Hugging Face Hub (or it is gated and no token "
-            "gives access to it)"
+            f"{variable}={name!r} was not found on the Hugging Face Hub (no such repository or file, or "
+            "it is gated and no token gives access to it)"
         ) from None
     except (OSError, ValueError) as error:  # HTTP and disk errors (HfHubHTTPError is an OSError)
         raise ModelUnavailableError(
-            f"FASTWAN_MODEL={repo!r} could not be downloaded to {cache}: {type(error).__name__}"
+            f"{variable}={name!r} could not be downloaded to {cache}: {type(error).__name__}"
         ) from None
-    log.info("model %s: files ready in %s (%.1f s)", repo, folder, time.monotonic() - started)
-    return Path(str(folder))
 
 
 class LoggingProgress(tqdm):  # type: ignore[type-arg]

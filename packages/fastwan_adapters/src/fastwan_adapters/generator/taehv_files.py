@@ -25,6 +25,7 @@ from typing import Final
 import torch
 
 from fastwan_adapters.generator.errors import ModelUnavailableError
+from fastwan_adapters.generator.hub import hub_errors
 from fastwan_adapters.generator.taehv import TGrow, TinyWanDecoder
 
 __all__ = ["load_tiny_decoder"]
@@ -66,28 +67,12 @@ def load_tiny_decoder(source: str, *, cache_dir: Path | None, offline: bool) -> 
 def _download(repo: str, filename: str, cache_dir: Path | None, offline: bool) -> Path:
     import huggingface_hub
     from huggingface_hub import constants
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     spec = f"{repo}/{filename}"
     cache = cache_dir or Path(constants.HF_HUB_CACHE)
     offline = offline or constants.HF_HUB_OFFLINE
-    try:
+    with hub_errors(_VARIABLE, spec, cache, offline=offline):
         found = huggingface_hub.hf_hub_download(repo, filename, cache_dir=cache, local_files_only=offline)
-    except LocalEntryNotFoundError:
-        reason = "downloads are off (HF_HUB_OFFLINE=1)" if offline else "the Hub could not be reached"
-        raise ModelUnavailableError(
-            f"{_VARIABLE}={spec!r} is not in the Hugging Face cache at {cache} and {reason}: download "
-            "it once with network access, or set HF_HOME to a cache that holds it"
-        ) from None
-    except (RepositoryNotFoundError, EntryNotFoundError):
-        raise ModelUnavailableError(
-            f"{_VARIABLE}={spec!r} was not found on the Hugging Face Hub (no such repository or file, "
-            "or it is gated and no token gives access to it)"
-        ) from None
-    except (OSError, ValueError) as error:  # HTTP and disk errors (HfHubHTTPError is an OSError)
-        raise ModelUnavailableError(
-            f"{_VARIABLE}={spec!r} could not be downloaded to {cache}: {type(error).__name__}"
-        ) from None
     return Path(str(found))
 
 
