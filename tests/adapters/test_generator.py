@@ -29,21 +29,9 @@ from fastwan_core.errors import ErrorCode, JobCancelled, JobFailure
 from fastwan_core.job import Job
 from fastwan_core.plan import FASTWAN_TIMESTEPS, GenerationPlan, plan_generation
 from fastwan_core.ports import Stage
+from tests.adapters.support import tiny_settings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def tiny_settings(tiny_dir: Path, **env: str) -> GeneratorSettings:
-    return GeneratorSettings.from_env(
-        {"FASTWAN_MODEL": "tiny", "FASTWAN_TINY_DIR": str(tiny_dir), "FASTWAN_WARMUP": "0", **env}
-    )
-
-
-@pytest.fixture(scope="module")
-def generator(tiny_dir: Path) -> Iterator[DiffusersGenerator]:
-    loaded = DiffusersGenerator.load(tiny_settings(tiny_dir))
-    yield loaded
-    loaded.close()
 
 
 def plan(*, width: int = 256, height: int = 256, frames: int = 5, seed: int = 7) -> GenerationPlan:

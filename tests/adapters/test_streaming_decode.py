@@ -4,7 +4,6 @@ stop between chunks ends the decode at once; the prompt cache hits give the same
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,28 +13,16 @@ import torch
 from PIL import Image
 
 from fastwan_adapters.encoder import PyAVEncoder
-from fastwan_adapters.generator import DiffusersGenerator, GeneratorSettings
+from fastwan_adapters.generator import DiffusersGenerator
 from fastwan_adapters.generator.decoding import decode_chunks, is_tiled
 from fastwan_adapters.generator.pictures import to_uint8_frames
 from fastwan_core.errors import JobCancelled
 from fastwan_core.job import Job
 from fastwan_core.plan import GenerationPlan, plan_generation
 from fastwan_core.ports import Stage
+from tests.adapters.support import tiny_settings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def tiny_settings(tiny_dir: Path, **env: str) -> GeneratorSettings:
-    return GeneratorSettings.from_env(
-        {"FASTWAN_MODEL": "tiny", "FASTWAN_TINY_DIR": str(tiny_dir), "FASTWAN_WARMUP": "0", **env}
-    )
-
-
-@pytest.fixture(scope="module")
-def generator(tiny_dir: Path) -> Iterator[DiffusersGenerator]:
-    loaded = DiffusersGenerator.load(tiny_settings(tiny_dir))
-    yield loaded
-    loaded.close()
 
 
 def plan(*, frames: int = 13, prompt: str = "a red fox runs through snow", seed: int = 7) -> GenerationPlan:
