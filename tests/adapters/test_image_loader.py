@@ -138,6 +138,9 @@ ROUTES: dict[str, Callable[[Handler], None]] = {
     "/to-metadata": lambda h: h.redirect(307, "http://169.254.169.254/latest/meta-data/"),
     "/to-localhost": lambda h: h.redirect(302, "http://localhost:{port}/png"),
     "/to-ftp": lambda h: h.redirect(302, "ftp://example.com/image.png"),
+    "/to-unparsable": lambda h: h.redirect(302, "http://[::1"),
+    "/to-spaced-host": lambda h: h.redirect(302, "http://exa mple.com/face.png"),
+    "/to-bad-port": lambda h: h.redirect(302, "http://127.0.0.1:99999/png"),
 }
 
 
@@ -343,6 +346,18 @@ def test_a_redirect_to_another_scheme_is_refused(server: Server, make_loader: An
 
     assert failure.code is ErrorCode.INVALID_INPUT
     assert "'ftp'" in failure.message
+
+
+@pytest.mark.parametrize("path", ["/to-unparsable", "/to-spaced-host", "/to-bad-port"])
+def test_a_malformed_redirect_is_a_fetch_failure_not_worth_a_retry(
+    server: Server, make_loader: Any, path: str
+) -> None:
+    failure = failure_of(make_loader(), url(server, path))
+
+    assert (failure.code, failure.retryable) == (ErrorCode.IMAGE_FETCH_FAILED, False)
+    assert "redirects badly" in failure.message
+    assert "mple" not in failure.message and "::1" not in failure.message  # the Location is not shown
+    assert server.requests == [path]
 
 
 # --- the address guard ----------------------------------------------------------------------

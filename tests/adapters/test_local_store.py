@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import tempfile
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pytest
@@ -80,6 +83,51 @@ def test_a_failed_write_leaves_the_previous_file_whole_and_no_temp_file(
     assert "No space left on device" in caught.value.message
     assert (tmp_path / "job-1.mp4").read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["job-1.mp4", "job-1.mp4.json"]
+
+
+@pytest.mark.parametrize("full_at", ["job-1.mp4", "job-1.mp4.json"])
+def test_a_disk_full_at_either_file_names_it_and_changes_neither(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, full_at: str
+) -> None:
+    store = LocalResultStore(tmp_path)
+    store.put("job-1.mp4", video(b"previous"), METADATA)
+    previous_sidecar = (tmp_path / "job-1.mp4.json").read_bytes()
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp(*args: Any, prefix: str = "", **kwargs: Any) -> tuple[int, str]:
+        if prefix == f".{full_at}.":  # the temp file of the write that meets the full disk
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_mkstemp(*args, prefix=prefix, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    with pytest.raises(JobFailure) as caught:
+        store.put("job-1.mp4", video(b"the new one"), METADATA | {"seed": "7"})
+
+    assert (caught.value.code, caught.value.retryable) == (ErrorCode.UPLOAD_FAILED, True)
+    assert f"could not write {full_at} " in caught.value.message
+    assert "No space left on device" in caught.value.message
+    assert (tmp_path / "job-1.mp4").read_bytes() == b"previous"
+    assert (tmp_path / "job-1.mp4.json").read_bytes() == previous_sidecar
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job-1.mp4", "job-1.mp4.json"]
+
+
+def test_a_new_video_never_appears_without_its_sidecar(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LocalResultStore(tmp_path)
+    seen: list[tuple[str, list[str]]] = []
+    real_replace = Path.replace
+
+    def replace(self: Path, target: Any) -> Path:
+        seen.append(
+            (Path(target).name, sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")))
+        )
+        return real_replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", replace)
+    store.put("job-1.mp4", video(), METADATA)
+
+    assert seen == [("job-1.mp4.json", []), ("job-1.mp4", ["job-1.mp4.json"])]
 
 
 @pytest.mark.parametrize(

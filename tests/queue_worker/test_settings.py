@@ -92,3 +92,14 @@ def test_an_output_dir_that_cannot_be_created_is_named(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="OUTPUT_DIR"):
         QueueWorkerSettings.from_env({"OUTPUT_DIR": str(blocker / "out")})
+
+
+def test_body_timeout_s_bounds_the_wait_for_a_jobs_body(tmp_path: Path) -> None:
+    assert QueueWorkerSettings.from_env(env(tmp_path)).body_timeout_s == 30.0
+    assert QueueWorkerSettings.from_env(env(tmp_path, BODY_TIMEOUT_S="2.5")).body_timeout_s == 2.5
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
+def test_a_body_timeout_that_is_not_a_positive_number_of_seconds_is_named(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match="BODY_TIMEOUT_S must be a number"):
+        QueueWorkerSettings.from_env(env(tmp_path, BODY_TIMEOUT_S=value))

@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 
 from queue_worker import routes
 from queue_worker.containers import Container
+from queue_worker.outputs import FinishedVideos
 
 __all__ = ["create_app"]
 
@@ -33,7 +33,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(routes.router)
     if settings.local_store is not None:
         # The embedded default: videos stay on this machine and are fetched from here.
-        app.mount("/outputs", StaticFiles(directory=settings.local_store.directory), name="outputs")
+        app.mount("/outputs", FinishedVideos(settings.local_store.directory), name="outputs")
     container.wire(modules=[routes])
     return app
 

@@ -19,13 +19,19 @@ from starlette.requests import ClientDisconnect
 
 from fastwan_adapters.logs import bind_job
 from fastwan_core import ErrorCode, JobResult
-from queue_worker.body import BodyTooLarge, read_body, safe_header
+from queue_worker.body import BodyTimeout, BodyTooLarge, NotJson, check_declared, read_body, safe_header
 from queue_worker.containers import Container
 from queue_worker.metrics import CONTENT_TYPE_LATEST, QueueMetrics
 from queue_worker.readiness import Readiness, WorkerState
-from queue_worker.runner import JobRunner
+from queue_worker.runner import JobRunner, Rejection
 from queue_worker.schema import generate_openapi, generate_responses
-from queue_worker.status_codes import CLIENT_CLOSED_REQUEST, PAYLOAD_TOO_LARGE, http_status
+from queue_worker.status_codes import (
+    BODY_TIMEOUT,
+    CLIENT_CLOSED_REQUEST,
+    NOT_JSON,
+    PAYLOAD_TOO_LARGE,
+    http_status,
+)
 
 __all__ = ["router"]
 
@@ -45,27 +51,61 @@ async def generate(
     request: Request,
     runner: Annotated[JobRunner, Depends(Provide[Container.runner])],
     metrics: Annotated[QueueMetrics, Depends(Provide[Container.metrics])],
+    body_timeout_s: Annotated[float, Depends(Provide[Container.settings.provided.body_timeout_s])],
 ) -> Response:
-    """Run the job in the body; the status code tells Salad whether to retry (see ``docs/salad.md``)."""
+    """Run the job in the body; the status code tells Salad whether to retry (see ``docs/salad.md``).
+
+    Everything that can be judged from the headers and the worker's state (the declared size
+    and type, readiness, the one job slot) is judged before a byte of the body is read, so that
+    a refused job is answered at once and never held in memory.
+    """
     with bind_job(None, salad_job_id=safe_header(request.headers.get("salad-job-id"))):
         try:
-            body = await read_body(request)
+            check_declared(request)
         except BodyTooLarge as error:
             metrics.job_rejected("too_large")
             return _answer(JobResult.failure(ErrorCode.INVALID_INPUT, str(error)), PAYLOAD_TOO_LARGE)
-        except ClientDisconnect:
-            log.info("the caller left before sending the whole job")
-            return Response(status_code=CLIENT_CLOSED_REQUEST)
+        except NotJson as error:
+            metrics.job_rejected("not_json")
+            return _answer(JobResult.failure(ErrorCode.INVALID_INPUT, str(error)), NOT_JSON)
         rejection = runner.admit()
         if rejection is not None:
             log.info("job refused (%s): %s", rejection.reason, rejection.result.error)
             return _answer(rejection.result, rejection.status)
+        body = await _read_admitted(request, runner, metrics, body_timeout_s)
+        if isinstance(body, Response):
+            return body
         result = await runner.run(body, caller_gone=_caller_gone(request))
         status = http_status(result)
         with bind_job(result.job_id):
             code = f" ({result.error_code.value})" if result.error_code else ""
             log.info("job answered %d: %s%s", status, result.status.value, code)
         return _answer(result, status)
+
+
+async def _read_admitted(
+    request: Request, runner: JobRunner, metrics: QueueMetrics, timeout_s: float
+) -> bytes | Response:
+    """The admitted job's body, or the answer when it cannot be read (the slot given back)."""
+    try:
+        return await read_body(request, timeout_s=timeout_s)
+    except BodyTooLarge as error:
+        runner.withdraw()
+        metrics.job_rejected("too_large")
+        return _answer(JobResult.failure(ErrorCode.INVALID_INPUT, str(error)), PAYLOAD_TOO_LARGE)
+    except BodyTimeout as error:
+        runner.withdraw()
+        metrics.job_rejected("body_timeout")
+        log.info("job refused (body_timeout): %s", error)
+        rejection = Rejection.of(BODY_TIMEOUT, "body_timeout", str(error))
+        return _answer(rejection.result, rejection.status)
+    except ClientDisconnect:
+        runner.withdraw()
+        log.info("the caller left before sending the whole job")
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    except BaseException:  # cancelled (the server is stopping): the slot must not stay taken
+        runner.withdraw()
+        raise
 
 
 @router.get("/health", summary="Liveness: 200 while the process serves, 503 once it cannot go on")

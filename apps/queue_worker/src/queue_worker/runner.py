@@ -74,7 +74,11 @@ class JobRunner:
     # -- admission ------------------------------------------------------------------------
 
     def admit(self) -> Rejection | None:
-        """Take the slot for a new job, or say why not. A caller admitted must call :meth:`run`."""
+        """Take the slot for a new job, or say why not.
+
+        Called before the body is read, so that a refused job costs no memory and no wait. A
+        caller admitted must call :meth:`run`, or :meth:`withdraw` if it has no body to run.
+        """
         state = self.readiness.state
         if state is WorkerState.LOADING:
             return self._reject(NOT_READY, "not_ready", "the model is still loading; try again later")
@@ -88,6 +92,10 @@ class JobRunner:
             job = f"job {self._job_id}" if self._job_id else "another job"
             return self._reject(BUSY, "busy", f"the worker is busy with {job}; it runs one job at a time")
         return None
+
+    def withdraw(self) -> None:
+        """Give back the slot of an admitted job that will not run (its body never arrived whole)."""
+        self._slot.release()
 
     def _reject(self, status: int, reason: str, message: str, code: ErrorCode | None = None) -> Rejection:
         self.metrics.job_rejected(reason)

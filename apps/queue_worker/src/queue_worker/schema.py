@@ -55,7 +55,9 @@ def generate_responses() -> dict[int | str, dict[str, Any]]:
     described = {
         200: "The video is stored; `output_url` says where.",
         400: "The job failed and running it again cannot help (e.g. `generation_failed`).",
+        408: "The body did not arrive within `BODY_TIMEOUT_S`: Salad sends the job again.",
         413: "The body is larger than 32 MiB (`invalid_input`).",
+        415: "The body is not sent as `Content-Type: application/json` (`invalid_input`).",
         422: "The job breaks the contract's rules (`invalid_input`); `error` names the field.",
         424: "The image host or the store refused for good (not retryable).",
         429: "Another job is running: Salad retries later.",

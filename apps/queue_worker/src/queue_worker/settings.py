@@ -7,6 +7,7 @@ checked by the background start-up, which reports through ``/ready``).
 
 from __future__ import annotations
 
+import math
 import socket
 from collections.abc import Mapping
 from importlib import metadata
@@ -24,6 +25,8 @@ __all__ = ["DEFAULT_PORT", "QueueWorkerSettings"]
 DEFAULT_PORT: Final = 8000
 DEFAULT_SHUTDOWN_GRACE_S: Final = 25.0
 DEFAULT_FATAL_EXIT_DELAY_S: Final = 5.0
+#: Salad's binary posts from the same machine: a whole 32 MiB body takes well under a second.
+DEFAULT_BODY_TIMEOUT_S: Final = 30.0
 _MAX_PORT: Final = 65535
 
 
@@ -39,6 +42,9 @@ class QueueWorkerSettings:
         fatal_exit_delay_s: ``FATAL_EXIT_DELAY_S``: how long a worker that cannot go on (model
             load failed, GPU unusable) keeps answering ``/health`` and ``/ready`` with the reason
             before it exits non-zero, so that probes and operators can read why.
+        body_timeout_s: ``BODY_TIMEOUT_S``: how long the whole body of ``POST /generate`` may
+            take to arrive once its job holds the slot; a sender that stalls is answered 408
+            and the slot freed.
         public_base_url: ``PUBLIC_BASE_URL``: how clients reach this server; with local storage,
             output URLs are ``{public_base_url}/outputs/{job}.mp4``.
         storage: where videos go: B2 when ``B2_KEY_ID``, ``B2_APP_KEY`` and ``B2_BUCKET_NAME``
@@ -56,6 +62,7 @@ class QueueWorkerSettings:
     port: int = DEFAULT_PORT
     shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
     fatal_exit_delay_s: float = DEFAULT_FATAL_EXIT_DELAY_S
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
     public_base_url: str
     storage: B2Settings | LocalResultStore
     worker_id: str
@@ -85,6 +92,7 @@ class QueueWorkerSettings:
             port=port,
             shutdown_grace_s=env_float(env, "SHUTDOWN_GRACE_S", DEFAULT_SHUTDOWN_GRACE_S, minimum=0.0),
             fatal_exit_delay_s=env_float(env, "FATAL_EXIT_DELAY_S", DEFAULT_FATAL_EXIT_DELAY_S, minimum=0.0),
+            body_timeout_s=_body_timeout_s(env),
             public_base_url=public_base_url.rstrip("/"),
             storage=storage,
             worker_id=_worker_id(env),
@@ -106,6 +114,13 @@ class QueueWorkerSettings:
 
 def _outputs_url(public_base_url: str) -> str:
     return f"{public_base_url.rstrip('/')}/outputs"
+
+
+def _body_timeout_s(env: Mapping[str, str]) -> float:
+    value = env_float(env, "BODY_TIMEOUT_S", DEFAULT_BODY_TIMEOUT_S)
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"BODY_TIMEOUT_S must be a number of seconds above 0, got {value}")
+    return value
 
 
 def _worker_id(env: Mapping[str, str]) -> str:

@@ -15,8 +15,10 @@ from typing import Final
 from fastwan_core import ErrorCode, JobResult, JobState
 
 __all__ = [
+    "BODY_TIMEOUT",
     "BUSY",
     "CLIENT_CLOSED_REQUEST",
+    "NOT_JSON",
     "NOT_READY",
     "PAYLOAD_TOO_LARGE",
     "http_status",
@@ -31,6 +33,10 @@ BUSY: Final = HTTPStatus.TOO_MANY_REQUESTS
 NOT_READY: Final = HTTPStatus.SERVICE_UNAVAILABLE
 #: A body over the size limit: the same body would be refused again.
 PAYLOAD_TOO_LARGE: Final = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+#: A body not declared ``application/json``: the same request would be refused again.
+NOT_JSON: Final = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+#: The body did not arrive within ``BODY_TIMEOUT_S``: the sender stalled, so Salad may send it again.
+BODY_TIMEOUT: Final = HTTPStatus.REQUEST_TIMEOUT
 
 _NOT_RETRYABLE: Final[dict[ErrorCode, int]] = {
     ErrorCode.INVALID_INPUT: HTTPStatus.UNPROCESSABLE_ENTITY,

@@ -10,7 +10,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["fsync_directory", "write_atomically"]
+__all__ = ["fsync_directory", "write_atomically", "write_temp"]
 
 
 def write_atomically(
@@ -22,6 +22,20 @@ def write_atomically(
     fsync makes the rename itself survive a power cut, not just the bytes. ``temp_prefix``
     lets a caller find and clear temp files a crash left behind.
     """
+    temp = write_temp(path, data, temp_prefix=temp_prefix, mode=mode)
+    try:
+        temp.replace(path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)
+
+
+def write_temp(path: Path, data: bytes, *, temp_prefix: str | None = None, mode: int | None = None) -> Path:
+    """The first half of :func:`write_atomically`: ``data`` in a temp file beside ``path``, on
+    disk, not yet renamed. For a caller that puts several files in place only once all are
+    written (a full disk fails here, before any final name changes); it renames, or unlinks.
+    """
     fd, temp = tempfile.mkstemp(prefix=temp_prefix or f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as file:
@@ -30,11 +44,10 @@ def write_atomically(
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
-        Path(temp).replace(path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
-    fsync_directory(path.parent)
+    return Path(temp)
 
 
 def fsync_directory(directory: Path) -> None:

@@ -7,8 +7,8 @@ deadline for the whole fetch, and content judged by its bytes. Messages describe
 ``ImageSource.describe()`` (scheme and host only), since image URLs are often signed.
 
 Errors follow the contract: network trouble, timeouts and 5xx are ``image_fetch_failed``
-and retryable; a 4xx or a redirect loop is ``image_fetch_failed`` and not retryable (except
-408 and 429, which say "try later"); bytes that are not an acceptable image are
+and retryable; a 4xx, a redirect loop or a malformed redirect is ``image_fetch_failed`` and
+not retryable (except 408 and 429, which say "try later"); bytes that are not an acceptable image are
 ``invalid_input``.
 """
 
@@ -26,6 +26,7 @@ from PIL import Image
 from fastwan_adapters.config import env_bool
 from fastwan_adapters.images.decode import SNIFF_BYTES, decode_base64, decode_image, sniff
 from fastwan_adapters.images.network import BlockedAddress, GuardedBackend, deadline
+from fastwan_adapters.images.redirects import MalformedRedirect, check_location
 from fastwan_core import ErrorCode, ImageSource, JobFailure
 
 __all__ = ["HttpImageLoader", "ImageLoaderSettings"]
@@ -100,6 +101,7 @@ class HttpImageLoader:
             follow_redirects=False,
             trust_env=False,  # an environment proxy would connect for us, past the address check
             timeout=httpx.Timeout(self.settings.total_timeout_s),
+            event_hooks={"response": [check_location]},
             headers={
                 "User-Agent": self.settings.user_agent,
                 "Accept": _ACCEPT,
@@ -146,6 +148,10 @@ class HttpImageLoader:
             raise JobFailure(
                 ErrorCode.INVALID_INPUT,
                 f"image_url {shown} refused: {exc} (set ALLOW_PRIVATE_IMAGE_URLS=1 to allow)",
+            ) from None
+        except MalformedRedirect as exc:
+            raise JobFailure(
+                ErrorCode.IMAGE_FETCH_FAILED, f"image_url {shown} redirects badly: {exc}", retryable=False
             ) from None
         except httpx.TimeoutException:
             raise JobFailure(

@@ -3,7 +3,8 @@
 It lets the worker run end to end on a laptop or in CI with nothing to sign up for, and lets
 the queue worker serve the folder over HTTP (``base_url``). Writes are atomic, so a reader (or
 a crash) never sees half a video under the final name: re-running a job replaces the file in
-one step.
+one step. The video and its sidecar are both written to temporary files before either is put
+in place, sidecar first, so that a full disk changes nothing and a video always has its sidecar.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from urllib.parse import quote
 import attrs
 
 from fastwan_adapters.config import ConfigError, env_str
-from fastwan_adapters.durable import write_atomically
+from fastwan_adapters.durable import fsync_directory, write_temp
 from fastwan_adapters.storage.names import checked_name
 from fastwan_core import EncodedVideo, ErrorCode, JobFailure
 
@@ -64,16 +65,30 @@ class LocalResultStore:
             "sha1": video.sha1,
             "size_bytes": str(video.size_bytes),
         }
+        sidecar_json = json.dumps(sidecar, indent=2, sort_keys=True).encode()
+        video_path, sidecar_path = self.directory / name, self.directory / f"{name}.json"
+        staged: dict[Path, Path] = {}  # final path -> its temp file, until renamed
+        failing = name
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            write_atomically(self.directory / name, video.data, mode=_FILE_MODE)
-            sidecar_json = json.dumps(sidecar, indent=2, sort_keys=True).encode()
-            write_atomically(self.directory / f"{name}.json", sidecar_json, mode=_FILE_MODE)
+            # Both written in full before either final name changes (a full disk fails here),
+            # then the sidecar put in place first: a video is never there without its sidecar.
+            staged[video_path] = write_temp(video_path, video.data, mode=_FILE_MODE)
+            failing = sidecar_path.name
+            staged[sidecar_path] = write_temp(sidecar_path, sidecar_json, mode=_FILE_MODE)
+            for final in (sidecar_path, video_path):
+                failing = final.name
+                staged[final].replace(final)
+                del staged[final]
+            fsync_directory(self.directory)
         except OSError as exc:
             raise JobFailure(
                 ErrorCode.UPLOAD_FAILED,
-                f"could not write {name} to OUTPUT_DIR {str(self.directory)!r}: {exc.strerror or exc}",
+                f"could not write {failing} to OUTPUT_DIR {str(self.directory)!r}: {exc.strerror or exc}",
             ) from exc
+        finally:
+            for temp in staged.values():
+                temp.unlink(missing_ok=True)
         return self.url_for(name)
 
     def discard_partial(self, name: str) -> list[Path]:
