@@ -140,10 +140,24 @@ def _read_only(tmp_path: Path) -> tuple[list[str], Path]:
     if os.geteuid() != 0:
         state.chmod(0o555)
         return command, state
-    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"], check=False).returncode:
+    mount_read_only = [
+        "unshare",
+        "-m",
+        "sh",
+        "-c",
+        'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" && exec "$@"',
+    ]
+    probe = [
+        *mount_read_only,
+        str(state),
+        "sh",
+        "-c",
+        'touch "$0"/probe 2>/dev/null && exit 1 || exit 0',
+        str(state),
+    ]
+    if shutil.which("unshare") is None or subprocess.run(probe, capture_output=True, check=False).returncode:
         pytest.skip("root without a private mount namespace: no read-only folder to test with")
-    script = 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" && exec "$@"'
-    return ["unshare", "-m", "sh", "-c", script, str(state), *command], state
+    return [*mount_read_only, str(state), *command], state
 
 
 def _a_file(tmp_path: Path) -> tuple[list[str], Path]:
