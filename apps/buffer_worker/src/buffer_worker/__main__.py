@@ -1,8 +1,9 @@
 """``fastwan-buffer-worker`` / ``python -m buffer_worker``: read the settings, compose, run.
 
 Exit status: 0 when stopped by SIGTERM/SIGINT; 1 when the worker cannot go on (GPU unusable,
-heartbeat dead, an unexpected error): the host should restart it; 2 for a bad setting or a
-model that cannot be loaded (restarting will not help until the setting is fixed).
+heartbeat dead, an unexpected error): the host should restart it; 2 for a bad setting (a
+``STATE_DIR`` that cannot be written included) or a model that cannot be loaded (restarting will
+not help until the setting is fixed).
 """
 
 from __future__ import annotations
@@ -59,7 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.worker_version,
         httpx.URL(settings.orchestrator_url).host,  # the host only: a URL may carry credentials
     )
-    worker = container.worker()
+    try:
+        worker = container.worker()  # opens STATE_DIR
+    except ConfigError as error:
+        log.error("cannot start: %s", error)
+        return ExitCode.CONFIG
     requests = ShutdownRequests()
     with handle_signals(requests):
         code = supervise(worker, requests)

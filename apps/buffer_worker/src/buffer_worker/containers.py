@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from dependency_injector import containers, providers
 
@@ -25,6 +26,7 @@ from fastwan_adapters import assembly
 from fastwan_adapters.assembly import build_result_store
 from fastwan_adapters.clock import MonotonicClock
 from fastwan_adapters.config import ConfigError
+from fastwan_adapters.durable import check_writable_folder
 from fastwan_adapters.orchestrator import (
     Backoff,
     ClaimJournal,
@@ -39,6 +41,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Container"]
 
+_Kept = TypeVar("_Kept", StatusOutbox, ClaimJournal)
+
 
 def _gpu_class(settings: BufferWorkerSettings) -> str:
     return settings.gpu_class or detect_gpu_name()
@@ -52,6 +56,32 @@ def _client(settings: BufferWorkerSettings) -> Iterator[OrchestratorClient]:
         yield client
     finally:
         client.close()
+
+
+def _state_dir(settings: BufferWorkerSettings) -> Path:
+    """``STATE_DIR``, checked by writing to it: one that cannot hold the outbox is a setting to
+    fix (exit 2), not a crash to restart into."""
+    try:
+        check_writable_folder(settings.state_dir)
+    except OSError as error:
+        raise ConfigError(_unusable(settings.state_dir, error)) from None
+    return settings.state_dir
+
+
+def _kept_in(kind: type[_Kept], state_dir: Path) -> _Kept:
+    """The outbox or the claim journal in ``state_dir``; a failure to open it names STATE_DIR."""
+    try:
+        return kind(state_dir)
+    except OSError as error:
+        raise ConfigError(_unusable(state_dir, error)) from None
+
+
+def _unusable(state_dir: Path, error: OSError) -> str:
+    where = f" ({error.filename})" if error.filename and str(error.filename) != str(state_dir) else ""
+    return (
+        f"STATE_DIR {str(state_dir)!r} is not usable: {error.strerror or type(error).__name__}{where}; "
+        "set STATE_DIR to a writable folder (a volume in Docker)"
+    )
 
 
 def _discard_partial_output(env: Mapping[str, str]) -> Callable[[str], None]:
@@ -87,8 +117,9 @@ class Container(containers.DeclarativeContainer):
 
     # -- the orchestrator -------------------------------------------------------------------
     client = providers.Resource(_client, settings)
-    outbox = providers.Singleton(StatusOutbox, settings.provided.state_dir)
-    journal = providers.Singleton(ClaimJournal, settings.provided.state_dir)
+    state_dir = providers.Singleton(_state_dir, settings)
+    outbox = providers.Singleton(_kept_in, StatusOutbox, state_dir)
+    journal = providers.Singleton(_kept_in, ClaimJournal, state_dir)
     progress_sender = providers.Resource(assembly.open_progress_reporter, client)
     progress = providers.Singleton(BoardProgressReporter, progress_sender, board)
     heartbeat = providers.Singleton(

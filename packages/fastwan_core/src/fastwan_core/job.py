@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 import attrs
 
@@ -59,7 +59,7 @@ class ImageSource:
         return f"{scheme}://{rest.split('/', 1)[0].rsplit('@', 1)[-1]}/..."
 
 
-def is_job_id(value: object) -> bool:
+def is_job_id(value: object) -> TypeGuard[str]:
     """Whether ``value`` is a valid job id (``musetalk_job_id`` or ``buffer_job_id``).
 
     Ids name files and URL paths, so they are 1 to 128 letters, digits, '.', '_' or '-',

@@ -18,6 +18,7 @@ from fastwan_adapters.orchestrator.errors import (
     OrchestratorError,
     OrchestratorRejected,
     OrchestratorUnavailable,
+    RequestNotBuilt,
 )
 from fastwan_adapters.orchestrator.journal import ClaimJournal, ClaimRecord
 from fastwan_adapters.orchestrator.messages import (
@@ -47,6 +48,7 @@ __all__ = [
     "OrchestratorRejected",
     "OrchestratorUnavailable",
     "PendingStatus",
+    "RequestNotBuilt",
     "Sleep",
     "StatusOutbox",
     "StatusOutcome",

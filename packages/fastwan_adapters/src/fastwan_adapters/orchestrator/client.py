@@ -22,7 +22,14 @@ from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
 import httpx
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_never
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    stop_never,
+)
 
 from fastwan_adapters.config import env_str
 from fastwan_adapters.orchestrator.backoff import Backoff, Sleep, StopSignal, pause_for
@@ -32,6 +39,7 @@ from fastwan_adapters.orchestrator.errors import (
     OrchestratorError,
     OrchestratorRejected,
     OrchestratorUnavailable,
+    RequestNotBuilt,
 )
 from fastwan_adapters.orchestrator.messages import Heartbeat, HeartbeatAnswer, StatusOutcome
 from fastwan_core import ProgressUpdate
@@ -201,18 +209,28 @@ class OrchestratorClient:
         """Send a job's status until the orchestrator takes it (``RECORDED``) or says the job
         is no longer this worker's (``GONE``, 404/409); a body it refuses with another 4xx is
         ``REJECTED`` and not retried. 5xx, timeouts, refused or dropped connections and 401/403
-        are retried with backoff, without end unless ``max_attempts`` is given.
+        are retried with backoff, without end unless ``max_attempts`` is given. A request that
+        cannot be built (an empty or overlong id, a body that is not JSON) is ``REJECTED`` too,
+        without a try: a failure of this one status, never of its caller.
 
         Raises:
             DeliveryInterrupted: ``stop`` was set during a backoff (at least one try is made).
             OrchestratorUnavailable, OrchestratorAuthError: the last failure, once
                 ``max_attempts`` tries have failed.
         """
-        path = f"/internal/buffer/jobs/{_segment(buffer_job_id, 'buffer_job_id')}/status"
+        try:
+            path = f"/internal/buffer/jobs/{_segment(buffer_job_id, 'buffer_job_id')}/status"
+        except ValueError as error:
+            log.error("status not sent: %s; not retried", error)
+            return StatusOutcome.REJECTED
         payload = dict(body)
 
         def attempt() -> StatusOutcome:
-            response = self._post(path, payload)
+            try:
+                response = self._post(path, payload)
+            except RequestNotBuilt as error:
+                log.error("%s: not retried, it can never be sent", error)
+                return StatusOutcome.REJECTED
             if response.status_code in _GONE:
                 return StatusOutcome.GONE
             try:
@@ -259,7 +277,16 @@ class OrchestratorClient:
 
     def _post(self, path: str, body: Mapping[str, Any]) -> httpx.Response:
         try:
-            return self._http.post(path, json=body)
+            request = self._http.build_request("POST", path, json=body)
+        except (httpx.InvalidURL, TypeError, ValueError) as error:
+            shown = path if len(path) <= _MAX_REASON_CHARS else f"{path[:_MAX_REASON_CHARS]}..."
+            raise RequestNotBuilt(
+                f"POST {shown}: the request cannot be built ({type(error).__name__}: "
+                f"{str(error)[:_MAX_REASON_CHARS]})",
+                path=path,
+            ) from None
+        try:
+            return self._http.send(request)
         except httpx.TimeoutException as error:
             raise OrchestratorUnavailable(
                 f"POST {path}: timed out ({type(error).__name__})", path=path
@@ -302,7 +329,7 @@ class OrchestratorClient:
         retrying = Retrying(
             sleep=pause_for(path, stop, self._sleep),
             wait=self._backoff.wait_strategy(),
-            retry=retry_if_exception_type(OrchestratorError),
+            retry=retry_if_exception_type(OrchestratorError) & retry_if_not_exception_type(RequestNotBuilt),
             stop=stop_never if max_attempts is None else stop_after_attempt(max_attempts),
             before_sleep=_log_retry,
             reraise=True,

@@ -14,6 +14,7 @@ __all__ = [
     "OrchestratorError",
     "OrchestratorRejected",
     "OrchestratorUnavailable",
+    "RequestNotBuilt",
 ]
 
 
@@ -44,6 +45,11 @@ class OrchestratorAuthError(OrchestratorError):
 class OrchestratorRejected(OrchestratorError):
     """Any other 4xx: the orchestrator read the request and refuses it; the same body will be
     refused again."""
+
+
+class RequestNotBuilt(OrchestratorRejected):
+    """The request could not even be built (an id too long for a URL, a body that is not JSON):
+    nothing was sent, and the same request never can be. Never retried."""
 
 
 class DeliveryInterrupted(OrchestratorError):

@@ -7,21 +7,30 @@ starts, and removed once its terminal status is in the outbox or the orchestrato
 is no longer ours. Whatever is left at the next start is a job the worker died with.
 
 Same durability as the outbox (``durable.write_atomically``): after a crash an entry is whole
-or absent. An entry that cannot be read is set aside (``*.corrupt``) with an error log; a
-folder that cannot be listed is moved aside whole. Neither may turn into a crash loop.
+or absent. An entry that cannot be read is set aside (``*.corrupt``) with an error log: not a
+regular file (a FIFO is never opened in a way that waits), not strict JSON, an id that is not a
+contract id (ids become file names and URL paths), a time that is not a finite number. A folder
+that cannot be listed is moved aside whole. None of it may turn into a crash loop.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Final
 
 import attrs
 
-from fastwan_adapters.durable import fsync_directory, write_atomically
+from fastwan_adapters.durable import (
+    fsync_directory,
+    read_json_file,
+    remove_temp_files,
+    why_unreadable,
+    write_atomically,
+)
 from fastwan_core import is_job_id
 
 __all__ = ["JOURNAL_DIR_NAME", "ClaimJournal", "ClaimRecord"]
@@ -61,8 +70,7 @@ class ClaimJournal:
         if self._dir.exists() and not self._dir.is_dir():
             self._move_aside("it is not a folder")
         self._dir.mkdir(parents=True, exist_ok=True)
-        for leftover in self._dir.glob(f"{_TEMP_PREFIX}*"):
-            leftover.unlink(missing_ok=True)  # a record that crashed before os.replace
+        remove_temp_files(self._dir, _TEMP_PREFIX)  # records that crashed before os.replace
 
     @property
     def directory(self) -> Path:
@@ -72,11 +80,13 @@ class ClaimJournal:
         """Write the claim durably; when this returns, a crash can no longer lose the job.
 
         Raises:
-            ValueError: ``buffer_job_id`` is not a contract id.
+            ValueError: ``buffer_job_id`` or ``musetalk_job_id`` is not a contract id.
             OSError: the journal cannot be written.
         """
         if not is_job_id(buffer_job_id):
             raise ValueError(f"buffer_job_id is not a contract id: {buffer_job_id!r}")
+        if musetalk_job_id is not None and not is_job_id(musetalk_job_id):
+            raise ValueError(f"musetalk_job_id is not a contract id: {musetalk_job_id[:64]!r}")
         entry = ClaimRecord(buffer_job_id, musetalk_job_id, time.time())
         data = json.dumps({"version": _FORMAT_VERSION, **attrs.asdict(entry)}).encode()
         write_atomically(self._path(buffer_job_id), data, temp_prefix=_TEMP_PREFIX)
@@ -112,24 +122,16 @@ class ClaimJournal:
 
     def _read(self, path: Path) -> ClaimRecord | None:
         try:
-            record = json.loads(path.read_bytes())
-            job_id = record["musetalk_job_id"]
-            entry = ClaimRecord(
-                buffer_job_id=str(record["buffer_job_id"]),
-                musetalk_job_id=None if job_id is None else str(job_id),
-                claimed_at=float(record["claimed_at"]),
-            )
-            if not is_job_id(entry.buffer_job_id):
-                raise ValueError("not a contract id")
+            entry = _entry(read_json_file(path))
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError) as error:
+        except (OSError, ValueError) as error:
             aside = path.with_name(path.name + _CORRUPT_SUFFIX)
             log.error(
                 "claim journal file %s is unreadable (%s); set aside as %s: the job it held, if any, "
                 "is not reported",
                 path.name,
-                type(error).__name__,
+                why_unreadable(error),
                 aside.name,
             )
             _replace_quietly(path, aside)
@@ -146,6 +148,31 @@ class ClaimJournal:
         )
         _replace_quietly(self._dir, aside)
         self._dir.mkdir(parents=True, exist_ok=True)
+
+
+def _entry(record: object) -> ClaimRecord:
+    """The claim ``record`` describes, checked: both ids contract ids (they name files and URL
+    paths: ``../../x`` must never reach one), a finite time.
+
+    Raises:
+        ValueError: saying which field is wrong.
+    """
+    if not isinstance(record, dict):
+        raise ValueError(f"a JSON {type(record).__name__}, not an object")
+    buffer_job_id, job_id, claimed_at = (
+        record.get(key) for key in ("buffer_job_id", "musetalk_job_id", "claimed_at")
+    )
+    if not is_job_id(buffer_job_id):
+        raise ValueError("its buffer_job_id is not a contract id")
+    if job_id is not None and not is_job_id(job_id):
+        raise ValueError("its musetalk_job_id is not a contract id")
+    if (
+        isinstance(claimed_at, bool)
+        or not isinstance(claimed_at, int | float)
+        or not math.isfinite(claimed_at)
+    ):
+        raise ValueError("its claimed_at is not a finite number")
+    return ClaimRecord(buffer_job_id=buffer_job_id, musetalk_job_id=job_id, claimed_at=float(claimed_at))
 
 
 def _replace_quietly(path: Path, target: Path) -> None:

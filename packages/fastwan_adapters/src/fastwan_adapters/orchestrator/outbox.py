@@ -9,6 +9,12 @@ is as short as it can be. At start, whatever is left is sent first, oldest first
 A resend after a crash in that window reaches an orchestrator that has already recorded the
 status; it answers 409 (the job is no longer open), which ends delivery as ``GONE``.
 
+What is read back is checked as hard as what is sent: ``STATE_DIR`` may hold anything a person
+or another program left there. An entry ``put`` could not have written (not a regular file, not
+strict JSON, an id that is not a contract id or not the one its name says) is set aside as
+``*.corrupt`` with an error log, and a status the client cannot even build a request for is a
+failure of that entry (``REJECTED``), never of the flush.
+
 One worker process owns a ``STATE_DIR``; two processes sharing one could send a status twice.
 """
 
@@ -24,7 +30,13 @@ from typing import Any, Final, Protocol
 
 import attrs
 
-from fastwan_adapters.durable import fsync_directory, write_atomically
+from fastwan_adapters.durable import (
+    fsync_directory,
+    read_json_file,
+    remove_temp_files,
+    why_unreadable,
+    write_atomically,
+)
 from fastwan_adapters.orchestrator.backoff import StopSignal
 from fastwan_adapters.orchestrator.messages import StatusOutcome
 from fastwan_core import is_job_id
@@ -78,11 +90,11 @@ class StatusOutbox:
 
     def __init__(self, state_dir: Path | str) -> None:
         self._dir = Path(state_dir) / OUTBOX_DIR_NAME
+        if self._dir.exists() and not self._dir.is_dir():
+            _move_folder_aside(self._dir, "it is not a folder")
         self._dir.mkdir(parents=True, exist_ok=True)
         self._sending = threading.Lock()  # one send at a time: no entry goes out twice
-        for leftover in self._dir.glob(f"{_TEMP_PREFIX}*"):
-            # A put that crashed before os.replace: it never returned, nothing relies on it.
-            leftover.unlink(missing_ok=True)
+        remove_temp_files(self._dir, _TEMP_PREFIX)  # puts that crashed before os.replace
 
     @property
     def directory(self) -> Path:
@@ -122,8 +134,9 @@ class StatusOutbox:
         )
 
     def pending(self) -> list[PendingStatus]:
-        """The statuses still to send, oldest first. An unreadable file is set aside
-        (``*.corrupt``) and logged rather than blocking the others."""
+        """The statuses still to send, oldest first. A file that is not a readable entry (not
+        a regular file, not strict JSON, an id that is not a contract id or not its name's) is
+        set aside (``*.corrupt``) and logged rather than blocking the others."""
         entries = []
         for path in self._dir.glob(f"*{_PENDING_SUFFIX}"):
             entry = self._read(path)
@@ -186,20 +199,39 @@ class StatusOutbox:
 
     def _read(self, path: Path) -> PendingStatus | None:
         try:
-            record = json.loads(path.read_bytes())
-            entry = PendingStatus(
-                buffer_job_id=str(record["buffer_job_id"]),
-                body=dict(record["body"]),
-                written_ns=int(record["written_ns"]),
-                path=path,
-            )
+            entry = _entry(path, read_json_file(path))
         except FileNotFoundError:
             return None  # removed by a concurrent send
-        except (ValueError, KeyError, TypeError):
-            log.error("outbox file %s is unreadable; set aside as %s", path.name, _CORRUPT_SUFFIX)
-            _set_aside(path, _CORRUPT_SUFFIX)
+        except (OSError, ValueError) as error:
+            log.error(
+                "outbox file %s is unreadable (%s); set aside as %s: its status is not sent",
+                path.name,
+                why_unreadable(error),
+                _CORRUPT_SUFFIX,
+            )
+            _set_aside_quietly(path, _CORRUPT_SUFFIX)
             return None
         return entry
+
+
+def _entry(path: Path, record: object) -> PendingStatus:
+    """The entry ``record`` describes, checked: what ``put`` writes and nothing else.
+
+    Raises:
+        ValueError: saying which field is wrong.
+    """
+    if not isinstance(record, dict):
+        raise ValueError(f"a JSON {type(record).__name__}, not an object")
+    buffer_job_id, body, written_ns = (record.get(k) for k in ("buffer_job_id", "body", "written_ns"))
+    if not is_job_id(buffer_job_id):
+        raise ValueError("its buffer_job_id is not a contract id")
+    if path.name != f"{buffer_job_id}{_PENDING_SUFFIX}":
+        raise ValueError("its buffer_job_id is not the one its name says")
+    if not isinstance(body, dict):
+        raise ValueError("its body is not an object")
+    if not isinstance(written_ns, int) or isinstance(written_ns, bool):
+        raise ValueError("its written_ns is not an integer")
+    return PendingStatus(buffer_job_id=buffer_job_id, body=body, written_ns=written_ns, path=path)
 
 
 def _remove_durably(path: Path) -> None:
@@ -210,3 +242,28 @@ def _remove_durably(path: Path) -> None:
 def _set_aside(path: Path, suffix: str) -> None:
     path.replace(path.with_name(path.name.removesuffix(_PENDING_SUFFIX) + suffix))
     fsync_directory(path.parent)
+
+
+def _set_aside_quietly(path: Path, suffix: str) -> None:
+    """``_set_aside``, for an entry that is unreadable anyway: a failure (a folder where the
+    target is a file, a read-only disk) is logged, the entry skipped, nothing raised."""
+    try:
+        _set_aside(path, suffix)
+    except OSError as error:
+        log.error(
+            "could not set outbox file %s aside (%s): skipped, it stays where it is",
+            path.name,
+            error.strerror or type(error).__name__,
+        )
+
+
+def _move_folder_aside(folder: Path, why: str) -> None:
+    """Whatever is at the outbox's own path and is not a folder: kept, under another name.
+
+    Raises:
+        OSError: it cannot be moved (``STATE_DIR`` is read-only): the caller cannot start.
+    """
+    aside = folder.with_name(f"{OUTBOX_DIR_NAME}.unreadable-{time.time_ns()}")
+    log.error("status outbox %s cannot be used (%s); moved aside as %s", folder, why, aside.name)
+    folder.replace(aside)
+    fsync_directory(folder.parent)
