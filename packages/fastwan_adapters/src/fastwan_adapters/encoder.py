@@ -129,7 +129,9 @@ class PyAVEncoder:
         threads: libx264 and libswscale threads; 0 lets each pick from the CPU count.
         resize_filter: the libswscale filter used when the frames' size differs from the
             requested one (and for chroma subsampling).
-        temp_dir: where the short-lived MP4 is written; ``None`` is the system default.
+        temp_dir: where the short-lived MP4 is written; ``None`` is the system default. The
+            apps' encoder (``encoder_choice.build_encoder``) writes in the worker's own folder
+            (``encoder_folder``), which a later start sweeps if the worker is killed mid-encode.
         codec: ``libx264`` (CRF and preset apply) or ``h264_nvenc`` (its own CQ settings).
         queue_chunks: in the streaming form, how many decoded chunks may wait for the encoder
             before the decoder waits for it (bounded memory).

@@ -7,6 +7,10 @@ the only reliable way: by opening ``h264_nvenc`` once at start-up. ``auto`` take
 it opens and libx264 otherwise; an explicit ``h264_nvenc`` that cannot open is a start-up
 error. Should NVENC later fail to open for a job (a driver's session limit, a GPU reset), the
 worker switches to libx264 for good, with one warning, and the job goes on.
+
+Both write their temporary MP4s in a folder of this worker's own (``encoder_folder``,
+under ``FASTWAN_TEMP_DIR``), claimed here, at start, after the leftovers of killed workers
+are deleted.
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Final, Literal
 
 import attrs
 
-from fastwan_adapters.config import ConfigError, env_choice
+from fastwan_adapters.config import ConfigError, env_choice, env_str
 from fastwan_adapters.encoder import EncoderOpenError, PyAVEncoder
+from fastwan_adapters.encoder_folder import EncoderFolder
 from fastwan_core.job import Size
 from fastwan_core.ports import EncodedVideo, EncodingSession, Frames, VideoEncoder
 
@@ -36,36 +42,46 @@ _PROBE_SIZE: Final = Size(256, 256)
 class EncoderSettings:
     """Attributes:
     encoder: ``FASTWAN_ENCODER`` (default ``auto``).
+    temp_dir: ``FASTWAN_TEMP_DIR``: where the worker's folder of temporary MP4s is made;
+        None: the system temp folder (``TMPDIR``).
     """
 
     encoder: EncoderChoice = "auto"
+    temp_dir: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> EncoderSettings:
         choice = env_choice(env, "FASTWAN_ENCODER", ENCODER_CHOICES, "auto") or "auto"
-        return cls(encoder=choice)  # type: ignore[arg-type]  # checked by env_choice
+        temp_dir = env_str(env, "FASTWAN_TEMP_DIR")
+        return cls(
+            encoder=choice,  # type: ignore[arg-type]  # checked by env_choice
+            temp_dir=Path(temp_dir).expanduser() if temp_dir else None,
+        )
 
 
-def nvenc_problem() -> str | None:
-    """None if ``h264_nvenc`` opens here, else why not (FFmpeg's error)."""
+def nvenc_problem(temp_dir: Path | None = None) -> str | None:
+    """None if ``h264_nvenc`` opens here (its probe file in ``temp_dir``), else why not (FFmpeg's error)."""
     try:
-        PyAVEncoder(codec="h264_nvenc").writer(_PROBE_SIZE, 24).discard()
+        PyAVEncoder(codec="h264_nvenc", temp_dir=temp_dir).writer(_PROBE_SIZE, 24).discard()
     except EncoderOpenError as error:
         return str(error)  # names the codec and FFmpeg's error type (PermissionError here)
     return None
 
 
-def build_encoder(settings: EncoderSettings, probe: Callable[[], str | None] = nvenc_problem) -> VideoEncoder:
-    """The encoder ``settings`` ask for, with NVENC probed once (``probe``; tests pass their own).
+def build_encoder(settings: EncoderSettings, probe: Callable[[], str | None] | None = None) -> VideoEncoder:
+    """The encoder ``settings`` ask for, with NVENC probed once (``probe``, default
+    :func:`nvenc_problem`; tests pass their own), writing in this worker's own temp folder.
 
     Raises:
-        ConfigError: ``FASTWAN_ENCODER=h264_nvenc`` and NVENC cannot open here.
+        ConfigError: ``FASTWAN_ENCODER=h264_nvenc`` and NVENC cannot open here, or
+            ``FASTWAN_TEMP_DIR`` cannot be used.
     """
-    libx264 = PyAVEncoder()
+    folder = EncoderFolder.claim(settings.temp_dir).path  # kept, locked, until the process ends
+    libx264 = PyAVEncoder(temp_dir=folder)
     if settings.encoder == "libx264":
         log.info("encoder: libx264 (FASTWAN_ENCODER=libx264)")
         return libx264
-    problem = probe()
+    problem = probe() if probe is not None else nvenc_problem(folder)
     if problem is not None:
         if settings.encoder == "h264_nvenc":
             raise ConfigError(
@@ -75,7 +91,7 @@ def build_encoder(settings: EncoderSettings, probe: Callable[[], str | None] = n
         log.warning("FASTWAN_ENCODER=auto: h264_nvenc cannot open here (%s); encoding with libx264", problem)
         return libx264
     log.info("encoder: h264_nvenc (FASTWAN_ENCODER=%s), libx264 if it ever fails to open", settings.encoder)
-    return FallbackEncoder(PyAVEncoder(codec="h264_nvenc"), libx264)
+    return FallbackEncoder(PyAVEncoder(codec="h264_nvenc", temp_dir=folder), libx264)
 
 
 @attrs.define

@@ -16,6 +16,7 @@ from typing import Final, Literal
 import attrs
 
 from fastwan_adapters.config import ConfigError, env_bool, env_choice, env_int, env_str
+from fastwan_adapters.generator.tiny_latents import LATENT_CHOICES, LatentChoice
 
 __all__ = [
     "ATTENTION_MODES",
@@ -92,6 +93,9 @@ class GeneratorSettings:
             ``tiny``, a TAEHV-format decoder about 50x cheaper, at a quality cost.
         tiny_decoder: ``FASTWAN_TINY_DECODER``: the tiny decoder's weights, a local file or a
             hub file ``organisation/repository/file``; unset with the tiny model: random weights.
+        tiny_decoder_latents: ``FASTWAN_TINY_DECODER_LATENTS``: the latents the tiny decoder is
+            fed: ``auto`` (default) by its file name (``tiny_latents``), or ``normalised`` /
+            ``denormalised`` for a file whose name does not say.
         prompt_cache_mb: ``PROMPT_CACHE_MB``: memory for cached prompt embeddings; 0 turns it off.
         vae_channels_last: ``FASTWAN_VAE_CHANNELS_LAST`` (default on): the full decoder's 3-D
             convolution weights in ``channels_last_3d``, which spares cuDNN its NCDHW<->NDHWC
@@ -114,6 +118,7 @@ class GeneratorSettings:
     vsa_sparsity: float = DEFAULT_VSA_SPARSITY
     vae_decoder: VaeDecoderName = "full"
     tiny_decoder: str | None = None
+    tiny_decoder_latents: LatentChoice = "auto"
     prompt_cache_mb: int = DEFAULT_PROMPT_CACHE_MB
     vae_channels_last: bool = True
     cudnn_benchmark: bool = False
@@ -132,6 +137,7 @@ class GeneratorSettings:
         tiny_dir = env_str(env, "FASTWAN_TINY_DIR")
         vae_decoder = env_choice(env, "FASTWAN_VAE_DECODER", ("full", "tiny"), "full") or "full"
         tiny_decoder = _tiny_decoder(env_str(env, "FASTWAN_TINY_DECODER"))
+        latents = env_choice(env, "FASTWAN_TINY_DECODER_LATENTS", LATENT_CHOICES, "auto") or "auto"
         if vae_decoder == "tiny" and tiny_decoder is None and not _is_tiny_model(model):
             raise ConfigError(
                 "FASTWAN_TINY_DECODER is required with FASTWAN_VAE_DECODER=tiny: a local file or a hub file "
@@ -151,6 +157,7 @@ class GeneratorSettings:
             vsa_sparsity=_sparsity(env_str(env, "FASTWAN_VSA_SPARSITY")),
             vae_decoder=vae_decoder,  # type: ignore[arg-type]  # checked by env_choice
             tiny_decoder=tiny_decoder,
+            tiny_decoder_latents=latents,  # type: ignore[arg-type]  # checked by env_choice
             prompt_cache_mb=env_int(env, "PROMPT_CACHE_MB", DEFAULT_PROMPT_CACHE_MB, minimum=0),
             vae_channels_last=env_bool(env, "FASTWAN_VAE_CHANNELS_LAST", True),
             cudnn_benchmark=env_bool(env, "FASTWAN_CUDNN_BENCHMARK", False),

@@ -9,9 +9,10 @@ LightX2V's ``lighttaew2_2``, the same architecture) loads with strict key matchi
   nearest upsample and a ``TGrow`` (temporal x1, x2, x2: 4x in all, as the Wan VAE), then a
   convolution to 12 channels that a 2x pixel shuffle turns into RGB: 16x spatially in all.
 * The input goes through ``Clamp`` (a soft ``3 tanh(x / 3)``); the output is clamped to [0, 1].
-* Latents are decoded exactly as the diffusion model produces them: TAEHV learned the
-  transformer's (normalised) latent space, so no ``latents_mean`` / ``latents_std`` is applied.
-  That is what a Wan pipeline returns with ``output_type="latent"``.
+* The module decodes the latents it is given. ``taew2_2`` learned the transformer's
+  (normalised) latent space, what a Wan pipeline returns with ``output_type="latent"``;
+  LightX2V's ``lighttaew2_2`` the de-normalised one ``vae.decode`` takes. The caller
+  (``video_decoder``) feeds each its own, as ``tiny_latents`` says.
 * The decoder is causal. Each latent frame gives 4 frames; the first 3 of the first latent
   (``t_upscale - 1``) are startup frames and trimmed, so ``T`` latents give ``4 (T - 1) + 1``
   frames, as the Wan VAE.

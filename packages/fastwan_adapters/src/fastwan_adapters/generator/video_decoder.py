@@ -4,6 +4,8 @@
 decoder (``taehv``) about 50x cheaper, for operators who choose cost over fidelity. Either
 way the frames come out a chunk at a time, with a cancellation check before each, and go
 into the use case's sink (the encoder) or, for callers that want them all, into one array.
+The full decoder takes de-normalised latents (``z * latents_std + latents_mean``); a tiny one
+takes the latents it was trained on, which its file name says (``tiny_latents``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from diffusers import AutoencoderKLWan
 
 from fastwan_adapters.generator.decoding import configure_full_decoder, decode_chunks
 from fastwan_adapters.generator.settings import GeneratorSettings
+from fastwan_adapters.generator.tiny_latents import LatentSpace, expected_latents
 from fastwan_core.errors import ErrorCode, JobFailure
 from fastwan_core.plan import GenerationPlan
 from fastwan_core.ports import FrameSink
@@ -42,10 +45,13 @@ class VideoDecoder:
         self._vae, self._device = vae, device
         self._bf16 = settings.vae_decode_dtype == "bf16" and device.type == "cuda"
         self._tiny: TinyWanDecoder | None = None
+        #: What the tiny decoder is fed; the full decoder always takes de-normalised latents.
+        self.tiny_latents: LatentSpace | None = None
         if settings.vae_decoder == "tiny":
             # Its stream runs in the module's dtype: bf16 weights where the full decoder would autocast.
             dtype = torch.bfloat16 if self._bf16 else torch.float32
             self._tiny = _tiny_decoder(settings, device).to(dtype=dtype)
+            self.tiny_latents = expected_latents(settings.tiny_decoder, settings.tiny_decoder_latents)
         else:
             configure_full_decoder(
                 vae,
@@ -58,13 +64,13 @@ class VideoDecoder:
         """The video of the pipeline's ``latents`` as uint8 ``(n, H, W, 3)`` chunks, ``check``
         called before each decoder call."""
         if self._tiny is not None:
+            if self.tiny_latents == "denormalised":
+                # In fp32 (the latents' dtype out of the pipeline); the decoder casts to its own.
+                latents = _denormalised(self._vae, latents.to(self._device, torch.float32))
             return _checked(self._tiny.decode_stream(latents.to(self._device)), check)
-        vae, device = self._vae, self._device  # the VAE is resident in every profile
-        latents = latents.to(device=device, dtype=vae.dtype)
-        shape = (1, vae.config.z_dim, 1, 1, 1)
-        mean = torch.tensor(vae.config.latents_mean, device=device, dtype=vae.dtype).view(shape)
-        std = torch.tensor(vae.config.latents_std, device=device, dtype=vae.dtype).view(shape)
-        return decode_chunks(vae, latents * std + mean, bf16=self._bf16, check=check)
+        vae = self._vae  # resident in every profile
+        latents = _denormalised(vae, latents.to(device=self._device, dtype=vae.dtype))
+        return decode_chunks(vae, latents, bf16=self._bf16, check=check)
 
     def deliver(
         self, plan: GenerationPlan, latents: torch.Tensor, check: Callable[[], None], sink: FrameSink | None
@@ -104,6 +110,15 @@ class VideoDecoder:
                 ErrorCode.GENERATION_FAILED, f"the decoder produced {made} frames, expected {plan.num_frames}"
             )
         return frames
+
+
+def _denormalised(vae: AutoencoderKLWan, latents: torch.Tensor) -> torch.Tensor:
+    """``latents`` as ``vae.decode`` takes them: ``z * latents_std + latents_mean``, per channel,
+    with the VAE config's statistics, on ``latents``' device and in its dtype."""
+    shape = (1, vae.config.z_dim, 1, 1, 1)
+    mean = torch.tensor(vae.config.latents_mean, device=latents.device, dtype=latents.dtype).view(shape)
+    std = torch.tensor(vae.config.latents_std, device=latents.device, dtype=latents.dtype).view(shape)
+    return latents * std + mean
 
 
 def _checked(chunks: Iterator[np.ndarray], check: Callable[[], None]) -> Iterator[np.ndarray]:
