@@ -21,7 +21,7 @@ from buffer_worker.worker import ExitCode
 from fastwan_adapters.orchestrator import OrchestratorClient, StatusOutbox
 from fastwan_adapters.testing import OrchestratorDouble
 
-from .harness import START_TIMEOUT_S, WorkerProcess, wait_until, worker_env
+from .harness import START_TIMEOUT_S, WorkerProcess, ready, wait_until, worker_env
 
 pytestmark = pytest.mark.slow
 
@@ -112,10 +112,10 @@ def test_one_bad_file_in_state_dir_is_set_aside_and_the_worker_starts_sends_the_
     with WorkerProcess(env, tmp_path / "worker.log") as worker:
         wait_until(
             orch,
-            lambda o: o.heartbeats() and (outbox_is_bad or o.terminal_statuses(left)),
+            lambda o: o.heartbeats() and ready(o) and (outbox_is_bad or o.terminal_statuses(left)),
             worker,
             START_TIMEOUT_S,
-            "a heartbeat and the status left in the outbox",
+            "a heartbeat, a claim and the status left in the outbox",
         )
         worker.signal(signal.SIGTERM)
         assert worker.wait(30) == 0, worker.log()
