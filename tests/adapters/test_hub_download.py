@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -40,10 +40,19 @@ _QUICK = {
 _RETRY_LOGGER = "fastwan_adapters.generator.hub_retry"
 
 
+@pytest.fixture(autouse=True)
+def online(monkeypatch: pytest.MonkeyPatch) -> None:
+    """huggingface_hub's own offline switch, read from the tests' ``HF_HUB_OFFLINE=1`` at its
+    import, would refuse even loopback; these tests say offline through the settings instead."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+
+
 @pytest.fixture
-def hub() -> HubDouble:
+def hub() -> Iterator[HubDouble]:
     with HubDouble({_REPO: _FILES, "org/gated": _FILES}, gated=frozenset({"org/gated"})) as double:
-        yield double  # type: ignore[misc]  # a generator fixture
+        yield double
 
 
 def settings(tmp_path: Path, endpoint: str, **env: str) -> GeneratorSettings:
