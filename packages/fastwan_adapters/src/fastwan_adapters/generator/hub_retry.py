@@ -76,7 +76,6 @@ def download_with_retry(
     cache: Path,
     offline: bool,
     retry: DownloadRetry,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     """``call()`` (a huggingface_hub download), retried while it fails for a passing reason.
 
@@ -130,7 +129,6 @@ def download_with_retry(
             multiplier=retry.initial_s, max=retry.max_wait_s, jitter=retry.initial_s
         ),
         before_sleep=log_retry,
-        sleep=sleep,
         reraise=True,
     )
     try:
