@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from fastwan_adapters.testing import Endpoint, OrchestratorDouble
+from fastwan_adapters.testing.hub_double import HubDouble, HubFault
 from tests.queue_worker.support import free_port, wait_until
 
 pytestmark = pytest.mark.slow
@@ -179,3 +180,33 @@ def test_a_real_model_without_a_gpu_is_reported_then_exits_3(tmp_path: Path) -> 
     assert ready.status_code == 503
     assert code == 3
     assert "needs a CUDA GPU" in log_path.read_text()
+
+
+def test_a_hub_answering_503_is_retried_then_the_start_up_fails_with_exit_3(
+    tiny_dir: Path, tmp_path: Path
+) -> None:
+    """A download failing for a passing reason is retried in the process (logged), then ends the
+    start-up like any other failed start-up: /health says why and the process exits 3."""
+    env = {
+        "FASTWAN_MODEL": "tiny",
+        "FASTWAN_TINY_DIR": str(tiny_dir),
+        "FASTWAN_WARMUP": "0",
+        "FASTWAN_VAE_DECODER": "tiny",
+        "FASTWAN_TINY_DECODER": "org/taehv/taew2_2.pth",
+        "HF_HUB_OFFLINE": "0",
+        "HF_HOME": str(tmp_path / "hf"),
+        "FASTWAN_DOWNLOAD_RETRY_S": "1",
+        "FASTWAN_DOWNLOAD_RETRY_INITIAL_S": "0.05",
+        "FASTWAN_DOWNLOAD_RETRY_MAX_WAIT_S": "0.2",
+        "FATAL_EXIT_DELAY_S": "0.5",
+    }
+    with HubDouble({"org/taehv": {"taew2_2.pth": b"never served"}}) as hub:
+        hub.fail(HubFault(503, method="GET", path_part="/resolve/"))
+        with worker_process({**env, "HF_ENDPOINT": hub.url}, tmp_path) as (process, _url, log_path):
+            code = process.wait(120)
+        log = log_path.read_text()
+
+    assert code == 3, log[-3000:]
+    assert log.count("download attempt") >= 2, log[-3000:]
+    assert "download attempt 1 failed: the Hub answered HTTP 503" in log
+    assert "ModelDownloadFailed" in log and "start the worker again later" in log

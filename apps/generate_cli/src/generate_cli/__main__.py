@@ -20,6 +20,7 @@ from fastwan_adapters.encoder_choice import EncoderSettings, build_encoder
 from fastwan_adapters.generator import (
     DiffusersGenerator,
     GeneratorSettings,
+    ModelDownloadFailed,
     ModelUnavailableError,
     NoGpuError,
 )
@@ -63,9 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"loading {settings.model} ...", file=sys.stderr)
     try:
         generator = DiffusersGenerator.load(settings)
-    except (ConfigError, NoGpuError, ModelUnavailableError) as error:
+    except (ConfigError, NoGpuError, ModelUnavailableError, ModelDownloadFailed) as error:
         print(str(error), file=sys.stderr)
-        return EXIT_USAGE
+        # The Hub kept failing: the same command may work later; anything else is the caller's to fix.
+        return EXIT_FAILED if isinstance(error, ModelDownloadFailed) else EXIT_USAGE
     bar = ProgressBar(enabled=not args.no_progress)
     try:
         usecase = GenerateVideo(

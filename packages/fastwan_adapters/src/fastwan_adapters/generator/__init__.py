@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fastwan_adapters.generator.errors import ModelUnavailableError, NoGpuError
+from fastwan_adapters.generator.errors import ModelDownloadFailed, ModelUnavailableError, NoGpuError
 from fastwan_adapters.generator.profiles import PROFILES, MemoryProfile, choose_profile
 from fastwan_adapters.generator.settings import DEFAULT_MODEL, TINY_MODEL, GeneratorSettings
 
@@ -22,6 +22,7 @@ __all__ = [
     "DiffusersGenerator",
     "GeneratorSettings",
     "MemoryProfile",
+    "ModelDownloadFailed",
     "ModelUnavailableError",
     "NoGpuError",
     "choose_profile",

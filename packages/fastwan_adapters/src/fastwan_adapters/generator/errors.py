@@ -1,14 +1,17 @@
 """Start-up errors of the generator: the worker cannot serve, and says exactly why.
 
-Both are ``ConfigError``s, so the apps' one start-up handler reports them like any other bad
-setting; neither ever carries a token or a signed URL.
+``NoGpuError`` and ``ModelUnavailableError`` are ``ConfigError``s, so the apps' one start-up
+handler reports them like any other bad setting (buffer mode exits 2: the host stops the
+container). ``ModelDownloadFailed`` is not: the settings may be right and the Hub only down
+for a while, so the host should start the worker again later (buffer mode exits 1). None
+ever carries a token or a signed URL.
 """
 
 from __future__ import annotations
 
 from fastwan_adapters.config import ConfigError
 
-__all__ = ["ModelUnavailableError", "NoGpuError"]
+__all__ = ["ModelDownloadFailed", "ModelUnavailableError", "NoGpuError"]
 
 
 class NoGpuError(ConfigError):
@@ -17,3 +20,8 @@ class NoGpuError(ConfigError):
 
 class ModelUnavailableError(ConfigError):
     """The model's files cannot be had: not cached while offline, not found, or not readable."""
+
+
+class ModelDownloadFailed(RuntimeError):
+    """A download kept failing for a reason that passes (no connection, a timeout, HTTP 5xx or
+    429) until its retry time ran out: a restart later may well succeed."""

@@ -2,24 +2,23 @@
 
 A first start downloads about 24 GB. Progress goes to the log (a line every
 ``_LOG_EVERY_S`` seconds) rather than to terminal progress bars, which a container's log
-collector shows as one endless line. Only the folders the pipelines use are fetched.
+collector shows as one endless line. Only the folders the pipelines use are fetched. A
+download that fails for a passing reason is retried for a while (``hub_retry``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
 from tqdm import tqdm
 
-from fastwan_adapters.generator.errors import ModelUnavailableError
+from fastwan_adapters.generator.hub_retry import download_with_retry
 from fastwan_adapters.generator.settings import TINY_SPARSE_MODEL, GeneratorSettings
 
-__all__ = ["COMPONENT_FOLDERS", "LoggingProgress", "hub_errors", "resolve_model_folder"]
+__all__ = ["COMPONENT_FOLDERS", "LoggingProgress", "resolve_model_folder"]
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +32,10 @@ def resolve_model_folder(settings: GeneratorSettings) -> Path:
     """The folder holding the model in diffusers layout, downloading it if allowed.
 
     Raises:
-        ModelUnavailableError: offline and not cached, not on the Hub, or the download failed.
+        ModelUnavailableError: offline and not cached, not on the Hub, the disk full: a failure
+            that retrying cannot change.
+        ModelDownloadFailed: the Hub could not be reached, or kept failing (HTTP 5xx, 429), for
+            ``settings.download_retry`` (see ``hub_retry``).
     """
     if settings.is_tiny:
         from fastwan_adapters.generator.tiny import ensure_tiny_model
@@ -55,40 +57,23 @@ def _download(settings: GeneratorSettings) -> Path:
         "model %s: looking in the Hugging Face cache at %s%s", repo, cache, " (offline)" if offline else ""
     )
     started = time.monotonic()
-    with hub_errors("FASTWAN_MODEL", repo, cache, offline=offline):
-        folder = huggingface_hub.snapshot_download(
+    folder = download_with_retry(
+        lambda: huggingface_hub.snapshot_download(
             repo,
             cache_dir=cache,
             local_files_only=offline,
             allow_patterns=_ALLOW_PATTERNS,
             tqdm_class=LoggingProgress,
-        )
+            endpoint=settings.hub_endpoint,
+        ),
+        variable="FASTWAN_MODEL",
+        name=repo,
+        cache=cache,
+        offline=offline,
+        retry=settings.download_retry,
+    )
     log.info("model %s: files ready in %s (%.1f s)", repo, folder, time.monotonic() - started)
     return Path(str(folder))
-
-
-@contextmanager
-def hub_errors(variable: str, name: str, cache: Path, *, offline: bool) -> Iterator[None]:
-    """A Hugging Face download's failures as one start-up error naming ``variable`` and the cache."""
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
-
-    try:
-        yield
-    except LocalEntryNotFoundError:
-        reason = "downloads are off (HF_HUB_OFFLINE=1)" if offline else "the Hub could not be reached"
-        raise ModelUnavailableError(
-            f"{variable}={name!r} is not in the Hugging Face cache at {cache} and {reason}: download it "
-            "once with network access, or set HF_HOME to a cache that holds it"
-        ) from None
-    except (RepositoryNotFoundError, EntryNotFoundError):
-        raise ModelUnavailableError(
-            f"{variable}={name!r} was not found on the Hugging Face Hub (no such repository or file, or "
-            "it is gated and no token gives access to it)"
-        ) from None
-    except (OSError, ValueError) as error:  # HTTP and disk errors (HfHubHTTPError is an OSError)
-        raise ModelUnavailableError(
-            f"{variable}={name!r} could not be downloaded to {cache}: {type(error).__name__}"
-        ) from None
 
 
 class LoggingProgress(tqdm):  # type: ignore[type-arg]

@@ -16,6 +16,7 @@ from typing import Final, Literal
 import attrs
 
 from fastwan_adapters.config import ConfigError, env_bool, env_choice, env_int, env_str
+from fastwan_adapters.generator.hub_retry import DownloadRetry
 from fastwan_adapters.generator.tiny_latents import LATENT_CHOICES, LatentChoice
 
 __all__ = [
@@ -83,6 +84,10 @@ class GeneratorSettings:
         hub_cache_dir: where Hugging Face models are cached: ``HF_HUB_CACHE``, else
             ``$HF_HOME/hub``, else None for huggingface_hub's own default.
         offline: ``HF_HUB_OFFLINE``: never download; the model must already be cached.
+        hub_endpoint: ``HF_ENDPOINT``: the Hub (a mirror, a test double); None: huggingface.co.
+        download_retry: ``FASTWAN_DOWNLOAD_RETRY_*``: how long a download failing for a
+            passing reason (no connection, HTTP 5xx or 429) is retried before the worker exits
+            to be restarted.
         tiny_dir: ``FASTWAN_TINY_DIR``: where the tiny model is built and reused
             (``tiny-sparse`` beside it, in ``{tiny_dir}-sparse``).
         attention: ``FASTWAN_ATTENTION``: ``auto`` (VSA for a checkpoint with compression
@@ -113,6 +118,8 @@ class GeneratorSettings:
     vae_decode_dtype: VaeDecodeDtype = "bf16"
     hub_cache_dir: Path | None = None
     offline: bool = False
+    hub_endpoint: str | None = None
+    download_retry: DownloadRetry = attrs.field(factory=DownloadRetry)
     tiny_dir: Path = attrs.field(factory=lambda: _default_tiny_dir({}))
     attention: AttentionMode = "auto"
     vsa_sparsity: float = DEFAULT_VSA_SPARSITY
@@ -152,6 +159,8 @@ class GeneratorSettings:
             vae_decode_dtype=decode,  # type: ignore[arg-type]  # checked by env_choice
             hub_cache_dir=_hub_cache_dir(env),
             offline=env_bool(env, "HF_HUB_OFFLINE", False),
+            hub_endpoint=_hub_endpoint(env_str(env, "HF_ENDPOINT")),
+            download_retry=DownloadRetry.from_env(env),
             tiny_dir=Path(tiny_dir).expanduser() if tiny_dir else _default_tiny_dir(env),
             attention=env_choice(env, "FASTWAN_ATTENTION", ATTENTION_MODES, "auto") or "auto",  # type: ignore[arg-type]
             vsa_sparsity=_sparsity(env_str(env, "FASTWAN_VSA_SPARSITY")),
@@ -247,6 +256,14 @@ def _attention_backend(value: str | None) -> str | None:
     if value not in {backend.value for backend in AttentionBackendName}:
         raise ConfigError(f"ATTENTION_BACKEND must be one of {', '.join(names)}, got {value!r}")
     return value
+
+
+def _hub_endpoint(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value.startswith(("http://", "https://")):
+        raise ConfigError(f"HF_ENDPOINT must be an http:// or https:// URL, got {value!r}")
+    return value.rstrip("/")
 
 
 def _hub_cache_dir(env: Mapping[str, str]) -> Path | None:

@@ -1,10 +1,10 @@
 """Reading a published tiny decoder (``FASTWAN_TINY_DECODER``): a local file or a Hub file.
 
 A Hub file is named ``organisation/repository/path/in/repo`` (``madebyollin/taehv/taew2_2.pth``)
-and downloaded with ``hf_hub_download`` into the same cache, under the same offline rules, as
-the model (``generator.hub``). ``.pth`` files are read with ``torch.load(weights_only=True)``,
-which unpickles tensors and plain containers only, never code; ``.safetensors`` with
-safetensors.
+and downloaded with ``hf_hub_download`` into the same cache, under the same offline and retry
+rules, as the model (``generator.hub``, ``generator.hub_retry``). ``.pth`` files are read with
+``torch.load(weights_only=True)``, which unpickles tensors and plain containers only, never
+code; ``.safetensors`` with safetensors.
 
 The published files hold the whole autoencoder (``encoder.*`` and ``decoder.*``). Only the
 decoder is used: the ``encoder.*`` tensors are dropped unread into any module, and the
@@ -25,7 +25,7 @@ from typing import Final
 import torch
 
 from fastwan_adapters.generator.errors import ModelUnavailableError
-from fastwan_adapters.generator.hub import hub_errors
+from fastwan_adapters.generator.hub_retry import DownloadRetry, download_with_retry
 from fastwan_adapters.generator.taehv import TGrow, TinyWanDecoder
 
 __all__ = ["load_tiny_decoder"]
@@ -37,16 +37,25 @@ _HUB_FILE: Final = re.compile(r"([A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)/((?:[\w.
 _SHOWN: Final = 5  # keys listed per kind of mismatch
 
 
-def load_tiny_decoder(source: str, *, cache_dir: Path | None, offline: bool) -> TinyWanDecoder:
+def load_tiny_decoder(
+    source: str,
+    *,
+    cache_dir: Path | None,
+    offline: bool,
+    retry: DownloadRetry | None = None,
+    endpoint: str | None = None,
+) -> TinyWanDecoder:
     """The decoder in ``source``: an existing file, else a Hub file spec, downloaded if allowed.
 
     ``cache_dir`` None means huggingface_hub's default cache; ``offline`` (or ``HF_HUB_OFFLINE``)
-    means the Hub file must already be cached. The decoder is returned on the CPU in fp32,
-    in eval mode.
+    means the Hub file must already be cached; ``retry`` (default: ``DownloadRetry()``) how
+    long a failing download is retried; ``endpoint`` the Hub's URL (None: huggingface_hub's).
+    The decoder is returned on the CPU in fp32, in eval mode.
 
     Raises:
         ModelUnavailableError: naming ``FASTWAN_TINY_DECODER``: not a file nor a Hub file spec,
             not cached while offline, not found, unreadable, or not a ``taew2_2`` decoder.
+        ModelDownloadFailed: the Hub kept failing for a passing reason for ``retry``'s time.
     """
     path = Path(source).expanduser()
     if not path.is_file():
@@ -57,22 +66,44 @@ def load_tiny_decoder(source: str, *, cache_dir: Path | None, offline: bool) -> 
                 f"{_VARIABLE} must be an existing file or a Hugging Face file "
                 f"(organisation/repository/file, e.g. madebyollin/taehv/taew2_2.pth), got {source!r}"
             )
-        path = _download(spec.group(1), spec.group(2), cache_dir, offline)
+        path = _download(
+            spec.group(1),
+            spec.group(2),
+            cache_dir=cache_dir,
+            offline=offline,
+            retry=retry or DownloadRetry(),
+            endpoint=endpoint,
+        )
     decoder = TinyWanDecoder()
     decoder.load_state_dict(_decoder_part(_read(path), decoder, where=str(path)), strict=True)
     log.info("tiny decoder: loaded %s", path)
     return decoder.eval()
 
 
-def _download(repo: str, filename: str, cache_dir: Path | None, offline: bool) -> Path:
+def _download(
+    repo: str,
+    filename: str,
+    *,
+    cache_dir: Path | None,
+    offline: bool,
+    retry: DownloadRetry,
+    endpoint: str | None,
+) -> Path:
     import huggingface_hub
     from huggingface_hub import constants
 
-    spec = f"{repo}/{filename}"
     cache = cache_dir or Path(constants.HF_HUB_CACHE)
     offline = offline or constants.HF_HUB_OFFLINE
-    with hub_errors(_VARIABLE, spec, cache, offline=offline):
-        found = huggingface_hub.hf_hub_download(repo, filename, cache_dir=cache, local_files_only=offline)
+    found = download_with_retry(
+        lambda: huggingface_hub.hf_hub_download(
+            repo, filename, cache_dir=cache, local_files_only=offline, endpoint=endpoint
+        ),
+        variable=_VARIABLE,
+        name=f"{repo}/{filename}",
+        cache=cache,
+        offline=offline,
+        retry=retry,
+    )
     return Path(str(found))
 
 

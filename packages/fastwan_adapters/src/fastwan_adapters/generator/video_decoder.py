@@ -148,7 +148,11 @@ def _tiny_decoder(settings: GeneratorSettings, device: torch.device) -> TinyWanD
         )
     else:
         decoder = load_tiny_decoder(
-            settings.tiny_decoder, cache_dir=settings.hub_cache_dir, offline=settings.offline
+            settings.tiny_decoder,
+            cache_dir=settings.hub_cache_dir,
+            offline=settings.offline,
+            retry=settings.download_retry,
+            endpoint=settings.hub_endpoint,
         )
         log.info("tiny VAE decoder: %s", settings.tiny_decoder)
     return decoder.to(device).eval().requires_grad_(False)

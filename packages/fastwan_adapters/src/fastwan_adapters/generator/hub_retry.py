@@ -1,0 +1,170 @@
+"""Downloading from the Hugging Face Hub through outages of a few minutes.
+
+A container that starts while the Hub is slow or down (HTTP 5xx, 429, a dropped connection)
+should wait for it rather than stop: such a failure is retried in the process, with
+exponential backoff, for ``FASTWAN_DOWNLOAD_RETRY_S`` seconds counted from the first failure
+(a 24 GB download that breaks after 20 minutes still gets the whole time). huggingface_hub
+resumes the files it had half-downloaded. When the time is up the download fails with
+``ModelDownloadFailed``, which the apps treat as worth a restart; a failure that retrying
+cannot change (see ``hub_failures``) is a ``ModelUnavailableError`` at once. Each retry is
+logged with the attempt, the time since the first failure, the wait and the reason; the bytes
+themselves are logged by the download's progress class.
+
+The waits come from tenacity (already the orchestrator client's and the B2 store's).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Final, TypeVar
+
+import attrs
+import tenacity
+
+from fastwan_adapters.config import ConfigError, env_str
+from fastwan_adapters.generator.errors import ModelDownloadFailed, ModelUnavailableError
+from fastwan_adapters.generator.hub_failures import classify_hub_failure
+
+__all__ = ["DownloadRetry", "download_with_retry"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_DEADLINE: Final = "FASTWAN_DOWNLOAD_RETRY_S"
+_INITIAL: Final = "FASTWAN_DOWNLOAD_RETRY_INITIAL_S"
+_MAX_WAIT: Final = "FASTWAN_DOWNLOAD_RETRY_MAX_WAIT_S"
+
+
+@attrs.frozen(kw_only=True)
+class DownloadRetry:
+    """How long, and how patiently, a download that keeps failing for a passing reason is retried.
+
+    Attributes:
+        deadline_s: ``FASTWAN_DOWNLOAD_RETRY_S``: no new attempt after this many seconds since
+            the first failure; 0: none (the first such failure ends the start-up).
+        initial_s: ``FASTWAN_DOWNLOAD_RETRY_INITIAL_S``: the first wait; each next one doubles,
+            plus up to ``initial_s`` at random, so that many workers do not retry in step.
+        max_wait_s: ``FASTWAN_DOWNLOAD_RETRY_MAX_WAIT_S``: the longest wait between attempts.
+    """
+
+    deadline_s: float = 600.0
+    initial_s: float = 2.0
+    max_wait_s: float = 60.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> DownloadRetry:
+        """Raises: ConfigError naming the variable that is not a number in its range."""
+        default = cls()
+        deadline = _seconds(env, _DEADLINE, default.deadline_s, allow_zero=True)
+        initial = _seconds(env, _INITIAL, default.initial_s, allow_zero=False)
+        max_wait = _seconds(env, _MAX_WAIT, max(default.max_wait_s, initial), allow_zero=False)
+        if max_wait < initial:
+            raise ConfigError(f"{_MAX_WAIT} must be at least {_INITIAL} ({initial:g} s), got {max_wait:g}")
+        return cls(deadline_s=deadline, initial_s=initial, max_wait_s=max_wait)
+
+
+def download_with_retry(
+    call: Callable[[], T],
+    *,
+    variable: str,
+    name: str,
+    cache: Path,
+    offline: bool,
+    retry: DownloadRetry,
+) -> T:
+    """``call()`` (a huggingface_hub download), retried while it fails for a passing reason.
+
+    ``variable`` and ``name`` (``FASTWAN_MODEL`` and its value, say) and ``cache`` are for
+    messages; ``offline``: downloads are off, so "not cached" is final.
+
+    Raises:
+        ModelUnavailableError: a failure retrying cannot change, with its reason.
+        ModelDownloadFailed: still failing for a passing reason when ``retry`` ran out.
+    """
+    subject = f"{variable}={name!r}"
+    first_failure: list[float] = []
+
+    def attempt() -> T:
+        try:
+            return call()
+        except Exception as error:
+            failure = classify_hub_failure(error, offline=offline)
+            if failure is None:
+                raise
+            if not failure.transient:
+                raise ModelUnavailableError(
+                    f"{subject} could not be downloaded to {cache}: {failure.reason}"
+                ) from None
+            if not first_failure:
+                first_failure.append(time.monotonic())
+            raise _Passing(failure.reason) from error
+
+    def failing_for() -> float:
+        return time.monotonic() - first_failure[0] if first_failure else 0.0
+
+    def out_of_time(state: tenacity.RetryCallState) -> bool:
+        return failing_for() + (state.upcoming_sleep or 0.0) > retry.deadline_s
+
+    def log_retry(state: tenacity.RetryCallState) -> None:
+        log.warning(
+            "%s: download attempt %d failed: %s; %.1f s since the first failure, retrying in %.1f s (%s=%g)",
+            subject,
+            state.attempt_number,
+            _reason(state),
+            failing_for(),
+            state.upcoming_sleep,
+            _DEADLINE,
+            retry.deadline_s,
+        )
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(_Passing),
+        stop=out_of_time,
+        wait=tenacity.wait_exponential_jitter(
+            multiplier=retry.initial_s, max=retry.max_wait_s, jitter=retry.initial_s
+        ),
+        before_sleep=log_retry,
+        reraise=True,
+    )
+    try:
+        return retrying(attempt)
+    except _Passing as error:
+        attempts = retrying.statistics.get("attempt_number", 1)
+        raise ModelDownloadFailed(
+            f"{subject} could not be downloaded to {cache}: {error.reason}; still so after {attempts} "
+            f"attempt{'s' if attempts != 1 else ''} over {failing_for():.1f} s "
+            f"({_DEADLINE}={retry.deadline_s:g}). Nothing is wrong with the settings: start the worker again "
+            "later"
+        ) from error.__cause__
+
+
+class _Passing(Exception):
+    """An attempt failed for a reason that may pass (tenacity retries exactly these)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _reason(state: tenacity.RetryCallState) -> str:
+    error = state.outcome.exception() if state.outcome is not None else None
+    return error.reason if isinstance(error, _Passing) else "unknown"
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, *, allow_zero: bool) -> float:
+    raw = env_str(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = "at least 0" if allow_zero else "more than 0"
+        raise ConfigError(f"{name} must be a finite number of seconds, {bound}, got {raw!r}")
+    return value
