@@ -35,8 +35,7 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKLWan
 
-from fastwan_adapters.encoder import PyAVEncoder
-from fastwan_adapters.encoder_choice import nvenc_problem
+from fastwan_adapters.encoder import PyAVEncoder, nvenc_problem
 from fastwan_adapters.generator.architecture import WAN22_VAE
 from fastwan_adapters.generator.decoding import configure_full_decoder, decode_chunks
 from fastwan_adapters.generator.taehv import build_random_tiny_decoder

@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 
 from fastwan_adapters.config import ConfigError
-from fastwan_adapters.encoder_choice import EncoderSettings, build_encoder
-from fastwan_adapters.encoder_folder import EncoderFolder
+from fastwan_adapters.encoder import EncoderFolder, EncoderSettings, build_encoder
 from fastwan_core.job import Size
 
 # Another worker process: claims its folder, starts an MP4 there as the encoder does, says
@@ -23,8 +22,7 @@ from fastwan_core.job import Size
 _WORKER = """
 import sys
 from pathlib import Path
-from fastwan_adapters.encoder import PyAVEncoder
-from fastwan_adapters.encoder_folder import EncoderFolder
+from fastwan_adapters.encoder import EncoderFolder, PyAVEncoder
 from fastwan_core.job import Size
 folder = EncoderFolder.claim(Path(sys.argv[1]))
 writer = PyAVEncoder(temp_dir=folder.path, x264_params="mbtree=0").writer(Size(64, 64), 8)

@@ -15,8 +15,14 @@ import numpy as np
 import pytest
 
 from fastwan_adapters.config import ConfigError
-from fastwan_adapters.encoder import EncoderOpenError, PyAVEncoder
-from fastwan_adapters.encoder_choice import EncoderSettings, FallbackEncoder, build_encoder, nvenc_problem
+from fastwan_adapters.encoder import (
+    EncoderOpenError,
+    EncoderSettings,
+    FallbackEncoder,
+    PyAVEncoder,
+    build_encoder,
+    nvenc_problem,
+)
 from fastwan_core import ErrorCode, JobFailure, Size
 from tests.adapters.test_encoder import decode, smooth_scene
 

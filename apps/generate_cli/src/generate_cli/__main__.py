@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fastwan_adapters.clock import MonotonicClock
 from fastwan_adapters.config import ConfigError
-from fastwan_adapters.encoder_choice import EncoderSettings, build_encoder
+from fastwan_adapters.encoder import EncoderSettings, build_encoder
 from fastwan_adapters.generator import (
     DiffusersGenerator,
     GeneratorSettings,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from fastwan_adapters.config import ConfigError, env_choice, env_name, env_str
-from fastwan_adapters.encoder_choice import EncoderSettings, build_encoder
+from fastwan_adapters.encoder import EncoderSettings, build_encoder
 from fastwan_adapters.generator import GeneratorSettings
 from fastwan_adapters.images import HttpImageLoader, ImageLoaderSettings
 from fastwan_adapters.orchestrator import OrchestratorClient, OrchestratorProgressReporter

@@ -8,7 +8,7 @@ it opens and libx264 otherwise; an explicit ``h264_nvenc`` that cannot open is a
 error. Should NVENC later fail to open for a job (a driver's session limit, a GPU reset), the
 worker switches to libx264 for good, with one warning, and the job goes on.
 
-Both write their temporary MP4s in a folder of this worker's own (``encoder_folder``,
+Both write their temporary MP4s in a folder of this worker's own (``folder``,
 under ``FASTWAN_TEMP_DIR``), claimed here, at start, after the leftovers of killed workers
 are deleted.
 """
@@ -24,14 +24,16 @@ from typing import Final, Literal
 import attrs
 
 from fastwan_adapters.config import ConfigError, env_choice, env_str
-from fastwan_adapters.encoder import EncoderOpenError, PyAVEncoder
-from fastwan_adapters.encoder_folder import EncoderFolder
+from fastwan_adapters.encoder.folder import EncoderFolder
+from fastwan_adapters.encoder.pyav import PyAVEncoder
+from fastwan_adapters.encoder.writer import EncoderOpenError
 from fastwan_core.job import Size
 from fastwan_core.ports import EncodedVideo, EncodingSession, Frames, VideoEncoder
 
 __all__ = ["ENCODER_CHOICES", "EncoderSettings", "FallbackEncoder", "build_encoder", "nvenc_problem"]
 
-log = logging.getLogger(__name__)
+# The logger's name as before the encoder became a package: the ``logger`` field of its log lines.
+log = logging.getLogger("fastwan_adapters.encoder_choice")
 
 EncoderChoice = Literal["auto", "libx264", "h264_nvenc"]
 ENCODER_CHOICES: Final[tuple[EncoderChoice, ...]] = ("auto", "libx264", "h264_nvenc")

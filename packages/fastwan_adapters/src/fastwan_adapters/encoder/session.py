@@ -6,9 +6,9 @@ after the last chunk only what is still queued and the codec's lookahead are lef
 encode. The queue is bounded (``PyAVEncoder.queue_chunks``): a decoder faster than the
 encoder waits for it rather than piling frames up in memory.
 
-The codec is opened when the session is made (in the caller's thread), so a codec that
-cannot open fails there and the caller can choose another; the writer is then used by the
-encoding thread alone until it has stopped.
+The codec is opened before the session is made (``PyAVEncoder.open``, in the caller's
+thread), so a codec that cannot open fails there and the caller can choose another; the
+writer is then used by the encoding thread alone until it has stopped.
 """
 
 from __future__ import annotations
@@ -17,35 +17,38 @@ import logging
 import queue
 import threading
 import time
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import av
 import numpy as np
 
-from fastwan_adapters.encoder import check_chunk, encoding_failed
+from fastwan_adapters.encoder.frames import check_chunk
+from fastwan_adapters.encoder.writer import Mp4Writer, encoding_failed
 from fastwan_core.errors import ErrorCode, JobFailure
 from fastwan_core.job import Size
 from fastwan_core.ports import EncodedVideo, Frames
 
-if TYPE_CHECKING:
-    from fastwan_adapters.encoder import PyAVEncoder
-
 __all__ = ["StreamingSession"]
 
-log = logging.getLogger(__name__)
+# The logger's name as before the encoder became a package: the ``logger`` field of its log lines.
+log = logging.getLogger("fastwan_adapters.encoder_stream")
 
 _END: Final = object()
 _POLL_S: Final = 0.1
 
 
 class StreamingSession:
-    """One MP4 fed chunk by chunk (the core's ``EncodingSession``)."""
+    """One MP4 fed chunk by chunk (the core's ``EncodingSession``), to ``writer``, already open.
 
-    def __init__(self, encoder: PyAVEncoder, target: Size, fps: int, *, cover: bool = False) -> None:
-        self._codec: Final = encoder.codec
+    ``codec`` names the writer's codec in the result; ``queue_chunks`` bounds the chunks that
+    wait for the encoding thread (``PyAVEncoder.queue_chunks``).
+    """
+
+    def __init__(self, writer: Mp4Writer, target: Size, *, codec: str, queue_chunks: int) -> None:
+        self._codec: Final = codec
         self._target: Final = target
-        self._writer = encoder.writer(target, fps, cover=cover)  # EncoderOpenError: nothing started yet
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=encoder.queue_chunks)
+        self._writer = writer
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_chunks)
         self._error: BaseException | None = None
         self._busy_s = 0.0
         self._frames = 0

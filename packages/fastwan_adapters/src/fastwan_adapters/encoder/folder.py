@@ -34,7 +34,8 @@ from fastwan_adapters.config import ConfigError
 
 __all__ = ["EncoderFolder"]
 
-log = logging.getLogger(__name__)
+# The logger's name as before the encoder became a package: the ``logger`` field of its log lines.
+log = logging.getLogger("fastwan_adapters.encoder_folder")
 
 _VARIABLE: Final = "FASTWAN_TEMP_DIR"
 _ROOT_PREFIX: Final = "fastwan-encode-"
