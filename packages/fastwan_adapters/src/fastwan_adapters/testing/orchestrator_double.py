@@ -3,9 +3,10 @@
 It listens on 127.0.0.1 (an ephemeral port) in a background thread, hands out the jobs it is
 given, checks ``X-Internal-API-Key``, answers status calls as the orchestrator does (2xx, 404
 for a job it does not know, 409 for one that is not this worker's or already ended), and
-records every request. Faults (a status code, a delay, a dropped connection) can be injected
-for the next N calls of an endpoint. Everything is thread-safe; ``wait_for`` lets a test wait
-for what a background thread (heartbeat, progress sender) will send.
+records every request. Faults (a status code, a delay, a dropped connection, an answer dripped
+a byte at a time) can be injected for the next N calls of an endpoint, and a standing refusal
+for every status call of one job or of one status (``refuse``). Everything is thread-safe;
+``wait_for`` lets a test wait for what a background thread (heartbeat, progress sender) will send.
 
     with OrchestratorDouble() as orch:
         buffer_job_id = orch.add_job({"musetalk_job_id": "j-1", "prompt": "a cat"})
@@ -64,12 +65,15 @@ class Fault:
         status: answer with this HTTP status (and ``body``) instead of handling the call.
         delay: wait this long first (then answer ``status``, drop, or handle normally).
         drop: close the connection without answering.
+        drip: write the whole answer (status line, headers, body) one byte at a time, this many
+            seconds apart: a slow-loris orchestrator that no per-read timeout catches.
     """
 
     status: int | None = None
     body: Any = None
     delay: float = 0.0
     drop: bool = False
+    drip: float = 0.0
 
     @classmethod
     def answer(cls, status: int, body: Any = None) -> Fault:
@@ -82,6 +86,23 @@ class Fault:
     @classmethod
     def dropped(cls) -> Fault:
         return cls(drop=True)
+
+    @classmethod
+    def dripped(cls, seconds_per_byte: float) -> Fault:
+        return cls(drip=seconds_per_byte)
+
+
+@attrs.frozen
+class _Refusal:
+    code: int
+    ident: str | None
+    status: str | None
+
+    def matches(self, request: RecordedRequest) -> bool:
+        body = request.body if isinstance(request.body, dict) else {}
+        return (self.ident is None or request.ident == self.ident) and (
+            self.status is None or body.get("status") == self.status
+        )
 
 
 @attrs.frozen
@@ -193,6 +214,7 @@ class OrchestratorDouble:
         self._queue: deque[str] = deque()
         self._faults: dict[Endpoint, deque[_Armed]] = {endpoint: deque() for endpoint in Endpoint}
         self._cancels: set[str] = set()
+        self._refusals: list[_Refusal] = []
         self._next_id = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -275,6 +297,18 @@ class OrchestratorDouble:
         with self._changed:
             self._faults[endpoint].append(_Armed(fault, times))
 
+    def refuse(self, code: int = 500, *, buffer_job_id: str | None = None, status: str | None = None) -> None:
+        """Answer ``code`` to every status call of ``buffer_job_id`` and/or carrying ``status``
+        (e.g. ``"running"``) until :meth:`clear_refusals`; other status calls go through."""
+        if buffer_job_id is None and status is None:
+            raise ValueError("refuse needs a buffer_job_id, a status or both (fail_next refuses all)")
+        with self._changed:
+            self._refusals.append(_Refusal(code, buffer_job_id, status))
+
+    def clear_refusals(self) -> None:
+        with self._changed:
+            self._refusals.clear()
+
     def clear_faults(self, endpoint: Endpoint | None = None) -> None:
         """Forget the faults still armed (for one endpoint, or all)."""
         with self._changed:
@@ -338,6 +372,9 @@ class OrchestratorDouble:
             index = len(self._requests)
             self._requests.append(request)
             fault = self._take_fault(endpoint)
+            if fault is None and endpoint is Endpoint.STATUS:
+                refusal = next((r for r in self._refusals if r.matches(request)), None)
+                fault = Fault.answer(refusal.code) if refusal is not None else None
             self._changed.notify_all()
 
         if fault is not None and fault.delay > 0 and self._closing.wait(fault.delay):
@@ -357,7 +394,25 @@ class OrchestratorDouble:
             with self._changed:
                 code, answer = self._respond(request, readable)
                 self._record_answer(index, code)
-        _send_json(handler, code, answer)
+        if fault is not None and fault.drip > 0:
+            self._drip(handler, code, answer, fault.drip)
+        else:
+            _send_json(handler, code, answer)
+
+    def _drip(self, handler: _Handler, code: int, answer: Any, seconds_per_byte: float) -> None:
+        data = json.dumps(answer).encode()
+        head = (
+            f"HTTP/1.1 {code} {handler.responses.get(code, ('',))[0]}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+        )
+        handler.close_connection = True
+        try:
+            for byte in head.encode() + data:
+                if self._closing.wait(seconds_per_byte):
+                    break
+                handler.wfile.write(bytes([byte]))
+        except OSError:  # the client gave up: what a slow answer is for
+            pass
 
     def _respond(self, request: RecordedRequest, readable: bool) -> tuple[int, Any]:
         refusal = self._refusal(request, readable)
