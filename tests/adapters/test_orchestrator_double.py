@@ -202,6 +202,20 @@ def test_a_standing_refusal_answers_one_jobs_or_one_statuss_calls_until_cleared(
         orch.refuse(500)
 
 
+def test_a_job_handed_out_again_is_claimed_again_and_open_for_a_status(orch, http):
+    buffer_job_id = orch.add_job(JOB)
+    http.post(CLAIM, json={"worker_id": "w-1"})
+    http.post(status_path(buffer_job_id), json={"status": "succeeded", "worker_id": "w-1"})
+
+    orch.hand_out_again(buffer_job_id)
+    again = http.post(CLAIM, json={"worker_id": "w-2"}).json()["job"]
+    answer = http.post(status_path(buffer_job_id), json={"status": "succeeded", "worker_id": "w-2"})
+
+    assert again == {**JOB, "buffer_job_id": buffer_job_id}
+    assert answer.status_code == 200
+    assert len(orch.terminal_statuses(buffer_job_id)) == 2
+
+
 def test_unknown_paths_methods_and_bodies(orch, http):
     assert http.post("/internal/nothing", json={}).status_code == 404
     assert http.get(CLAIM).status_code == 405

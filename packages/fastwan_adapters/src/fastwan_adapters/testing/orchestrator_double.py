@@ -275,6 +275,15 @@ class OrchestratorDouble:
             self._changed.notify_all()
         return buffer_job_id
 
+    def hand_out_again(self, buffer_job_id: str) -> None:
+        """Queue a job again as it was, open, for the next claim: an orchestrator that lost
+        the job's status, or retries it under the same id."""
+        with self._changed:
+            slot = self._slot(buffer_job_id)
+            slot.state, slot.worker_id = "queued", None
+            self._queue.append(buffer_job_id)
+            self._changed.notify_all()
+
     def take_away(self, buffer_job_id: str, status: int = 409) -> None:
         """From now on, status calls for this job get ``status`` (404 or 409): it is no longer
         the worker's (reassigned, expired, deleted)."""
