@@ -16,25 +16,22 @@ ended here is reported again from its recorded result, not run again (``recent.p
 
 from __future__ import annotations
 
-import contextvars
 import enum
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from buffer_worker.board import JobTicket, StopReason, WorkerBoard
 from buffer_worker.control import StopControl
 from buffer_worker.heartbeat import Heartbeater
+from buffer_worker.job_run import JobRunner
 from buffer_worker.leftovers import HEAD_START_S, LeftoverStatuses
 from buffer_worker.metrics import WorkerMetrics
-from buffer_worker.outcomes import final_result
 from buffer_worker.reporting import RUNNING_AFTER_END_S, TerminalReports
-from buffer_worker.running import RunningAnnouncer
 from fastwan_adapters.config import ConfigError
 from fastwan_adapters.logs import bind_job
 from fastwan_adapters.orchestrator import Backoff, ClaimJournal, OrchestratorClient, StatusOutbox
-from fastwan_core import ErrorCode, GenerateVideo, Job, JobResult, JobValidationError, Metrics, is_job_id
+from fastwan_core import GenerateVideo, Job, JobValidationError, is_job_id
 from fastwan_core.ports import Clock, ProgressReporter
 
 __all__ = ["BufferWorker", "ExitCode"]
@@ -113,6 +110,19 @@ class BufferWorker:
             worker_id=worker_id,
             running_after_end_s=running_after_end_s,
         )
+        self._jobs = JobRunner(
+            client=client,
+            journal=journal,
+            heartbeat=heartbeat,
+            board=board,
+            control=control,
+            metrics=metrics,
+            reports=self._reports,
+            clock=clock,
+            worker_id=worker_id,
+            gpu_class=gpu_class,
+            worker_version=worker_version,
+        )
         self._journal = journal
         self._heartbeat = heartbeat
         self._board = board
@@ -124,8 +134,6 @@ class BufferWorker:
         self._gpu_class = gpu_class
         self._version = worker_version
         self._poll_interval = poll_interval_s
-        self._usecase: GenerateVideo | None = None
-        self._job_thread: threading.Thread | None = None
         self.exit_code: ExitCode | None = None
 
     # -- the claim loop's thread ------------------------------------------------------------
@@ -156,14 +164,14 @@ class BufferWorker:
     @property
     def job_running(self) -> bool:
         """A job thread is still running (the process must not wait for it at exit)."""
-        return self._job_thread is not None and self._job_thread.is_alive()
+        return self._jobs.job_running
 
     def _serve(self) -> ExitCode:
         self._leftovers.start()
         self._leftovers.first_try.wait(HEAD_START_S)  # the last run's news first, if it is quick
         self._heartbeat.start()
         try:
-            usecase = self._usecase = self._load_usecase()
+            usecase = self._jobs.usecase = self._load_usecase()
         except ConfigError as error:
             log.error("cannot start: %s", error)
             self._board.set_error(f"cannot start: {error}")
@@ -232,136 +240,13 @@ class BufferWorker:
                 log.error("the claim journal cannot be written (%s): a crash now would lose the job", error)
             if job is None:
                 # The core's own answer to a bad job (and its final progress call).
-                self._conclude(ticket, usecase.run_payload(dict(raw), ticket))
+                self._jobs.conclude(ticket, usecase.run_payload(dict(raw), ticket))
             elif self._control.stop.is_set():
                 log.info("claimed while stopping: handing the job back as worker_shutdown")
                 ticket.stop(StopReason.SHUTDOWN, self._clock.now())
-                self._conclude(ticket, None)
+                self._jobs.conclude(ticket, None)
             else:
-                self._run(job, ticket, usecase)
-
-    # -- one job ----------------------------------------------------------------------------
-
-    def _run(self, job: Job, ticket: JobTicket, usecase: GenerateVideo) -> None:
-        log.info("claimed buffer job %s", ticket.buffer_job_id)
-        self._board.begin(ticket)
-        self._metrics.busy.set(1)
-        try:
-            # copy_context: the job id bound for logging travels into the job thread.
-            self._job_thread = threading.Thread(
-                target=contextvars.copy_context().run,
-                args=(self._execute, usecase, job, ticket),
-                name=f"job-{ticket.buffer_job_id}",
-                daemon=True,
-            )
-            announcer = RunningAnnouncer(
-                ticket,
-                client=self._client,
-                control=self._control,
-                board=self._board,
-                clock=self._clock,
-                worker_id=self._worker_id,
-            )
-            self._job_thread.start()
-            announcer.start()
-            result = self._await(ticket)
-            if ticket.reason is StopReason.LEASE_LOST:
-                log.warning(
-                    "buffer job %s is no longer ours: dropped, nothing reported", ticket.buffer_job_id
-                )
-                self._board.silence(ticket.job_id)
-                self._metrics.leases_lost.inc()
-                self._journal.forget(ticket.buffer_job_id)
-                return
-            self._conclude(ticket, result, announcer)
-        finally:
-            self._board.end(ticket)
-            self._metrics.busy.set(0)
-
-    def _execute(self, usecase: GenerateVideo, job: Job, ticket: JobTicket) -> None:
-        try:
-            result = usecase.run(job, ticket)
-        except BaseException as error:  # run() never raises; if it does, the job still ends
-            log.critical("the use case raised", exc_info=True)
-            result = JobResult.failure(
-                ErrorCode.INTERNAL_ERROR,
-                f"internal error: {type(error).__name__}",
-                job_id=job.musetalk_job_id,
-                metrics=self._fallback_metrics(ticket)(),
-            )
-        ticket.finish(result)
-        self._control.wake.set()
-
-    def _await(self, ticket: JobTicket) -> JobResult | None:
-        """Wait for the job's result; stop it when the worker leaves; ``None`` if it would not stop."""
-        while True:
-            self._control.wake.clear()
-            if ticket.done.is_set():
-                return ticket.result
-            if self._control.abort.is_set():
-                return None  # the main thread reports the job; nothing is waited for any more
-            if self._heartbeat.died and self._control.restart_reason is None:
-                self._control.side_task_died(None)
-            now = self._clock.now()
-            timeout = _MONITOR_S
-            stop_at, give_up_at = self._control.stop_job_at(), self._control.give_up_at()
-            if stop_at is not None and give_up_at is not None:
-                if now >= stop_at:
-                    restart = self._control.restart_reason is not None
-                    reason = StopReason.RESTART if restart else StopReason.SHUTDOWN
-                    if ticket.stop(reason, now, self._control.restart_reason):
-                        log.warning(
-                            "stopping the job in hand: the worker is %s",
-                            "restarting" if restart else "stopping",
-                        )
-                    if now >= give_up_at:
-                        log.error(
-                            "the job did not stop within %.1f s; reporting it now", self._control.stop_wait_s
-                        )
-                        return None
-                    timeout = min(timeout, give_up_at - now)
-                else:
-                    timeout = min(timeout, stop_at - now)
-            self._control.wake.wait(max(0.0, timeout))
-
-    def _conclude(
-        self, ticket: JobTicket, result: JobResult | None, announcer: RunningAnnouncer | None = None
-    ) -> None:
-        """Report the job's one terminal status (unless the main thread already has)."""
-        final = final_result(
-            ticket,
-            result,
-            leaving=self._control.leaving,
-            restart_reason=self._control.restart_reason,
-            fallback_metrics=self._fallback_metrics(ticket),
-        )
-        if not ticket.claim_report():
-            return
-        self._reports.report(
-            ticket,
-            final,
-            replaced=_replaced(result, final),
-            window=self._control.delivery_window(),
-            announcer=announcer,
-        )
-        if final.fatal:
-            self._control.request_restart(f"the GPU is unusable ({final.error})")
-
-    def _fallback_metrics(self, ticket: JobTicket) -> Callable[[], Metrics]:
-        """Metrics for a job with no result of its own: who ran it and for how long."""
-
-        def metrics() -> Metrics:
-            generator = self._usecase.generator if self._usecase is not None else None
-            return Metrics(
-                duration_sec=round(max(0.0, self._clock.now() - ticket.started), 4),
-                model_id=generator.model_id if generator is not None else None,
-                gpu_name=generator.device_name if generator is not None else None,
-                gpu_class=self._gpu_class,
-                worker_id=self._worker_id,
-                worker_version=self._version,
-            )
-
-        return metrics
+                self._jobs.run(job, ticket, usecase)
 
     def _say_goodbye(self) -> None:
         self._heartbeat.stop(timeout=2.0)
@@ -373,30 +258,12 @@ class BufferWorker:
         """The second signal: report the job in hand ``worker_shutdown`` (one try; else it
         stays in the outbox), send the last heartbeat, and return at once."""
         self._control.abort_now()
-        ticket = self._board.current()
-        if ticket is not None and ticket.reason is not StopReason.LEASE_LOST:
-            ticket.stop(StopReason.SHUTDOWN, self._clock.now())
-            final = final_result(
-                ticket,
-                ticket.result,
-                leaving=self._control.leaving,
-                restart_reason=self._control.restart_reason,
-                fallback_metrics=self._fallback_metrics(ticket),
-            )
-            if ticket.claim_report():
-                with bind_job(ticket.job_id, buffer_job_id=ticket.buffer_job_id):
-                    replaced = _replaced(ticket.result, final)
-                    self._reports.report(ticket, final, replaced=replaced, window=self._control.abort)
+        self._jobs.end_now()
         self._heartbeat.stop()
         self._heartbeat.send_final()
         code = ExitCode.RESTART if self._control.restart_reason is not None else ExitCode.OK
         self.exit_code = code
         return code
-
-
-def _replaced(result: JobResult | None, final: JobResult) -> bool:
-    """The worker ends the job otherwise than the core did (so the core's final progress is wrong)."""
-    return result is None or final.error_code is not result.error_code
 
 
 def _seen(value: object) -> str:
