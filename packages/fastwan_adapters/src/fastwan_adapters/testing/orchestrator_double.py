@@ -17,11 +17,9 @@ for every status call of one job or of one status (``refuse``). Everything is th
 from __future__ import annotations
 
 import contextlib
-import enum
 import hmac
 import json
 import logging
-import re
 import socket
 import threading
 import time
@@ -29,9 +27,18 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import attrs
+
+from fastwan_adapters.testing.orchestrator_faults import (
+    Endpoint,
+    Fault,
+    RecordedRequest,
+    RecordingSleep,
+    Refusal,
+    route,
+)
 
 __all__ = ["DEFAULT_API_KEY", "Endpoint", "Fault", "OrchestratorDouble", "RecordedRequest", "RecordingSleep"]
 
@@ -40,96 +47,6 @@ log = logging.getLogger(__name__)
 DEFAULT_API_KEY: Final = "test-internal-key"
 _TERMINAL: Final = frozenset({"succeeded", "failed", "cancelled"})
 _STATUSES: Final = _TERMINAL | {"running"}
-
-
-class Endpoint(enum.Enum):
-    CLAIM = "claim"
-    HEARTBEAT = "heartbeat"
-    STATUS = "status"
-    PROGRESS = "progress"
-
-
-_ROUTES: Final = (
-    (re.compile(r"/internal/buffer/jobs/claim"), Endpoint.CLAIM),
-    (re.compile(r"/internal/buffer/workers/([^/]+)/heartbeat"), Endpoint.HEARTBEAT),
-    (re.compile(r"/internal/buffer/jobs/([^/]+)/status"), Endpoint.STATUS),
-    (re.compile(r"/internal/videogen/jobs/([^/]+)/progress"), Endpoint.PROGRESS),
-)
-
-
-@attrs.frozen
-class Fault:
-    """What the double does instead of answering normally.
-
-    Attributes:
-        status: answer with this HTTP status (and ``body``) instead of handling the call.
-        delay: wait this long first (then answer ``status``, drop, or handle normally).
-        drop: close the connection without answering.
-        drip: write the whole answer (status line, headers, body) one byte at a time, this many
-            seconds apart: a slow-loris orchestrator that no per-read timeout catches.
-    """
-
-    status: int | None = None
-    body: Any = None
-    delay: float = 0.0
-    drop: bool = False
-    drip: float = 0.0
-
-    @classmethod
-    def answer(cls, status: int, body: Any = None) -> Fault:
-        return cls(status=status, body=body)
-
-    @classmethod
-    def delayed(cls, seconds: float) -> Fault:
-        return cls(delay=seconds)
-
-    @classmethod
-    def dropped(cls) -> Fault:
-        return cls(drop=True)
-
-    @classmethod
-    def dripped(cls, seconds_per_byte: float) -> Fault:
-        return cls(drip=seconds_per_byte)
-
-
-@attrs.frozen
-class _Refusal:
-    code: int
-    ident: str | None
-    status: str | None
-
-    def matches(self, request: RecordedRequest) -> bool:
-        body = request.body if isinstance(request.body, dict) else {}
-        return (self.ident is None or request.ident == self.ident) and (
-            self.status is None or body.get("status") == self.status
-        )
-
-
-@attrs.frozen
-class RecordedRequest:
-    """One request as the double received it.
-
-    Attributes:
-        endpoint: ``None`` for a path that is not the contract's.
-        ident: the id in the path (worker id, buffer job id or job id), unquoted.
-        headers: names lower-cased.
-        body: the parsed JSON, or ``None`` (no body or not JSON).
-        at: ``time.monotonic()`` on arrival.
-        answer: the HTTP status sent; ``None`` if the connection was dropped (or not yet answered).
-    """
-
-    method: str
-    path: str
-    endpoint: Endpoint | None
-    ident: str | None
-    headers: Mapping[str, str]
-    body: Any
-    at: float
-    answer: int | None = None
-
-    @property
-    def answered_ok(self) -> bool:
-        return self.answer is not None and 200 <= self.answer < 300
 
 
 @attrs.define
@@ -144,24 +61,6 @@ class _Slot:
 class _Armed:
     fault: Fault
     remaining: int
-
-
-@attrs.define(kw_only=True)
-class RecordingSleep:
-    """A ``sleep`` for ``OrchestratorClient`` that returns at once and records each wait.
-
-    Attributes:
-        stop, stop_after: set ``stop`` once ``stop_after`` waits were asked (to test shutdown).
-    """
-
-    waits: list[float] = attrs.field(factory=list)
-    stop: threading.Event | None = None
-    stop_after: int | None = None
-
-    def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        if self.stop is not None and self.stop_after is not None and len(self.waits) >= self.stop_after:
-            self.stop.set()
 
 
 class _Server(ThreadingHTTPServer):
@@ -214,7 +113,7 @@ class OrchestratorDouble:
         self._queue: deque[str] = deque()
         self._faults: dict[Endpoint, deque[_Armed]] = {endpoint: deque() for endpoint in Endpoint}
         self._cancels: set[str] = set()
-        self._refusals: list[_Refusal] = []
+        self._refusals: list[Refusal] = []
         self._next_id = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -312,7 +211,7 @@ class OrchestratorDouble:
         if buffer_job_id is None and status is None:
             raise ValueError("refuse needs a buffer_job_id, a status or both (fail_next refuses all)")
         with self._changed:
-            self._refusals.append(_Refusal(code, buffer_job_id, status))
+            self._refusals.append(Refusal(code, buffer_job_id, status))
 
     def clear_refusals(self) -> None:
         with self._changed:
@@ -374,7 +273,7 @@ class OrchestratorDouble:
         except ValueError:
             body, readable = None, False
         path = urlsplit(handler.path).path
-        endpoint, ident = _route(path)
+        endpoint, ident = route(path)
         headers = {name.lower(): value for name, value in handler.headers.items()}
         request = RecordedRequest(handler.command, path, endpoint, ident, headers, body, time.monotonic())
         with self._changed:
@@ -502,13 +401,6 @@ class OrchestratorDouble:
     def _new_id(self) -> str:
         self._next_id += 1
         return f"b-{self._next_id:04d}"
-
-
-def _route(path: str) -> tuple[Endpoint | None, str | None]:
-    for pattern, endpoint in _ROUTES:
-        if (match := pattern.fullmatch(path)) is not None:
-            return endpoint, unquote(match.group(1)) if match.groups() else None
-    return None, None
 
 
 def _send_json(handler: _Handler, code: int, answer: Any) -> None:
