@@ -300,6 +300,67 @@ def test_heartbeat_progress_out_of_range_is_refused_naming_the_field():
         Heartbeat(status=WorkerStatus.BUSY, gpu_class="x", progress=1.5)
 
 
+# -- the overall deadline, and a stop during a call --------------------------------------------
+
+
+def test_a_dripping_answer_ends_by_the_call_deadline_though_each_byte_beats_the_read_timeout(orch):
+    orch.add_job(JOB)
+    orch.fail_next(Endpoint.CLAIM, Fault.dripped(0.2))  # a couple of hundred bytes: 40 s or so
+    started = time.monotonic()
+
+    with (
+        OrchestratorClient(orch.url, SECRET_KEY, timeout=2.0, deadline_s=0.5) as c,
+        pytest.raises(OrchestratorUnavailable, match="ORCHESTRATOR_CALL_DEADLINE_S") as raised,
+    ):
+        c.claim("vast-1")
+
+    assert 0.5 <= time.monotonic() - started < 1.5
+    assert "within 0.5 s" in str(raised.value) and raised.value.status_code is None
+
+
+def test_a_stop_abandons_a_claim_in_flight_at_once(orch):
+    orch.add_job(JOB)
+    orch.fail_next(Endpoint.CLAIM, Fault.dripped(0.2))
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    started = time.monotonic()
+
+    with OrchestratorClient(orch.url, SECRET_KEY, timeout=2.0, deadline_s=30.0) as c:
+        assert c.claim_with_backoff("vast-1", stop=stop) is None
+
+    assert time.monotonic() - started < 1.0
+    assert len(orch.requests(Endpoint.CLAIM)) == 1  # abandoned, not retried
+
+
+def test_a_stop_set_before_a_status_call_still_lets_that_one_try_finish(orch, client):
+    buffer_job_id = claimed_job(orch, client)
+    orch.fail_next(Endpoint.STATUS, Fault.delayed(0.05))
+    stop = threading.Event()
+    stop.set()  # a second signal's one try
+
+    assert client.post_status(buffer_job_id, {"status": "failed"}, stop=stop) is StatusOutcome.RECORDED
+    assert orch.terminal_statuses(buffer_job_id) == [{"status": "failed"}]
+
+
+def test_a_stop_during_a_status_call_abandons_it_without_a_retry(orch):
+    stop = threading.Event()
+    with OrchestratorClient(orch.url, SECRET_KEY, timeout=2.0) as c:
+        buffer_job_id = claimed_job(orch, c)
+        orch.fail_next(Endpoint.STATUS, Fault.dripped(0.2))
+        threading.Timer(0.2, stop.set).start()
+
+        with pytest.raises(DeliveryInterrupted, match="abandoned"):
+            c.post_status(buffer_job_id, {"status": "failed"}, stop=stop)
+
+    assert len(orch.statuses(buffer_job_id, recorded_only=False)) == 1
+
+
+@pytest.mark.parametrize("deadline", [0, -1.0])
+def test_a_call_deadline_must_be_positive_naming_the_variable(orch, deadline):
+    with pytest.raises(ValueError, match="ORCHESTRATOR_CALL_DEADLINE_S must be positive"):
+        OrchestratorClient(orch.url, SECRET_KEY, deadline_s=deadline)
+
+
 # -- status ---------------------------------------------------------------------------------
 
 

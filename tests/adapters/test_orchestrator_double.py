@@ -165,6 +165,57 @@ def test_a_dropped_connection_answers_nothing_and_is_recorded_so(orch, http):
     assert http.post(CLAIM, json={"worker_id": "w-1"}).status_code == 200
 
 
+def test_a_dripped_answer_arrives_whole_but_slowly_and_outlasts_a_per_read_timeout(orch):
+    orch.add_job(JOB)
+    orch.fail_next(Endpoint.CLAIM, Fault.dripped(0.01))
+    started = time.monotonic()
+
+    # Each byte comes well within the read timeout: httpx waits for the whole answer.
+    with httpx.Client(base_url=orch.url, headers={"X-Internal-API-Key": orch.api_key}, timeout=0.5) as client:
+        answer = client.post(CLAIM, json={"worker_id": "w-1"})
+
+    assert answer.status_code == 200 and answer.json()["job"]["musetalk_job_id"] == "job-1"
+    assert time.monotonic() - started > 0.01 * 60  # well over a hundred bytes, one at a time
+    assert orch.requests(Endpoint.CLAIM)[0].answer == 200
+
+
+def test_a_standing_refusal_answers_one_jobs_or_one_statuss_calls_until_cleared(orch, http):
+    refused, other = orch.add_job(JOB), orch.add_job({**JOB, "musetalk_job_id": "job-2"})
+    http.post(CLAIM, json={"worker_id": "w-1"})
+    http.post(CLAIM, json={"worker_id": "w-1"})
+    orch.refuse(503, buffer_job_id=refused)
+    orch.refuse(500, status="running")
+
+    codes = [
+        http.post(status_path(refused), json={"status": "succeeded"}).status_code,
+        http.post(status_path(refused), json={"status": "succeeded"}).status_code,
+        http.post(status_path(other), json={"status": "running"}).status_code,
+        http.post(status_path(other), json={"status": "succeeded"}).status_code,
+    ]
+    orch.clear_refusals()
+    codes.append(http.post(status_path(refused), json={"status": "succeeded"}).status_code)
+
+    assert codes == [503, 503, 500, 200, 200]
+    assert orch.terminal_statuses(refused) == [{"status": "succeeded"}]
+    assert orch.statuses(other) == [{"status": "succeeded"}]
+    with pytest.raises(ValueError, match="buffer_job_id, a status or both"):
+        orch.refuse(500)
+
+
+def test_a_job_handed_out_again_is_claimed_again_and_open_for_a_status(orch, http):
+    buffer_job_id = orch.add_job(JOB)
+    http.post(CLAIM, json={"worker_id": "w-1"})
+    http.post(status_path(buffer_job_id), json={"status": "succeeded", "worker_id": "w-1"})
+
+    orch.hand_out_again(buffer_job_id)
+    again = http.post(CLAIM, json={"worker_id": "w-2"}).json()["job"]
+    answer = http.post(status_path(buffer_job_id), json={"status": "succeeded", "worker_id": "w-2"})
+
+    assert again == {**JOB, "buffer_job_id": buffer_job_id}
+    assert answer.status_code == 200
+    assert len(orch.terminal_statuses(buffer_job_id)) == 2
+
+
 def test_unknown_paths_methods_and_bodies(orch, http):
     assert http.post("/internal/nothing", json={}).status_code == 404
     assert http.get(CLAIM).status_code == 405

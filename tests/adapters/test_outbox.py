@@ -19,6 +19,7 @@ import pytest
 from fastwan_adapters.orchestrator import (
     DeliveryInterrupted,
     OrchestratorClient,
+    OrchestratorUnavailable,
     StatusOutbox,
     StatusOutcome,
 )
@@ -162,6 +163,23 @@ def test_an_outage_keeps_the_entry_until_a_later_flush_delivers_it_once(tmp_path
 
     assert orch.terminal_statuses(buffer_job_id) == [BODY]
     assert StatusOutbox(tmp_path).pending() == []
+
+
+def test_send_with_max_attempts_raises_and_keeps_the_entry_and_discard_removes_it_unsent(
+    outbox, orch, client
+):
+    (buffer_job_id,) = claim(orch, client)
+    entry = outbox.put(buffer_job_id, {"status": "succeeded"})
+    orch.fail_next(Endpoint.STATUS, Fault.answer(503), times=5)
+
+    with pytest.raises(OrchestratorUnavailable):
+        outbox.send(client, entry, max_attempts=2)
+    assert [e.buffer_job_id for e in outbox.pending()] == [buffer_job_id]
+    assert len(orch.statuses(buffer_job_id, recorded_only=False)) == 2
+
+    outbox.discard(entry)
+    assert outbox.pending() == [] and not outbox.holds(buffer_job_id)
+    assert len(orch.statuses(buffer_job_id, recorded_only=False)) == 2
 
 
 def test_flush_sends_oldest_first(outbox, orch, client):

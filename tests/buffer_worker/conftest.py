@@ -8,6 +8,8 @@ import pytest
 
 from fastwan_adapters.testing import OrchestratorDouble
 
+from .rig import make_rig  # noqa: F401  (a fixture: the claim loop in-process)
+
 
 @pytest.fixture
 def orch() -> Iterator[OrchestratorDouble]:

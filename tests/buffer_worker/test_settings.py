@@ -36,11 +36,14 @@ def test_every_variable_is_read() -> None:
         STATE_DIR="/var/lib/fastwan",
         METRICS_PORT="9100",
         ORCHESTRATOR_RETRY_INITIAL_S="0.2",
+        ORCHESTRATOR_CALL_DEADLINE_S="4.5",
     )
 
     assert (read.worker_id, read.gpu_class) == ("w-2", "RTX 3080")
     assert (read.heartbeat_interval_s, read.poll_interval_s, read.shutdown_grace_s) == (0.5, 0.25, 10.0)
     assert (read.state_dir, read.metrics_port, read.retry_initial_s) == (Path("/var/lib/fastwan"), 9100, 0.2)
+    assert read.call_deadline_s == 4.5
+    assert settings().call_deadline_s == 15.0
 
 
 def test_the_worker_id_comes_from_vasts_container_id_then_the_host_name(
@@ -127,6 +130,12 @@ def test_buffer_capacity_one_is_accepted() -> None:
         ({"METRICS_PORT": "http"}, "METRICS_PORT must be an integer"),
         ({"BUFFER_WORKER_ID": "a/b"}, "BUFFER_WORKER_ID must give a worker id"),
         ({"ORCHESTRATOR_RETRY_INITIAL_S": "60"}, "ORCHESTRATOR_RETRY_INITIAL_S must be at most 30"),
+        ({"ORCHESTRATOR_CALL_DEADLINE_S": "0"}, "ORCHESTRATOR_CALL_DEADLINE_S must be at least 0.1, got 0.0"),
+        (
+            {"ORCHESTRATOR_CALL_DEADLINE_S": "1000"},
+            "ORCHESTRATOR_CALL_DEADLINE_S must be at most 300, got 1000",
+        ),
+        ({"ORCHESTRATOR_CALL_DEADLINE_S": "slow"}, "ORCHESTRATOR_CALL_DEADLINE_S must be a number"),
     ],
 )
 def test_a_bad_value_names_its_variable(env: dict[str, str], message: str) -> None:

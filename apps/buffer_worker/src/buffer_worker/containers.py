@@ -50,7 +50,10 @@ def _gpu_class(settings: BufferWorkerSettings) -> str:
 
 def _client(settings: BufferWorkerSettings) -> Iterator[OrchestratorClient]:
     client = OrchestratorClient(
-        settings.orchestrator_url, settings.api_key, backoff=Backoff(initial=settings.retry_initial_s)
+        settings.orchestrator_url,
+        settings.api_key,
+        backoff=_backoff(settings),
+        deadline_s=settings.call_deadline_s,
     )
     try:
         yield client
@@ -82,6 +85,10 @@ def _unusable(state_dir: Path, error: OSError) -> str:
         f"STATE_DIR {str(state_dir)!r} is not usable: {error.strerror or type(error).__name__}{where}; "
         "set STATE_DIR to a writable folder (a volume in Docker)"
     )
+
+
+def _backoff(settings: BufferWorkerSettings) -> Backoff:
+    return Backoff(initial=settings.retry_initial_s)
 
 
 def _discard_partial_output(env: Mapping[str, str]) -> Callable[[str], None]:
@@ -164,4 +171,5 @@ class Container(containers.DeclarativeContainer):
         worker_version=settings.provided.worker_version,
         poll_interval_s=settings.provided.poll_interval_s,
         discard_partial_output=providers.Callable(_discard_partial_output, env),
+        backoff=providers.Callable(_backoff, settings),
     )

@@ -117,20 +117,23 @@ class StopControl:
         give_up = self.give_up_at()
         return None if give_up is None else give_up + self.final_report_s
 
-    def delivery_window(self) -> DeliveryWindow:
-        return DeliveryWindow(self)
+    def delivery_window(self, until: threading.Event | None = None) -> DeliveryWindow:
+        """A status delivery's stop; ``until`` closes it early (``running`` given up)."""
+        return DeliveryWindow(self, until)
 
 
 class DeliveryWindow:
     """The ``stop`` of a status delivery: open while the worker runs, closed by a second
     signal or once :meth:`StopControl.leave_by` has passed (the status then waits in the
-    outbox for the next start). Satisfies the client's ``StopSignal``."""
+    outbox for the next start), or by its own ``until`` event. Satisfies the client's
+    ``StopSignal``."""
 
-    def __init__(self, control: StopControl) -> None:
+    def __init__(self, control: StopControl, until: threading.Event | None = None) -> None:
         self._control = control
+        self._until = until
 
     def is_set(self) -> bool:
-        if self._control.abort.is_set():
+        if self._control.abort.is_set() or (self._until is not None and self._until.is_set()):
             return True
         leave_by = self._control.leave_by()
         return leave_by is not None and self._control.clock() >= leave_by
@@ -146,6 +149,6 @@ class DeliveryWindow:
             if deadline is not None:
                 slices.append(deadline - now)
             # Woken at once by a second signal; a first one only moves the deadline, so the
-            # wait re-reads it at least every half second.
-            self._control.abort.wait(min([*slices, 0.5]))
+            # wait re-reads it at least every half second (``until`` every tenth).
+            self._control.abort.wait(min([*slices, 0.5 if self._until is None else 0.1]))
         return True

@@ -32,6 +32,8 @@ DEFAULT_POLL_INTERVAL_S: Final = 2.0
 DEFAULT_SHUTDOWN_GRACE_S: Final = 25.0
 DEFAULT_STATE_DIR: Final = "./state"
 DEFAULT_RETRY_INITIAL_S: Final = 1.0
+DEFAULT_CALL_DEADLINE_S: Final = 15.0  # the contract's budget: 5 s to connect, 10 s to answer
+_MAX_CALL_DEADLINE_S: Final = 300.0
 # Below this, heartbeats would be a load test of the orchestrator rather than a liveness signal.
 _MIN_HEARTBEAT_INTERVAL_S: Final = 0.05
 _MAX_PORT: Final = 65535
@@ -65,6 +67,8 @@ class BufferWorkerSettings:
         metrics_port: ``METRICS_PORT``: serve Prometheus metrics there; ``None``: not served.
         retry_initial_s: ``ORCHESTRATOR_RETRY_INITIAL_S``: the first backoff after a failed
             claim or status call (doubling up to the contract's 30 s); tests make it short.
+        call_deadline_s: ``ORCHESTRATOR_CALL_DEADLINE_S``: the most one orchestrator call may
+            take in all, however slowly its answer trickles in.
         restarts: ``BUFFER_WORKER_RESTARTS``, set by the image's supervisor: how many times it
             has restarted this worker (sent as ``restarts`` in heartbeats).
     """
@@ -78,6 +82,7 @@ class BufferWorkerSettings:
     state_dir: Path = Path(DEFAULT_STATE_DIR)
     metrics_port: int | None = None
     retry_initial_s: float = DEFAULT_RETRY_INITIAL_S
+    call_deadline_s: float = DEFAULT_CALL_DEADLINE_S
     worker_version: str = "0+unknown"
     restarts: int = 0
 
@@ -108,6 +113,7 @@ class BufferWorkerSettings:
             state_dir=Path(env_str(env, "STATE_DIR", DEFAULT_STATE_DIR) or DEFAULT_STATE_DIR).expanduser(),
             metrics_port=_metrics_port(env),
             retry_initial_s=_retry_initial(env),
+            call_deadline_s=_call_deadline(env),
             worker_version=worker_version(),
             restarts=env_int(env, "BUFFER_WORKER_RESTARTS", 0, minimum=0),
         )
@@ -162,6 +168,15 @@ def _retry_initial(env: Mapping[str, str]) -> float:
     value = env_float(env, "ORCHESTRATOR_RETRY_INITIAL_S", DEFAULT_RETRY_INITIAL_S, minimum=0.01)
     if value > _MAX_BACKOFF_S:
         raise ConfigError(f"ORCHESTRATOR_RETRY_INITIAL_S must be at most {_MAX_BACKOFF_S:g}, got {value:g}")
+    return value
+
+
+def _call_deadline(env: Mapping[str, str]) -> float:
+    value = env_float(env, "ORCHESTRATOR_CALL_DEADLINE_S", DEFAULT_CALL_DEADLINE_S, minimum=0.1)
+    if value > _MAX_CALL_DEADLINE_S:
+        raise ConfigError(
+            f"ORCHESTRATOR_CALL_DEADLINE_S must be at most {_MAX_CALL_DEADLINE_S:g}, got {value:g}"
+        )
     return value
 
 

@@ -2,53 +2,45 @@
 
 Threads, each with one job: the claim loop (here, :meth:`BufferWorker.run`) owns the job in hand
 and decides when it ends; the job thread runs the core's use case; a short-lived thread sends
-``running`` while the job already runs (a slow orchestrator never delays the GPU); the heartbeat
-has its own (``heartbeat.py``). The main thread only receives signals (``supervisor.py``).
+``running`` while the job already runs (``running.py``); the heartbeat has its own
+(``heartbeat.py``), from the first second; what the last run left to report is sent on another
+(``leftovers.py``). The main thread only receives signals (``supervisor.py``).
 
-Every claimed job ends with exactly one terminal status, written to the outbox before it is
-sent, except when the orchestrator says the job is no longer ours (404/409): then nothing is
-kept and the loop goes on. A claimed job is in the claim journal from before its work starts
-until its status is in the outbox, so a worker killed in between still reports it at its next
-start (``recovery.py``).
+Every claimed job ends with exactly one terminal status, written to the outbox the moment the
+job ends and then sent (``reporting.py``), except when the orchestrator says the job is no
+longer ours (404/409): then nothing is kept and the loop goes on. A claimed job is in the claim
+journal from before its work starts until its status is in the outbox, so a worker killed in
+between still reports it at its next start (``recovery.py``). A job claimed again after it
+ended here is reported again from its recorded result, not run again (``recent.py``).
 """
 
 from __future__ import annotations
 
-import contextvars
 import enum
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from buffer_worker.board import JobTicket, StopReason, WorkerBoard
 from buffer_worker.control import StopControl
 from buffer_worker.heartbeat import Heartbeater
+from buffer_worker.job_run import JobRunner
+from buffer_worker.leftovers import HEAD_START_S, LeftoverStatuses
 from buffer_worker.metrics import WorkerMetrics
-from buffer_worker.outcomes import final_result
-from buffer_worker.recovery import report_orphans
+from buffer_worker.reporting import RUNNING_AFTER_END_S, TerminalReports
 from fastwan_adapters.config import ConfigError
 from fastwan_adapters.logs import bind_job
-from fastwan_adapters.orchestrator import (
-    ClaimJournal,
-    DeliveryInterrupted,
-    OrchestratorClient,
-    OrchestratorError,
-    StatusOutbox,
-    StatusOutcome,
-    StopSignal,
-    running_status_body,
-    status_body,
-)
-from fastwan_core import ErrorCode, GenerateVideo, Job, JobResult, JobValidationError, Metrics, is_job_id
+from fastwan_adapters.orchestrator import Backoff, ClaimJournal, OrchestratorClient, StatusOutbox
+from fastwan_core import GenerateVideo, Job, JobValidationError, is_job_id
 from fastwan_core.ports import Clock, ProgressReporter
 
 __all__ = ["BufferWorker", "ExitCode"]
 
 log = logging.getLogger(__name__)
 
-# The contract's id rule (fastwan_core.job): an id the status URL and the outbox can carry.
 _MONITOR_S: Final = 1.0  # the claim loop looks at the heartbeat thread at least this often
+_SEEN_CHARS: Final = 80  # how much of an unusable id a log line shows
+_LEFTOVERS_JOIN_S: Final = 1.0
 
 
 class ExitCode(enum.IntEnum):
@@ -70,6 +62,8 @@ class BufferWorker:
             worker ends itself (shutdown, restart).
         journal: the claimed job, on disk until its terminal status is in the outbox.
         discard_partial_output: removes what a job killed mid-write left of the named output.
+        backoff: between rounds of sending what the last run left (``ORCHESTRATOR_RETRY_INITIAL_S``).
+        running_after_end_s: how long a finished job's status waits for its ``running``.
     """
 
     def __init__(
@@ -90,30 +84,63 @@ class BufferWorker:
         worker_version: str | None,
         poll_interval_s: float,
         discard_partial_output: Callable[[str], None] = lambda _name: None,
+        backoff: Backoff | None = None,
+        running_after_end_s: float = RUNNING_AFTER_END_S,
     ) -> None:
         self._client = client
-        self._outbox = outbox
+        self._leftovers = LeftoverStatuses(
+            journal,
+            outbox,
+            client,
+            progress=progress,
+            discard_partial_output=discard_partial_output,
+            worker_id=worker_id,
+            worker_version=worker_version,
+            stop=control.stop,
+            backoff=backoff or Backoff(),
+        )
+        self._reports = TerminalReports(
+            client=client,
+            outbox=outbox,
+            journal=journal,
+            board=board,
+            progress=progress,
+            metrics=metrics,
+            clock=clock,
+            worker_id=worker_id,
+            running_after_end_s=running_after_end_s,
+        )
+        self._jobs = JobRunner(
+            client=client,
+            journal=journal,
+            heartbeat=heartbeat,
+            board=board,
+            control=control,
+            metrics=metrics,
+            reports=self._reports,
+            clock=clock,
+            worker_id=worker_id,
+            gpu_class=gpu_class,
+            worker_version=worker_version,
+        )
         self._journal = journal
-        self._discard_partial = discard_partial_output
         self._heartbeat = heartbeat
         self._board = board
         self._control = control
         self._load_usecase = load_usecase
-        self._progress = progress
         self._metrics = metrics
         self._clock = clock
         self._worker_id = worker_id
         self._gpu_class = gpu_class
         self._version = worker_version
         self._poll_interval = poll_interval_s
-        self._usecase: GenerateVideo | None = None
-        self._job_thread: threading.Thread | None = None
         self.exit_code: ExitCode | None = None
 
     # -- the claim loop's thread ------------------------------------------------------------
 
     def run(self) -> ExitCode:
-        """Flush the outbox, start heartbeating, load the model, then claim until stopped."""
+        """Start heartbeating and sending what the last run left, load the model, then claim
+        until stopped."""
         try:
             code = self._serve()
         except Exception:
@@ -124,6 +151,7 @@ class BufferWorker:
             code = ExitCode.RESTART
         if not self._control.abort.is_set():
             self._say_goodbye()
+        self._leftovers.join(_LEFTOVERS_JOIN_S)  # stopped with the worker; before the client closes
         self.exit_code = code
         return code
 
@@ -136,25 +164,14 @@ class BufferWorker:
     @property
     def job_running(self) -> bool:
         """A job thread is still running (the process must not wait for it at exit)."""
-        return self._job_thread is not None and self._job_thread.is_alive()
+        return self._jobs.job_running
 
     def _serve(self) -> ExitCode:
-        report_orphans(
-            self._journal,
-            self._outbox,
-            progress=self._progress,
-            discard_partial_output=self._discard_partial,
-            worker_id=self._worker_id,
-            worker_version=self._version,
-        )
-        try:
-            self._outbox.flush(self._client, stop=self._control.stop)
-        except DeliveryInterrupted:
-            log.warning("stopped while sending statuses left from the last run; they stay in the outbox")
-            return ExitCode.OK
+        self._leftovers.start()
+        self._leftovers.first_try.wait(HEAD_START_S)  # the last run's news first, if it is quick
         self._heartbeat.start()
         try:
-            usecase = self._usecase = self._load_usecase()
+            usecase = self._jobs.usecase = self._load_usecase()
         except ConfigError as error:
             log.error("cannot start: %s", error)
             self._board.set_error(f"cannot start: {error}")
@@ -164,6 +181,9 @@ class BufferWorker:
             self._board.set_error(f"start-up failed: {type(error).__name__} (see the worker's log)")
             return ExitCode.RESTART
         self._metrics.ready.set(1)
+        # Every leftover tried once before the first claim (most often during the model load).
+        while not self._leftovers.first_round.wait(_MONITOR_S) and not self._control.stop.is_set():
+            pass
         if not self._control.stop.is_set():
             log.info("ready: claiming jobs as %s (%s)", self._worker_id, self._gpu_class)
         while not self._control.stop.is_set():
@@ -194,7 +214,12 @@ class BufferWorker:
     def _take(self, raw: Mapping[str, Any], usecase: GenerateVideo) -> None:
         buffer_job_id = raw.get("buffer_job_id")
         if not is_job_id(buffer_job_id):
-            log.error("claimed a job without a usable buffer_job_id: it cannot be reported, skipped")
+            log.error(
+                "claimed a job without a usable buffer_job_id (buffer_job_id=%s, musetalk_job_id=%s): "
+                "it cannot be reported, skipped",
+                _seen(buffer_job_id),
+                _seen(raw.get("musetalk_job_id")),
+            )
             return
         job: Job | None
         job_id: str | None
@@ -205,189 +230,23 @@ class BufferWorker:
             job, job_id = None, error.job_id
         ticket = JobTicket(buffer_job_id, job_id, self._clock.now())
         with bind_job(job_id, buffer_job_id=buffer_job_id):
+            recorded = self._reports.recent.recall(buffer_job_id, job_id)
+            if recorded is not None:
+                self._reports.report_again(ticket, recorded, self._control.delivery_window())
+                return
             try:
                 self._journal.record(buffer_job_id, job_id)
             except OSError as error:  # the job still runs, only without the crash net
                 log.error("the claim journal cannot be written (%s): a crash now would lose the job", error)
             if job is None:
                 # The core's own answer to a bad job (and its final progress call).
-                self._conclude(ticket, usecase.run_payload(dict(raw), ticket))
+                self._jobs.conclude(ticket, usecase.run_payload(dict(raw), ticket))
             elif self._control.stop.is_set():
                 log.info("claimed while stopping: handing the job back as worker_shutdown")
                 ticket.stop(StopReason.SHUTDOWN, self._clock.now())
-                self._conclude(ticket, None)
+                self._jobs.conclude(ticket, None)
             else:
-                self._run(job, ticket, usecase)
-
-    # -- one job ----------------------------------------------------------------------------
-
-    def _run(self, job: Job, ticket: JobTicket, usecase: GenerateVideo) -> None:
-        log.info("claimed buffer job %s", ticket.buffer_job_id)
-        self._board.begin(ticket)
-        self._metrics.busy.set(1)
-        try:
-            # copy_context: the job id bound for logging travels into both threads.
-            self._job_thread = threading.Thread(
-                target=contextvars.copy_context().run,
-                args=(self._execute, usecase, job, ticket),
-                name=f"job-{ticket.buffer_job_id}",
-                daemon=True,
-            )
-            announcer = threading.Thread(
-                target=contextvars.copy_context().run,
-                args=(self._announce, ticket),
-                name=f"running-{ticket.buffer_job_id}",
-                daemon=True,
-            )
-            self._job_thread.start()
-            announcer.start()
-            result = self._await(ticket)
-            announcer.join()  # `running` goes first (or gives up as the worker leaves)
-            if ticket.reason is StopReason.LEASE_LOST:
-                log.warning(
-                    "buffer job %s is no longer ours: dropped, nothing reported", ticket.buffer_job_id
-                )
-                self._board.silence(ticket.job_id)
-                self._metrics.leases_lost.inc()
-                self._journal.forget(ticket.buffer_job_id)
-                return
-            self._conclude(ticket, result)
-        finally:
-            self._board.end(ticket)
-            self._metrics.busy.set(0)
-
-    def _execute(self, usecase: GenerateVideo, job: Job, ticket: JobTicket) -> None:
-        try:
-            result = usecase.run(job, ticket)
-        except BaseException as error:  # run() never raises; if it does, the job still ends
-            log.critical("the use case raised", exc_info=True)
-            result = JobResult.failure(
-                ErrorCode.INTERNAL_ERROR,
-                f"internal error: {type(error).__name__}",
-                job_id=job.musetalk_job_id,
-                metrics=self._fallback_metrics(ticket)(),
-            )
-        ticket.finish(result)
-        self._control.wake.set()
-
-    def _announce(self, ticket: JobTicket) -> None:
-        """Send ``running`` until recorded, even if the job ends first, so that the orchestrator
-        sees the contract's order; a 404/409 means the lease is lost: stop the job."""
-        try:
-            outcome = self._client.post_status(
-                ticket.buffer_job_id,
-                running_status_body(self._worker_id),
-                stop=self._control.delivery_window(),
-            )
-        except DeliveryInterrupted:
-            return  # the worker is leaving; the terminal status is kept in the outbox
-        except OrchestratorError as error:
-            log.warning("`running` not sent: %s", error)
-            return
-        if outcome is StatusOutcome.GONE and ticket.stop(StopReason.LEASE_LOST, self._clock.now()):
-            log.warning("buffer job %s: the orchestrator answered 404/409, stopping it", ticket.buffer_job_id)
-            self._board.silence(ticket.job_id)
-            self._control.wake.set()
-
-    def _await(self, ticket: JobTicket) -> JobResult | None:
-        """Wait for the job's result; stop it when the worker leaves; ``None`` if it would not stop."""
-        while True:
-            self._control.wake.clear()
-            if ticket.done.is_set():
-                return ticket.result
-            if self._control.abort.is_set():
-                return None  # the main thread reports the job; nothing is waited for any more
-            if self._heartbeat.died and self._control.restart_reason is None:
-                self._control.side_task_died(None)
-            now = self._clock.now()
-            timeout = _MONITOR_S
-            stop_at, give_up_at = self._control.stop_job_at(), self._control.give_up_at()
-            if stop_at is not None and give_up_at is not None:
-                if now >= stop_at:
-                    restart = self._control.restart_reason is not None
-                    reason = StopReason.RESTART if restart else StopReason.SHUTDOWN
-                    if ticket.stop(reason, now, self._control.restart_reason):
-                        log.warning(
-                            "stopping the job in hand: the worker is %s",
-                            "restarting" if restart else "stopping",
-                        )
-                    if now >= give_up_at:
-                        log.error(
-                            "the job did not stop within %.1f s; reporting it now", self._control.stop_wait_s
-                        )
-                        return None
-                    timeout = min(timeout, give_up_at - now)
-                else:
-                    timeout = min(timeout, stop_at - now)
-            self._control.wake.wait(max(0.0, timeout))
-
-    def _conclude(self, ticket: JobTicket, result: JobResult | None) -> None:
-        """Report the job's one terminal status (unless the main thread already has)."""
-        final = final_result(
-            ticket,
-            result,
-            leaving=self._control.leaving,
-            restart_reason=self._control.restart_reason,
-            fallback_metrics=self._fallback_metrics(ticket),
-        )
-        if not ticket.claim_report():
-            return
-        self._finish(ticket, final, replaced=_replaced(result, final), window=self._control.delivery_window())
-        if final.fatal:
-            self._control.request_restart(f"the GPU is unusable ({final.error})")
-
-    def _finish(self, ticket: JobTicket, final: JobResult, *, replaced: bool, window: StopSignal) -> None:
-        if replaced and ticket.job_id is not None:
-            # The core's final progress was held back by the board; this one replaces it.
-            self._board.silence(ticket.job_id)
-            self._progress.report(ticket.job_id, final.progress_update(self._worker_id))
-        self._board.record(ticket, final)
-        self._metrics.job_ended(final, self._clock.now() - ticket.started)
-        code = final.error_code.value if final.error_code is not None else "-"
-        log.info("buffer job %s ended %s (%s)", ticket.buffer_job_id, final.status.value, code)
-        body = status_body(final, self._worker_id)
-        try:
-            entry = self._outbox.put(ticket.buffer_job_id, body)
-            self._journal.forget(ticket.buffer_job_id)  # the outbox answers for the job from here
-            outcome = self._outbox.send(self._client, entry, stop=window)
-        except DeliveryInterrupted:
-            log.warning(
-                "the status of buffer job %s stays in the outbox (%s); it is sent at the next start",
-                ticket.buffer_job_id,
-                self._outbox.directory,
-            )
-            return
-        except OSError as error:  # the outbox cannot write: send it anyway, without the safety net
-            log.error(
-                "outbox unavailable (%s); sending the status of buffer job %s directly",
-                error,
-                ticket.buffer_job_id,
-            )
-            try:
-                outcome = self._client.post_status(ticket.buffer_job_id, body, stop=window)
-            except OrchestratorError as failure:
-                # Still in the claim journal (if that can be written): the next start reports it.
-                log.error("the status of buffer job %s is not sent: %s", ticket.buffer_job_id, failure)
-                return
-            self._journal.forget(ticket.buffer_job_id)
-        if outcome is StatusOutcome.GONE:
-            self._metrics.leases_lost.inc()
-
-    def _fallback_metrics(self, ticket: JobTicket) -> Callable[[], Metrics]:
-        """Metrics for a job with no result of its own: who ran it and for how long."""
-
-        def metrics() -> Metrics:
-            generator = self._usecase.generator if self._usecase is not None else None
-            return Metrics(
-                duration_sec=round(max(0.0, self._clock.now() - ticket.started), 4),
-                model_id=generator.model_id if generator is not None else None,
-                gpu_name=generator.device_name if generator is not None else None,
-                gpu_class=self._gpu_class,
-                worker_id=self._worker_id,
-                worker_version=self._version,
-            )
-
-        return metrics
+                self._jobs.run(job, ticket, usecase)
 
     def _say_goodbye(self) -> None:
         self._heartbeat.stop(timeout=2.0)
@@ -399,20 +258,7 @@ class BufferWorker:
         """The second signal: report the job in hand ``worker_shutdown`` (one try; else it
         stays in the outbox), send the last heartbeat, and return at once."""
         self._control.abort_now()
-        ticket = self._board.current()
-        if ticket is not None and ticket.reason is not StopReason.LEASE_LOST:
-            ticket.stop(StopReason.SHUTDOWN, self._clock.now())
-            final = final_result(
-                ticket,
-                ticket.result,
-                leaving=self._control.leaving,
-                restart_reason=self._control.restart_reason,
-                fallback_metrics=self._fallback_metrics(ticket),
-            )
-            if ticket.claim_report():
-                with bind_job(ticket.job_id, buffer_job_id=ticket.buffer_job_id):
-                    replaced = _replaced(ticket.result, final)
-                    self._finish(ticket, final, replaced=replaced, window=self._control.abort)
+        self._jobs.end_now()
         self._heartbeat.stop()
         self._heartbeat.send_final()
         code = ExitCode.RESTART if self._control.restart_reason is not None else ExitCode.OK
@@ -420,6 +266,7 @@ class BufferWorker:
         return code
 
 
-def _replaced(result: JobResult | None, final: JobResult) -> bool:
-    """The worker ends the job otherwise than the core did (so the core's final progress is wrong)."""
-    return result is None or final.error_code is not result.error_code
+def _seen(value: object) -> str:
+    """An id as it came, for a log line: its repr, cut to a readable length."""
+    shown = repr(value)
+    return shown if len(shown) <= _SEEN_CHARS else f"{shown[: _SEEN_CHARS - 3]}..."

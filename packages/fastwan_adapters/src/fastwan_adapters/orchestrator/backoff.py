@@ -6,16 +6,32 @@ a stop event cuts short, so that a worker asked to shut down never sits out a 30
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Protocol
 
 import attrs
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    stop_never,
+)
 from tenacity.wait import wait_base, wait_exponential, wait_random_exponential
 
-from fastwan_adapters.orchestrator.errors import DeliveryInterrupted
+from fastwan_adapters.orchestrator.errors import (
+    DeliveryInterrupted,
+    OrchestratorAuthError,
+    OrchestratorError,
+    RequestNotBuilt,
+)
 
-__all__ = ["Backoff", "Sleep", "StopSignal", "pause_for"]
+__all__ = ["Backoff", "Sleep", "StopSignal", "pause_for", "retrying"]
+
+log = logging.getLogger("fastwan_adapters.orchestrator.client")
 
 #: Sleeps for the given seconds; tests pass one that records the waits and returns at once.
 Sleep = Callable[[float], None]
@@ -91,3 +107,29 @@ def pause_for(path: str, stop: StopSignal | None, sleep: Sleep | None) -> Sleep:
             raise DeliveryInterrupted(f"stopped while waiting to retry POST {path}", path=path)
 
     return pause
+
+
+def retrying(
+    path: str, backoff: Backoff, *, stop: StopSignal | None, sleep: Sleep | None, max_attempts: int | None
+) -> Retrying:
+    """The contract's retry of one call: every ``OrchestratorError`` but a stop or a request
+    that cannot be built, with ``backoff``
+    between tries, until ``max_attempts`` (``None``: without end) or ``stop``."""
+    return Retrying(
+        sleep=pause_for(path, stop, sleep),
+        wait=backoff.wait_strategy(),
+        retry=retry_if_exception_type(OrchestratorError)
+        & retry_if_not_exception_type((DeliveryInterrupted, RequestNotBuilt)),
+        stop=stop_never if max_attempts is None else stop_after_attempt(max_attempts),
+        before_sleep=_log_retry,
+        reraise=True,
+    )
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome is not None else None
+    wait = state.next_action.sleep if state.next_action is not None else 0.0
+    if isinstance(error, OrchestratorAuthError):
+        log.debug("%s; retry %d in %.1f s", error, state.attempt_number, wait)
+    else:
+        log.warning("%s; retry %d in %.1f s", error, state.attempt_number, wait)

@@ -9,6 +9,9 @@ call follows the contract's own retry rule, so callers never write retry loops:
 - ``post_status``: retries until the orchestrator records it or says the job is gone.
 - ``post_progress``: one try, never raises.
 
+Every call has an overall deadline (``deadline.py``: httpx's timeouts bound each read, not the
+answer), and a claim or status call is abandoned as soon as the caller's stop signal is set.
+
 A 401/403 is logged once (naming ``INTERNAL_API_KEY``, never its value) until a call succeeds
 again, however many calls fail in between.
 """
@@ -16,23 +19,16 @@ again, however many calls fail in between.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
 import httpx
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    retry_if_not_exception_type,
-    stop_after_attempt,
-    stop_never,
-)
 
 from fastwan_adapters.config import env_str
-from fastwan_adapters.orchestrator.backoff import Backoff, Sleep, StopSignal, pause_for
+from fastwan_adapters.orchestrator.answers import AnswerCheck, json_or_none
+from fastwan_adapters.orchestrator.backoff import Backoff, Sleep, StopSignal, retrying
+from fastwan_adapters.orchestrator.deadline import DeadlinePassed, StopCame, call_within
 from fastwan_adapters.orchestrator.errors import (
     DeliveryInterrupted,
     OrchestratorAuthError,
@@ -44,18 +40,18 @@ from fastwan_adapters.orchestrator.errors import (
 from fastwan_adapters.orchestrator.messages import Heartbeat, HeartbeatAnswer, StatusOutcome
 from fastwan_core import ProgressUpdate
 
-__all__ = ["API_KEY_HEADER", "DEFAULT_TIMEOUT", "OrchestratorClient"]
+__all__ = ["API_KEY_HEADER", "DEFAULT_DEADLINE_S", "DEFAULT_TIMEOUT", "OrchestratorClient"]
 
 log = logging.getLogger(__name__)
 
 API_KEY_HEADER: Final = "X-Internal-API-Key"
 #: The contract's budget for one call: 5 s to connect, 10 s for each read or write.
 DEFAULT_TIMEOUT: Final = httpx.Timeout(10.0, connect=5.0)
+#: The most one call may take in all (``ORCHESTRATOR_CALL_DEADLINE_S``): a connect and a read.
+DEFAULT_DEADLINE_S: Final = 15.0
 
 CLAIM_PATH: Final = "/internal/buffer/jobs/claim"
 _GONE: Final = frozenset({404, 409})
-_AUTH: Final = frozenset({401, 403})
-_RETRY_LATER: Final = frozenset({408, 429})
 _MAX_REASON_CHARS: Final = 200
 
 _T = TypeVar("_T")
@@ -74,7 +70,9 @@ class OrchestratorClient:
     Args:
         base_url: ``ORCHESTRATOR_BASE_URL``; a path prefix is kept.
         api_key: ``INTERNAL_API_KEY``, sent as ``X-Internal-API-Key`` on every request.
-        timeout: per call (tests pass a short one to see timeouts fast).
+        timeout: httpx's, per connect and per read (tests pass a short one to see timeouts fast).
+        deadline_s: ``ORCHESTRATOR_CALL_DEADLINE_S``: the most one call may take in all, however
+            slowly the answer trickles in.
         transport: an ``httpx`` transport to use instead of the network (unit tests).
         sleep: how backoff waits are spent; default: really wait, cut short by the call's stop
             event. Tests pass a fake that records the waits.
@@ -90,11 +88,15 @@ class OrchestratorClient:
         transport: httpx.BaseTransport | None = None,
         sleep: Sleep | None = None,
         backoff: Backoff | None = None,
+        deadline_s: float = DEFAULT_DEADLINE_S,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError("ORCHESTRATOR_BASE_URL must be an http:// or https:// URL")
         if not api_key:
             raise ValueError("INTERNAL_API_KEY must not be empty")
+        if not deadline_s > 0:
+            raise ValueError(f"ORCHESTRATOR_CALL_DEADLINE_S must be positive, got {deadline_s!r}")
+        self._deadline_s = deadline_s
         self._http = httpx.Client(
             base_url=base_url,
             headers={API_KEY_HEADER: api_key},
@@ -103,8 +105,7 @@ class OrchestratorClient:
         )
         self._sleep = sleep
         self._backoff = backoff or Backoff()
-        self._auth_lock = threading.Lock()
-        self._auth_failing = False
+        self._answers = AnswerCheck()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], **options: Any) -> OrchestratorClient:
@@ -125,21 +126,24 @@ class OrchestratorClient:
         gpu_class: str | None = None,
         model_id: str | None = None,
         worker_version: str | None = None,
+        stop: StopSignal | None = None,
     ) -> dict[str, Any] | None:
-        """Ask for a job, once. Returns the raw job object (validated later by
-        ``Job.from_wire``, so that a bad job can still be reported) or ``None`` for no job.
+        """Ask for a job, once (abandoned if ``stop`` is set meanwhile). Returns the raw job
+        object (validated later by ``Job.from_wire``, so that a bad job can still be reported)
+        or ``None`` for no job.
 
         Raises:
             OrchestratorUnavailable: 5xx, timeout, refused, dropped, or an unreadable answer.
             OrchestratorAuthError: 401/403.
             OrchestratorRejected: another 4xx.
+            DeliveryInterrupted: ``stop`` was set during the call.
         """
         body: dict[str, Any] = {"worker_id": worker_id}
         extra = {"gpu_class": gpu_class, "model_id": model_id, "worker_version": worker_version}
         body.update({key: value for key, value in extra.items() if value is not None})
-        response = self._post(CLAIM_PATH, body)
+        response = self._post(CLAIM_PATH, body, stop=stop)
         self._raise_for_status(response, CLAIM_PATH)
-        payload = _json_or_none(response)
+        payload = json_or_none(response)
         if not isinstance(payload, dict):
             raise OrchestratorUnavailable(
                 f"POST {CLAIM_PATH}: the answer is not a JSON object",
@@ -170,11 +174,12 @@ class OrchestratorClient:
     ) -> dict[str, Any] | None:
         """``claim``, retried with backoff (capped at 30 s) on every failure until an answer
         comes. Returns ``None`` for no job, and also when ``stop`` is set during a backoff:
-        a stopping worker claims nothing. Every call starts a fresh backoff curve."""
+        a stopping worker claims nothing, and when it is set during a call: the claim in
+        flight is abandoned. Every call starts a fresh backoff curve."""
 
         def attempt() -> dict[str, Any] | None:
             return self.claim(
-                worker_id, gpu_class=gpu_class, model_id=model_id, worker_version=worker_version
+                worker_id, gpu_class=gpu_class, model_id=model_id, worker_version=worker_version, stop=stop
             )
 
         try:
@@ -194,7 +199,7 @@ class OrchestratorClient:
         body = beat.to_wire() if isinstance(beat, Heartbeat) else dict(beat)
         response = self._post(path, body)
         self._raise_for_status(response, path)
-        return HeartbeatAnswer.from_wire(_json_or_none(response))
+        return HeartbeatAnswer.from_wire(json_or_none(response))
 
     # -- status ---------------------------------------------------------------------------
 
@@ -214,7 +219,8 @@ class OrchestratorClient:
         without a try: a failure of this one status, never of its caller.
 
         Raises:
-            DeliveryInterrupted: ``stop`` was set during a backoff (at least one try is made).
+            DeliveryInterrupted: ``stop`` was set during a backoff or a call (at least one try is
+                made: a ``stop`` already set when it starts does not abandon the first call).
             OrchestratorUnavailable, OrchestratorAuthError: the last failure, once
                 ``max_attempts`` tries have failed.
         """
@@ -227,7 +233,7 @@ class OrchestratorClient:
 
         def attempt() -> StatusOutcome:
             try:
-                response = self._post(path, payload)
+                response = self._post(path, payload, stop=stop)
             except RequestNotBuilt as error:
                 log.error("%s: not retried, it can never be sent", error)
                 return StatusOutcome.REJECTED
@@ -275,7 +281,7 @@ class OrchestratorClient:
 
     # -- the one HTTP call and the classification of its answer -----------------------------
 
-    def _post(self, path: str, body: Mapping[str, Any]) -> httpx.Response:
+    def _post(self, path: str, body: Mapping[str, Any], *, stop: StopSignal | None = None) -> httpx.Response:
         try:
             request = self._http.build_request("POST", path, json=body)
         except (httpx.InvalidURL, TypeError, ValueError) as error:
@@ -286,7 +292,15 @@ class OrchestratorClient:
                 path=path,
             ) from None
         try:
-            return self._http.send(request)
+            return call_within(lambda: self._http.send(request), deadline_s=self._deadline_s, stop=stop)
+        except DeadlinePassed:
+            raise OrchestratorUnavailable(
+                f"POST {path}: no complete answer within {self._deadline_s:g} s"
+                " (ORCHESTRATOR_CALL_DEADLINE_S)",
+                path=path,
+            ) from None
+        except StopCame:
+            raise DeliveryInterrupted(f"POST {path}: abandoned, the worker is stopping", path=path) from None
         except httpx.TimeoutException as error:
             raise OrchestratorUnavailable(
                 f"POST {path}: timed out ({type(error).__name__})", path=path
@@ -296,58 +310,9 @@ class OrchestratorClient:
             raise OrchestratorUnavailable(f"POST {path}: no answer ({reason})", path=path) from None
 
     def _raise_for_status(self, response: httpx.Response, path: str) -> None:
-        code = response.status_code
-        if 200 <= code < 300:
-            self._auth_recovered()
-            return
-        if code in _AUTH:
-            message = f"POST {path}: HTTP {code}, the orchestrator refused INTERNAL_API_KEY"
-            self._auth_failed(message)
-            raise OrchestratorAuthError(message, path=path, status_code=code)
-        if code >= 500 or code in _RETRY_LATER:
-            raise OrchestratorUnavailable(f"POST {path}: HTTP {code}", path=path, status_code=code)
-        raise OrchestratorRejected(f"POST {path}: HTTP {code}", path=path, status_code=code)
-
-    def _auth_failed(self, message: str) -> None:
-        with self._auth_lock:
-            first, self._auth_failing = not self._auth_failing, True
-        if first:
-            log.error(
-                "%s: set INTERNAL_API_KEY to the orchestrator's internal key; backing off and retrying",
-                message,
-            )
-
-    def _auth_recovered(self) -> None:
-        with self._auth_lock:
-            was_failing, self._auth_failing = self._auth_failing, False
-        if was_failing:
-            log.info("the orchestrator accepts INTERNAL_API_KEY again")
+        self._answers.check(response, path)
 
     def _retrying(
         self, path: str, attempt: Callable[[], _T], *, stop: StopSignal | None, max_attempts: int | None
     ) -> _T:
-        retrying = Retrying(
-            sleep=pause_for(path, stop, self._sleep),
-            wait=self._backoff.wait_strategy(),
-            retry=retry_if_exception_type(OrchestratorError) & retry_if_not_exception_type(RequestNotBuilt),
-            stop=stop_never if max_attempts is None else stop_after_attempt(max_attempts),
-            before_sleep=_log_retry,
-            reraise=True,
-        )
-        return retrying(attempt)
-
-
-def _log_retry(state: RetryCallState) -> None:
-    error = state.outcome.exception() if state.outcome is not None else None
-    wait = state.next_action.sleep if state.next_action is not None else 0.0
-    if isinstance(error, OrchestratorAuthError):
-        log.debug("%s; retry %d in %.1f s", error, state.attempt_number, wait)
-    else:
-        log.warning("%s; retry %d in %.1f s", error, state.attempt_number, wait)
-
-
-def _json_or_none(response: httpx.Response) -> object:
-    try:
-        return response.json()
-    except ValueError:
-        return None
+        return retrying(path, self._backoff, stop=stop, sleep=self._sleep, max_attempts=max_attempts)(attempt)

@@ -156,18 +156,26 @@ class StatusOutbox:
         return self.send(client, self.put(buffer_job_id, body), stop=stop)
 
     def send(
-        self, client: StatusSender, entry: PendingStatus, *, stop: StopSignal | None = None
+        self,
+        client: StatusSender,
+        entry: PendingStatus,
+        *,
+        stop: StopSignal | None = None,
+        max_attempts: int | None = None,
     ) -> StatusOutcome:
         """Send one entry until the orchestrator takes it; remove it at once when it does.
 
         Raises:
             DeliveryInterrupted: ``stop`` was set while retrying; the entry stays on disk.
+            OrchestratorError: ``max_attempts`` tries failed; the entry stays on disk.
         """
         with self._sending:
             if not entry.path.exists():
                 # Taken by a concurrent send (flush and deliver raced): it has its outcome.
                 return StatusOutcome.RECORDED
-            outcome = client.post_status(entry.buffer_job_id, entry.body, stop=stop)
+            outcome = client.post_status(
+                entry.buffer_job_id, entry.body, stop=stop, max_attempts=max_attempts
+            )
             if outcome is StatusOutcome.REJECTED:
                 _set_aside(entry.path, _REJECTED_SUFFIX)
             else:
@@ -185,6 +193,11 @@ class StatusOutbox:
                 self._dir,
             )
         return outcome
+
+    def discard(self, entry: PendingStatus) -> None:
+        """Remove an entry unsent: its job turned out not to be this worker's (404/409)."""
+        with self._sending:
+            _remove_durably(entry.path)
 
     def flush(self, client: StatusSender, *, stop: StopSignal | None = None) -> dict[str, StatusOutcome]:
         """Send every pending status, oldest first (call it at start, before claiming).

@@ -3,9 +3,10 @@
 It listens on 127.0.0.1 (an ephemeral port) in a background thread, hands out the jobs it is
 given, checks ``X-Internal-API-Key``, answers status calls as the orchestrator does (2xx, 404
 for a job it does not know, 409 for one that is not this worker's or already ended), and
-records every request. Faults (a status code, a delay, a dropped connection) can be injected
-for the next N calls of an endpoint. Everything is thread-safe; ``wait_for`` lets a test wait
-for what a background thread (heartbeat, progress sender) will send.
+records every request. Faults (a status code, a delay, a dropped connection, an answer dripped
+a byte at a time) can be injected for the next N calls of an endpoint, and a standing refusal
+for every status call of one job or of one status (``refuse``). Everything is thread-safe;
+``wait_for`` lets a test wait for what a background thread (heartbeat, progress sender) will send.
 
     with OrchestratorDouble() as orch:
         buffer_job_id = orch.add_job({"musetalk_job_id": "j-1", "prompt": "a cat"})
@@ -16,11 +17,9 @@ for what a background thread (heartbeat, progress sender) will send.
 from __future__ import annotations
 
 import contextlib
-import enum
 import hmac
 import json
 import logging
-import re
 import socket
 import threading
 import time
@@ -28,9 +27,18 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import attrs
+
+from fastwan_adapters.testing.orchestrator_faults import (
+    Endpoint,
+    Fault,
+    RecordedRequest,
+    RecordingSleep,
+    Refusal,
+    route,
+)
 
 __all__ = ["DEFAULT_API_KEY", "Endpoint", "Fault", "OrchestratorDouble", "RecordedRequest", "RecordingSleep"]
 
@@ -39,76 +47,6 @@ log = logging.getLogger(__name__)
 DEFAULT_API_KEY: Final = "test-internal-key"
 _TERMINAL: Final = frozenset({"succeeded", "failed", "cancelled"})
 _STATUSES: Final = _TERMINAL | {"running"}
-
-
-class Endpoint(enum.Enum):
-    CLAIM = "claim"
-    HEARTBEAT = "heartbeat"
-    STATUS = "status"
-    PROGRESS = "progress"
-
-
-_ROUTES: Final = (
-    (re.compile(r"/internal/buffer/jobs/claim"), Endpoint.CLAIM),
-    (re.compile(r"/internal/buffer/workers/([^/]+)/heartbeat"), Endpoint.HEARTBEAT),
-    (re.compile(r"/internal/buffer/jobs/([^/]+)/status"), Endpoint.STATUS),
-    (re.compile(r"/internal/videogen/jobs/([^/]+)/progress"), Endpoint.PROGRESS),
-)
-
-
-@attrs.frozen
-class Fault:
-    """What the double does instead of answering normally.
-
-    Attributes:
-        status: answer with this HTTP status (and ``body``) instead of handling the call.
-        delay: wait this long first (then answer ``status``, drop, or handle normally).
-        drop: close the connection without answering.
-    """
-
-    status: int | None = None
-    body: Any = None
-    delay: float = 0.0
-    drop: bool = False
-
-    @classmethod
-    def answer(cls, status: int, body: Any = None) -> Fault:
-        return cls(status=status, body=body)
-
-    @classmethod
-    def delayed(cls, seconds: float) -> Fault:
-        return cls(delay=seconds)
-
-    @classmethod
-    def dropped(cls) -> Fault:
-        return cls(drop=True)
-
-
-@attrs.frozen
-class RecordedRequest:
-    """One request as the double received it.
-
-    Attributes:
-        endpoint: ``None`` for a path that is not the contract's.
-        ident: the id in the path (worker id, buffer job id or job id), unquoted.
-        headers: names lower-cased.
-        body: the parsed JSON, or ``None`` (no body or not JSON).
-        at: ``time.monotonic()`` on arrival.
-        answer: the HTTP status sent; ``None`` if the connection was dropped (or not yet answered).
-    """
-
-    method: str
-    path: str
-    endpoint: Endpoint | None
-    ident: str | None
-    headers: Mapping[str, str]
-    body: Any
-    at: float
-    answer: int | None = None
-
-    @property
-    def answered_ok(self) -> bool:
-        return self.answer is not None and 200 <= self.answer < 300
 
 
 @attrs.define
@@ -123,24 +61,6 @@ class _Slot:
 class _Armed:
     fault: Fault
     remaining: int
-
-
-@attrs.define(kw_only=True)
-class RecordingSleep:
-    """A ``sleep`` for ``OrchestratorClient`` that returns at once and records each wait.
-
-    Attributes:
-        stop, stop_after: set ``stop`` once ``stop_after`` waits were asked (to test shutdown).
-    """
-
-    waits: list[float] = attrs.field(factory=list)
-    stop: threading.Event | None = None
-    stop_after: int | None = None
-
-    def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        if self.stop is not None and self.stop_after is not None and len(self.waits) >= self.stop_after:
-            self.stop.set()
 
 
 class _Server(ThreadingHTTPServer):
@@ -193,6 +113,7 @@ class OrchestratorDouble:
         self._queue: deque[str] = deque()
         self._faults: dict[Endpoint, deque[_Armed]] = {endpoint: deque() for endpoint in Endpoint}
         self._cancels: set[str] = set()
+        self._refusals: list[Refusal] = []
         self._next_id = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -253,6 +174,15 @@ class OrchestratorDouble:
             self._changed.notify_all()
         return buffer_job_id
 
+    def hand_out_again(self, buffer_job_id: str) -> None:
+        """Queue a job again as it was, open, for the next claim: an orchestrator that lost
+        the job's status, or retries it under the same id."""
+        with self._changed:
+            slot = self._slot(buffer_job_id)
+            slot.state, slot.worker_id = "queued", None
+            self._queue.append(buffer_job_id)
+            self._changed.notify_all()
+
     def take_away(self, buffer_job_id: str, status: int = 409) -> None:
         """From now on, status calls for this job get ``status`` (404 or 409): it is no longer
         the worker's (reassigned, expired, deleted)."""
@@ -274,6 +204,18 @@ class OrchestratorDouble:
             raise ValueError(f"times must be at least 1, got {times}")
         with self._changed:
             self._faults[endpoint].append(_Armed(fault, times))
+
+    def refuse(self, code: int = 500, *, buffer_job_id: str | None = None, status: str | None = None) -> None:
+        """Answer ``code`` to every status call of ``buffer_job_id`` and/or carrying ``status``
+        (e.g. ``"running"``) until :meth:`clear_refusals`; other status calls go through."""
+        if buffer_job_id is None and status is None:
+            raise ValueError("refuse needs a buffer_job_id, a status or both (fail_next refuses all)")
+        with self._changed:
+            self._refusals.append(Refusal(code, buffer_job_id, status))
+
+    def clear_refusals(self) -> None:
+        with self._changed:
+            self._refusals.clear()
 
     def clear_faults(self, endpoint: Endpoint | None = None) -> None:
         """Forget the faults still armed (for one endpoint, or all)."""
@@ -331,13 +273,16 @@ class OrchestratorDouble:
         except ValueError:
             body, readable = None, False
         path = urlsplit(handler.path).path
-        endpoint, ident = _route(path)
+        endpoint, ident = route(path)
         headers = {name.lower(): value for name, value in handler.headers.items()}
         request = RecordedRequest(handler.command, path, endpoint, ident, headers, body, time.monotonic())
         with self._changed:
             index = len(self._requests)
             self._requests.append(request)
             fault = self._take_fault(endpoint)
+            if fault is None and endpoint is Endpoint.STATUS:
+                refusal = next((r for r in self._refusals if r.matches(request)), None)
+                fault = Fault.answer(refusal.code) if refusal is not None else None
             self._changed.notify_all()
 
         if fault is not None and fault.delay > 0 and self._closing.wait(fault.delay):
@@ -357,7 +302,25 @@ class OrchestratorDouble:
             with self._changed:
                 code, answer = self._respond(request, readable)
                 self._record_answer(index, code)
-        _send_json(handler, code, answer)
+        if fault is not None and fault.drip > 0:
+            self._drip(handler, code, answer, fault.drip)
+        else:
+            _send_json(handler, code, answer)
+
+    def _drip(self, handler: _Handler, code: int, answer: Any, seconds_per_byte: float) -> None:
+        data = json.dumps(answer).encode()
+        head = (
+            f"HTTP/1.1 {code} {handler.responses.get(code, ('',))[0]}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+        )
+        handler.close_connection = True
+        try:
+            for byte in head.encode() + data:
+                if self._closing.wait(seconds_per_byte):
+                    break
+                handler.wfile.write(bytes([byte]))
+        except OSError:  # the client gave up: what a slow answer is for
+            pass
 
     def _respond(self, request: RecordedRequest, readable: bool) -> tuple[int, Any]:
         refusal = self._refusal(request, readable)
@@ -438,13 +401,6 @@ class OrchestratorDouble:
     def _new_id(self) -> str:
         self._next_id += 1
         return f"b-{self._next_id:04d}"
-
-
-def _route(path: str) -> tuple[Endpoint | None, str | None]:
-    for pattern, endpoint in _ROUTES:
-        if (match := pattern.fullmatch(path)) is not None:
-            return endpoint, unquote(match.group(1)) if match.groups() else None
-    return None, None
 
 
 def _send_json(handler: _Handler, code: int, answer: Any) -> None:
