@@ -21,6 +21,7 @@ import pytest
 from fastwan_adapters.testing import Endpoint, OrchestratorDouble
 from fastwan_adapters.testing.hub_double import HubDouble, HubFault
 from tests.queue_worker.support import free_port, wait_until
+from tests.unreachable_b2 import INTERNAL_API_KEY, REASON, SECRETS, unreachable_b2_env
 
 pytestmark = pytest.mark.slow
 
@@ -210,3 +211,32 @@ def test_a_hub_answering_503_is_retried_then_the_start_up_fails_with_exit_3(
     assert log.count("download attempt") >= 2, log[-3000:]
     assert "download attempt 1 failed: the Hub answered HTTP 503" in log
     assert "ModelDownloadFailed" in log and "start the worker again later" in log
+
+
+@pytest.mark.parametrize("log_format", ["console", "json"])
+def test_a_start_up_failure_logs_its_reason_and_trace_with_no_secret(
+    log_format: str, tiny_dir: Path, tmp_path: Path
+) -> None:
+    """B2 out of reach at start: rich's console traceback showed every frame's locals, B2's
+    application key and key id among them, and the loader's own list of secrets."""
+    env = {
+        **unreachable_b2_env(),
+        "ORCHESTRATOR_BASE_URL": f"http://127.0.0.1:{free_port()}",
+        "INTERNAL_API_KEY": INTERNAL_API_KEY,
+        "FASTWAN_MODEL": "tiny",
+        "FASTWAN_TINY_DIR": str(tiny_dir),
+        "FASTWAN_WARMUP": "0",
+        "FATAL_EXIT_DELAY_S": "0",
+        "LOG_FORMAT": log_format,
+    }
+    with worker_process(env, tmp_path) as (process, _url, log_path):
+        code = process.wait(120)
+    text = log_path.read_text()
+
+    assert code == 3, text[-3000:]
+    assert f"start-up failed: B2Unreachable: {REASON}" in text
+    assert "Traceback (most recent call last)" in text  # the trace is kept, its values are not
+    assert [secret for secret in SECRETS if secret in text] == []
+    if log_format == "json":
+        (failure,) = [line for line in json_lines(log_path) if line["event"].startswith("start-up failed")]
+        assert "B2Unreachable" in failure["exception"]

@@ -22,7 +22,7 @@ from buffer_worker.signals import ShutdownRequests, handle_signals
 from buffer_worker.supervisor import supervise
 from buffer_worker.worker import ExitCode
 from fastwan_adapters.config import ConfigError
-from fastwan_adapters.logs import configure_logging
+from fastwan_adapters.logs import configure_logging, secrets_in
 
 __all__ = ["main"]
 
@@ -37,7 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {worker_version()}")
     parser.parse_args(argv)
-    configure_logging()  # until the settings say otherwise: a bad setting must still be read
+    # Until the settings say otherwise: a bad setting must still be read, with no secret in it.
+    configure_logging(secrets=secrets_in(os.environ))
     container = Container()
     try:
         settings = container.settings()

@@ -25,7 +25,7 @@ from fastwan_adapters.generator import (
     NoGpuError,
 )
 from fastwan_adapters.images import HttpImageLoader, ImageLoaderSettings
-from fastwan_adapters.logs import configure_logging
+from fastwan_adapters.logs import configure_logging, secrets_in
 from fastwan_adapters.storage import LocalResultStore
 from fastwan_core import GenerateVideo, Job, JobValidationError, WorkerInfo, __version__
 from generate_cli.arguments import job_payload, parser
@@ -39,7 +39,8 @@ EXIT_USAGE = 2
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    configure_logging(os.environ.get("LOG_FORMAT", "console"), os.environ.get("LOG_LEVEL", "warning"))
+    env = os.environ
+    configure_logging(env.get("LOG_FORMAT", "console"), env.get("LOG_LEVEL", "warning"), secrets_in(env))
     out: Path = args.out.expanduser().resolve()
     if out.suffix != ".mp4" or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,123}", out.stem):
         print(

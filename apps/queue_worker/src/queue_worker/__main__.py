@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from fastwan_adapters.config import ConfigError
-from fastwan_adapters.logs import configure_logging
+from fastwan_adapters.logs import configure_logging, secrets_in
 from queue_worker.app import create_app
 from queue_worker.containers import Container
 from queue_worker.process import ExitCode
@@ -26,7 +26,8 @@ log = logging.getLogger("queue_worker")
 
 
 def main() -> None:
-    configure_logging("console", "INFO")  # until the settings say otherwise: errors stay readable
+    # Until the settings say otherwise: errors stay readable, and secrets are scrubbed already.
+    configure_logging("console", "INFO", secrets_in(os.environ))
     try:
         settings = QueueWorkerSettings.from_env(os.environ)
         configure_logging(settings.common.log_format, settings.common.log_level, settings.common.secrets())

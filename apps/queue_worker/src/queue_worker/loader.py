@@ -40,7 +40,7 @@ class ModelLoader:
     metrics: QueueMetrics
     process_exit: ProcessExit
     fatal_exit_delay_s: float = 5.0
-    secrets: Sequence[str] = ()
+    secrets: Sequence[str] = attrs.field(default=(), repr=False)
 
     def start(self) -> None:
         start_daemon_thread(self.load, name="model-load")

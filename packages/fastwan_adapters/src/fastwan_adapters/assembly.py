@@ -18,6 +18,7 @@ from fastwan_adapters.config import ConfigError, env_choice, env_name, env_str
 from fastwan_adapters.encoder import EncoderSettings, build_encoder
 from fastwan_adapters.generator import GeneratorSettings
 from fastwan_adapters.images import HttpImageLoader, ImageLoaderSettings
+from fastwan_adapters.logs import secrets_in
 from fastwan_adapters.orchestrator import OrchestratorClient, OrchestratorProgressReporter
 from fastwan_adapters.progress_log import LoggingProgressReporter
 from fastwan_adapters.storage import result_store_from_env
@@ -48,13 +49,14 @@ class CommonSettings:
     Attributes:
         orchestrator_url: ``ORCHESTRATOR_BASE_URL``; None runs without an orchestrator.
         api_key: ``INTERNAL_API_KEY``; required with an orchestrator, never logged.
-        b2_app_key: only so that logs can scrub it; the store reads its own settings.
+        secret_values: the values of :data:`~fastwan_adapters.logs.SECRET_VARIABLES` set (the API key,
+            B2's key), only so that logs can scrub them; the store reads its own settings.
     """
 
     generator: GeneratorSettings
     encoder: EncoderSettings
     images: ImageLoaderSettings
-    b2_app_key: str | None = attrs.field(repr=False)
+    secret_values: tuple[str, ...] = attrs.field(repr=False)
     orchestrator_url: str | None
     api_key: str | None = attrs.field(repr=False)
     log_format: str
@@ -81,7 +83,7 @@ class CommonSettings:
             generator=GeneratorSettings.from_env(env),
             encoder=EncoderSettings.from_env(env),
             images=ImageLoaderSettings.from_env(env),
-            b2_app_key=env_str(env, "B2_APP_KEY"),
+            secret_values=tuple(secrets_in(env)),
             orchestrator_url=orchestrator_url.rstrip("/") if orchestrator_url else None,
             api_key=api_key,
             log_format=env_choice(env, "LOG_FORMAT", {"json", "console"}, "console") or "console",
@@ -90,7 +92,7 @@ class CommonSettings:
 
     def secrets(self) -> list[str]:
         """Values no log line may contain."""
-        return [secret for secret in (self.api_key, self.b2_app_key) if secret]
+        return list(self.secret_values)
 
 
 # -- resources for the apps' containers (``providers.Resource``): built on first use, closed at exit --

@@ -3,42 +3,77 @@
 structlog renders, and the standard library's loggers (the core's, uvicorn's, httpx's,
 diffusers') are routed through the same processors, so one ``LOG_FORMAT`` governs every line.
 The job id travels in a context variable (``bind_job``), which ``asyncio.to_thread`` and
-``contextvars.copy_context`` carry into the generation thread. Known secret values are scrubbed
-from every line as a last line of defence.
+``contextvars.copy_context`` carry into the generation thread.
+
+No secret in any line: tracebacks are rendered plain, without the values of local variables
+(rich's, structlog's console default, showed B2's application key, the orchestrator's
+headers and the whole environment), and every known secret value is replaced in the finished
+line, whatever put it there: a message, a nested value, a traceback, an uncaught exception.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from types import TracebackType
+from typing import Any, Final
 
 import structlog
 
-__all__ = ["bind_job", "configure_logging"]
+__all__ = ["SECRET_VARIABLES", "bind_job", "configure_logging", "secrets_in"]
 
-_REDACTED = "***"
+#: The variables whose values no log line may show (the B2 key id too: half a credential; the
+#: Hugging Face token that fetches a gated model).
+SECRET_VARIABLES: Final = ("INTERNAL_API_KEY", "B2_APP_KEY", "B2_KEY_ID", "HF_TOKEN")
+_REDACTED: Final = "***"
+# Shorter values would blank out ordinary words and numbers all over the logs.
+_MIN_SECRET_LENGTH: Final = 4
+
+
+def secrets_in(env: Mapping[str, str]) -> list[str]:
+    """The values of :data:`SECRET_VARIABLES` set in ``env`` (surrounding blanks dropped)."""
+    return [value.strip() for name in SECRET_VARIABLES if (value := env.get(name) or "").strip()]
+
+
+def _written_forms(secret: str) -> set[str]:
+    """``secret`` as a line may hold it: as is, and as JSON, ``repr`` (of the text or of its
+    bytes, as in h11's errors) or both escape it, a quote, a backslash or a non-ASCII letter."""
+    as_json, as_repr = json.dumps(secret)[1:-1], repr(secret)[1:-1]
+    return {secret, as_json, as_repr, json.dumps(as_repr)[1:-1], repr(secret.encode())[2:-1]}
 
 
 class _SecretScrubber:
-    """Replaces every occurrence of a known secret in the rendered event's strings."""
+    """Replaces every known secret in a finished line, in every form it may be written in
+    there. Its repr never shows them."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        forms: set[str] = set()
+        for secret in secrets:
+            if secret and len(secret) >= _MIN_SECRET_LENGTH:
+                forms |= _written_forms(secret)
+        self._forms = sorted(forms, key=len, reverse=True)
 
-    def __call__(self, _logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-        if self.secrets:
-            for key, value in event.items():
-                if isinstance(value, str):
-                    event[key] = self._scrub(value)
-        return event
-
-    def _scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, _REDACTED)
+    def __call__(self, text: str) -> str:
+        for form in self._forms:
+            text = text.replace(form, _REDACTED)
         return text
+
+    def __repr__(self) -> str:
+        return f"<secret scrubber: {len(self._forms)} forms>"
+
+
+class _ScrubbingFormatter(structlog.stdlib.ProcessorFormatter):
+    """structlog's formatter, with the secrets taken out of the line it has finished."""
+
+    def __init__(self, *args: Any, scrub: _SecretScrubber, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._scrub = scrub
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._scrub(super().format(record))
 
 
 def configure_logging(fmt: str = "console", level: str = "INFO", secrets: Iterable[str] = ()) -> None:
@@ -56,22 +91,20 @@ def configure_logging(fmt: str = "console", level: str = "INFO", secrets: Iterab
         structlog.processors.format_exc_info if fmt == "json" else structlog.processors.StackInfoRenderer(),
     ]
     renderer: Any = (
-        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
     )
-    scrubber = _SecretScrubber(secrets)
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    formatter = structlog.stdlib.ProcessorFormatter(
+    formatter = _ScrubbingFormatter(
         foreign_pre_chain=shared,
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            scrubber,
-            renderer,
-        ],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        scrub=_SecretScrubber(secrets),
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
@@ -83,6 +116,13 @@ def configure_logging(fmt: str = "console", level: str = "INFO", secrets: Iterab
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    sys.excepthook = _log_uncaught
+
+
+def _log_uncaught(kind: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:
+    """An exception nothing caught ends the process as one more line of the log, so that it is
+    in ``LOG_FORMAT`` and scrubbed like the others (Python would print it raw)."""
+    logging.getLogger("fastwan").critical("uncaught exception", exc_info=(kind, error, trace))
 
 
 @contextmanager

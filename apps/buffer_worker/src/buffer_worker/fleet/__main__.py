@@ -17,7 +17,7 @@ from buffer_worker.fleet.backoff import DEFAULT_INITIAL_S, MAX_S, RestartBackoff
 from buffer_worker.fleet.keeper import Keeper
 from buffer_worker.fleet.plan import list_gpus, plan_workers
 from fastwan_adapters.config import ConfigError, env_float, env_int
-from fastwan_adapters.logs import configure_logging
+from fastwan_adapters.logs import configure_logging, secrets_in
 
 __all__ = ["main"]
 
@@ -32,7 +32,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     env = os.environ if env is None else env
     fmt = "json" if (env.get("LOG_FORMAT") or "").strip().lower() == "json" else "console"
     level = (env.get("LOG_LEVEL") or "info").strip().upper()
-    configure_logging(fmt, level if level in ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO")
+    level = level if level in ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO"
+    configure_logging(fmt, level, secrets_in(env))  # the workers' secrets are in its environment too
     try:
         initial = env_float(env, "BUFFER_RESTART_BACKOFF_S", DEFAULT_INITIAL_S, minimum=0.001)
         if initial > MAX_S:
