@@ -102,6 +102,24 @@ EOF
   log "base ${TWIN_BASE}: imported"
 }
 
+# SOURCE_DIGEST (see the Dockerfile's wheels stage): what the image's last layers are built
+# from, by name and content: the files under packages/ and apps/ that git tracks or would track
+# (no caches, no egg-info; outside a git checkout, every file there), the Dockerfile, its
+# .dockerignore and this script (whose build arguments change steps too).
+source_digest() {
+  local files
+  if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    files="$(git ls-files --cached --others --exclude-standard -- packages apps | LC_ALL=C sort)"
+  else
+    files="$(find packages apps -type f -not -path '*/__pycache__/*' | LC_ALL=C sort)"
+  fi
+  files+=$'\n'"docker/Dockerfile.fastwan"$'\n'".dockerignore"$'\n'"docker/build_twin.sh"
+  # Names and contents both: a renamed module changes the wheels too.
+  while IFS= read -r file; do
+    if [[ -f "${file}" ]]; then printf '%s %s\n' "$(sha256sum <"${file}" | cut -d ' ' -f 1)" "${file}"; fi
+  done <<<"${files}" | sha256sum | cut -d ' ' -f 1
+}
+
 build() {
   [[ -f "${CA_BUNDLE}" ]] || unavailable "no CA bundle at ${CA_BUNDLE} for pip inside the build"
   compgen -G "${WHEELS}/torch-*+cpu-*.whl" >/dev/null \
@@ -120,6 +138,7 @@ build() {
     --build-arg TORCH_FIND_LINKS=/opt/wheels \
     --build-arg TORCH_CUDA=none \
     --build-arg SALAD_QUEUE_WORKER_VERSION=none \
+    --build-arg SOURCE_DIGEST="$(source_digest)" \
     .
   log "built ${TWIN_IMAGE}"
 }
