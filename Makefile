@@ -16,7 +16,7 @@ CPU_TORCH_FIND_LINKS ?= /opt/wheels
 # `make run` builds the tiny model once, here (ignored by git, removed by `make clean`).
 TINY_DIR := $(CURDIR)/.tiny-model
 
-.PHONY: install lock tools test lint typecheck unit run clean
+.PHONY: install lock tools test lint typecheck unit run clean image image-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,19 @@ unit: install tools
 	HF_HUB_OFFLINE=1 $(BIN)/pytest
 
 test: lint typecheck unit
+
+# The image's CPU twin (docs/deploy.md): docker/Dockerfile.fastwan built by buildah from a
+# debootstrapped Debian 12 base with the twin's build arguments (docker/build_twin.sh, which
+# installs buildah and debootstrap when it can), then run by tests/image. Not part of `make test`:
+# .ci/run runs `make image-test` after it. Both are cached: the base once per machine, the
+# dependency layers until a lock changes.
+TWIN_IMAGE ?= localhost/fastwan-worker-twin:latest
+
+image:
+	TWIN_IMAGE=$(TWIN_IMAGE) CPU_TORCH_FIND_LINKS=$(CPU_TORCH_FIND_LINKS) bash docker/build_twin.sh
+
+image-test: install image
+	FASTWAN_IMAGE_TESTS=1 TWIN_IMAGE=$(TWIN_IMAGE) HF_HUB_OFFLINE=1 $(BIN)/pytest tests/image
 
 # The queue worker on its embedded defaults: local storage served under /outputs, no
 # orchestrator. Without an NVIDIA GPU the tiny random-weight model (its videos are noise).

@@ -138,7 +138,7 @@ run_queue_mode() {
     *) die 2 "SALAD_QUEUE_WORKER must be 'on' or 'off', got '${salad_switch}'" ;;
   esac
 
-  require_program "${SALAD_BIN}" "queue mode needs SaladCloud's job queue worker, which the image installs in /usr/local/bin; to run the queue worker alone for local testing, set SALAD_QUEUE_WORKER=off"
+  require_program "${SALAD_BIN}" "queue mode needs SaladCloud's job queue worker, which the image installs in /usr/local/bin unless it was built with SALAD_QUEUE_WORKER_VERSION=none (as the CPU twin is); to run the queue worker alone for local testing, set SALAD_QUEUE_WORKER=off"
   require_program "${QUEUE_BIN}" "the fastwan-queue-worker distribution is not installed"
 
   local stop_timeout_s

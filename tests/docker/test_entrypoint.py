@@ -280,6 +280,16 @@ def test_a_missing_salad_binary_is_a_clear_error_and_starts_nothing(sandbox: San
     assert not sandbox.started(APP)
 
 
+def test_a_missing_salad_binary_names_the_build_argument_that_leaves_it_out(sandbox: Sandbox) -> None:
+    """An image built with SALAD_QUEUE_WORKER_VERSION=none (the CPU twin) has no binary, on purpose."""
+    sandbox.stub(APP)
+
+    result = sandbox.run()
+
+    assert result.returncode == 127
+    assert "SALAD_QUEUE_WORKER_VERSION=none" in result.stderr
+
+
 def test_the_local_switch_runs_the_queue_worker_alone(sandbox: Sandbox) -> None:
     sandbox.stub(APP, SALAD)
     process = sandbox.start("--reload", SALAD_QUEUE_WORKER="off")
