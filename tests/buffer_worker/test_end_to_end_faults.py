@@ -53,8 +53,16 @@ def test_a_kill_after_the_job_finished_with_running_refused_reports_succeeded_on
     assert orch.progress("finished-then-killed")[-1]["status"] == "succeeded"
     orch.clear_refusals()
 
+    claims_before = len(orch.requests(Endpoint.CLAIM))
     with WorkerProcess(env, tmp_path / "second.log") as second:
-        wait_until(orch, ended(buffer_job_id), second, START_TIMEOUT_S, "the status from the outbox")
+        # SIGTERM once it claims: a stop during the model's load waits for the load to finish.
+        wait_until(
+            orch,
+            lambda o: ended(buffer_job_id)(o) and len(o.requests(Endpoint.CLAIM)) > claims_before,
+            second,
+            START_TIMEOUT_S,
+            "the status from the outbox, then a claim",
+        )
         second.signal(signal.SIGTERM)
         assert second.wait(30) == 0
 
