@@ -1,10 +1,10 @@
 """Buffer-worker bench: what the claim loop costs per job, beyond the model's own time.
 
-The real claim loop (``BufferWorker``) with its real heartbeat, orchestrator client, progress
-sender and on-disk status outbox (fsync included) runs jobs from the orchestrator double on
-loopback. The generator takes a fixed time T (three steps of T/3, reported through the core's
-events as the real one does) and returns a real frame array, so the only variable left is the
-worker's own machinery. For each job:
+The real claim loop (``BufferWorker``), composed by its container, with its real heartbeat,
+orchestrator client, progress sender, on-disk status outbox and claim journal (fsync included)
+runs jobs from the orchestrator double on loopback. The generator takes a fixed time T (three
+steps of T/3, reported through the core's events as the real one does) and returns a real frame
+array, so the only variable left is the worker's own machinery. For each job:
 
     overhead = (arrival of its terminal status) - (arrival of the claim that handed it out) - T
 
@@ -32,24 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from dependency_injector import providers
 
-from buffer_worker.board import WorkerBoard
-from buffer_worker.control import StopControl
-from buffer_worker.heartbeat import Heartbeater
-from buffer_worker.metrics import WorkerMetrics
-from buffer_worker.progress import BoardProgressReporter
-from buffer_worker.worker import BufferWorker
-from fastwan_adapters.clock import MonotonicClock
+from buffer_worker.containers import Container
 from fastwan_adapters.encoder import PyAVEncoder
-from fastwan_adapters.orchestrator import (
-    Backoff,
-    OrchestratorClient,
-    OrchestratorProgressReporter,
-    StatusOutbox,
-)
 from fastwan_adapters.storage.local import LocalResultStore
 from fastwan_adapters.testing import Endpoint, OrchestratorDouble
-from fastwan_core import GeneratedVideo, GenerateVideo, GenerationPlan, Stage, WorkerInfo
+from fastwan_core import GeneratedVideo, GenerationPlan, Stage, WorkerInfo
 from fastwan_core.ports import FrameSink, GenerationEvents, Picture
 from fastwan_core.testing import FakeEncoder, FakeImageLoader, InMemoryResultStore
 
@@ -98,48 +87,31 @@ def run_once(variant: str, jobs: int, seconds: float, frames: int, width: int, h
             )
             for n in range(jobs)
         ]
-        client = OrchestratorClient(orch.url, orch.api_key, backoff=Backoff(initial=0.1))
-        sender = OrchestratorProgressReporter(client)
-        board, metrics, clock = WorkerBoard(), WorkerMetrics(), MonotonicClock()
-        control = StopControl(shutdown_grace_s=25.0)
+        container = Container()
+        container.env.override(
+            providers.Object(
+                {
+                    "ORCHESTRATOR_BASE_URL": orch.url,
+                    "INTERNAL_API_KEY": orch.api_key,
+                    "BUFFER_WORKER_ID": "bench",
+                    "GPU_CLASS": "none",
+                    "FASTWAN_MODEL": "tiny",  # never loaded: the generator is FixedTimeGenerator
+                    "ORCHESTRATOR_RETRY_INITIAL_S": "0.1",
+                    "STATE_DIR": str(Path(folder) / "state"),
+                    "OUTPUT_DIR": str(Path(folder) / "outputs"),
+                }
+            )
+        )
+        container.worker_info.override(providers.Object(WorkerInfo("bench", "0", gpu_class="none")))
         encoder: Any = PyAVEncoder() if variant == "included" else FakeEncoder()
         store: Any = (
             LocalResultStore(Path(folder) / "outputs") if variant == "included" else InMemoryResultStore()
         )
-        usecase = GenerateVideo(
-            FakeImageLoader(),
-            FixedTimeGenerator(seconds),
-            encoder,
-            store,
-            BoardProgressReporter(sender, board),
-            clock,
-            WorkerInfo("bench", "0"),
-        )
-        heartbeat = Heartbeater(
-            client,
-            board,
-            worker_id="bench",
-            gpu_class="none",
-            worker_version="0",
-            interval_s=5.0,
-            metrics=metrics,
-            on_death=control.side_task_died,
-        )
-        worker = BufferWorker(
-            client=client,
-            outbox=StatusOutbox(Path(folder) / "state"),
-            heartbeat=heartbeat,
-            board=board,
-            control=control,
-            load_usecase=lambda: usecase,
-            progress=sender,
-            metrics=metrics,
-            clock=clock,
-            worker_id="bench",
-            gpu_class="none",
-            worker_version="0",
-            poll_interval_s=2.0,
-        )
+        container.generator.override(providers.Object(FixedTimeGenerator(seconds)))
+        container.images.override(providers.Object(FakeImageLoader()))
+        container.encoder.override(providers.Object(encoder))
+        container.store.override(providers.Object(store))
+        worker = container.worker()
         loop = threading.Thread(target=worker.run, daemon=True)
         loop.start()
         done = orch.wait_for(
@@ -147,8 +119,7 @@ def run_once(variant: str, jobs: int, seconds: float, frames: int, width: int, h
         )
         worker.request_stop()
         loop.join(30)
-        sender.close()
-        client.close()
+        container.shutdown_resources()
         if not done:
             raise SystemExit(f"{variant}: not every job ended")
         claims = [r.at for r in orch.requests(Endpoint.CLAIM) if r.answered_ok]

@@ -1,4 +1,4 @@
-"""The claim loop in-process, wired as the container wires it: the core's fakes for the model, the
+"""The claim loop in-process, composed by its container with the core's fakes for the model: the
 real client, outbox, journal and heartbeat against the orchestrator double (``make_rig``)."""
 
 from __future__ import annotations
@@ -11,23 +11,15 @@ from typing import Any
 
 import attrs
 import pytest
+from dependency_injector import providers
 
 from buffer_worker.board import WorkerBoard
+from buffer_worker.containers import Container
 from buffer_worker.control import StopControl
-from buffer_worker.heartbeat import Heartbeater
-from buffer_worker.metrics import WorkerMetrics
-from buffer_worker.progress import BoardProgressReporter
 from buffer_worker.worker import BufferWorker, ExitCode
-from fastwan_adapters.clock import MonotonicClock
-from fastwan_adapters.orchestrator import (
-    Backoff,
-    ClaimJournal,
-    HeartbeatAnswer,
-    OrchestratorClient,
-    StatusOutbox,
-)
+from fastwan_adapters.orchestrator import Backoff, HeartbeatAnswer, OrchestratorClient, StatusOutbox
 from fastwan_adapters.testing import Endpoint, OrchestratorDouble
-from fastwan_core import GenerateVideo, WorkerInfo
+from fastwan_core import WorkerInfo
 from fastwan_core.testing import (
     FakeEncoder,
     FakeGenerator,
@@ -44,15 +36,28 @@ TIMEOUT = 10.0
 class Rig:
     orch: OrchestratorDouble
     client: OrchestratorClient
-    board: WorkerBoard
-    control: StopControl
-    outbox: StatusOutbox
+    container: Container
     generator: FakeGenerator
     store: InMemoryResultStore
     sent_progress: RecordingProgressReporter
-    worker: BufferWorker
     thread: threading.Thread | None = None
     exit_code: ExitCode | None = None
+
+    @property
+    def worker(self) -> BufferWorker:
+        return self.container.worker()
+
+    @property
+    def board(self) -> WorkerBoard:
+        return self.container.board()
+
+    @property
+    def control(self) -> StopControl:
+        return self.container.control()
+
+    @property
+    def outbox(self) -> StatusOutbox:
+        return self.container.outbox()
 
     def start(self) -> Rig:
         def run() -> None:
@@ -79,8 +84,8 @@ class Rig:
 
 
 class Sender:
-    """The heartbeat's port, passed through to the client until ``broken`` is set: then it
-    fails as a bug would (not as an orchestrator outage), killing the heartbeat thread."""
+    """The client, whose heartbeats pass through until ``broken`` is set: then they fail as a
+    bug would (not as an orchestrator outage), killing the heartbeat thread."""
 
     def __init__(self, client: OrchestratorClient) -> None:
         self.client = client
@@ -91,6 +96,29 @@ class Sender:
             raise KeyError("a bug in the heartbeat")
         return self.client.heartbeat(worker_id, beat)
 
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+def rig_env(orch: OrchestratorDouble, tmp_path: Path, grace: float) -> dict[str, str]:
+    """The environment the rig's container reads: the double, short intervals, ``tmp_path``."""
+    return {
+        "ORCHESTRATOR_BASE_URL": orch.url,
+        "INTERNAL_API_KEY": orch.api_key,
+        "BUFFER_WORKER_ID": "w-1",
+        "GPU_CLASS": "FakeGPU",
+        "FASTWAN_MODEL": "tiny",  # never loaded: the generator is the core's fake
+        "HEARTBEAT_INTERVAL_S": "0.05",
+        "BUFFER_POLL_INTERVAL_S": "0.05",
+        "SHUTDOWN_GRACE_S": str(grace),
+        "STATE_DIR": str(tmp_path / "state"),
+        "OUTPUT_DIR": str(tmp_path / "outputs"),
+    }
+
+
+def _cannot_load(error: Exception) -> Any:
+    raise error
+
 
 @pytest.fixture
 def make_rig(orch: OrchestratorDouble, tmp_path: Path) -> Iterator[Callable[..., Rig]]:
@@ -99,58 +127,45 @@ def make_rig(orch: OrchestratorDouble, tmp_path: Path) -> Iterator[Callable[...,
     def make(
         *,
         generator: FakeGenerator | None = None,
+        images: FakeImageLoader | None = None,
+        load_error: Exception | None = None,
         grace: float = 25.0,
         stop_wait: float = 3.0,
-        load: Callable[[GenerateVideo], GenerateVideo] = lambda usecase: usecase,
         heartbeat_sender: Callable[[OrchestratorClient], Any] = lambda client: client,
-        claim_client: Callable[[OrchestratorClient, StopControl], Any] = lambda client, _control: client,
-        **worker_options: Any,
+        claim_client: Callable[[Any, StopControl], Any] = lambda client, _control: client,
+        running_after_end_s: float | None = None,
+        backoff: Backoff | None = None,
     ) -> Rig:
+        """The container with the model's ports faked; ``load_error``: the model cannot load;
+        ``heartbeat_sender`` and ``claim_client`` wrap the client the worker's parts share."""
         client = OrchestratorClient(orch.url, orch.api_key, timeout=2.0, backoff=Backoff(initial=0.05))
-        board = WorkerBoard()
-        control = StopControl(shutdown_grace_s=grace, stop_wait_s=stop_wait, final_report_s=2.0)
-        metrics = WorkerMetrics()
-        outbox = StatusOutbox(tmp_path / "state")
         generator = generator or FakeGenerator()
         store = InMemoryResultStore()
         sent = RecordingProgressReporter()
-        usecase = GenerateVideo(
-            FakeImageLoader(),
-            generator,
-            FakeEncoder(),
-            store,
-            BoardProgressReporter(sent, board),
-            MonotonicClock(),
-            WorkerInfo("w-1", "1.0"),
+        container = Container()
+        container.env.override(providers.Object(rig_env(orch, tmp_path, grace)))
+        container.worker_info.override(providers.Object(WorkerInfo("w-1", "1.0", gpu_class="FakeGPU")))
+        container.control.override(
+            providers.Singleton(
+                StopControl, shutdown_grace_s=grace, stop_wait_s=stop_wait, final_report_s=2.0
+            )
         )
-        heartbeat = Heartbeater(
-            heartbeat_sender(client),
-            board,
-            worker_id="w-1",
-            gpu_class="FakeGPU",
-            worker_version="1.0",
-            interval_s=0.05,
-            metrics=metrics,
-            on_death=control.side_task_died,
+        container.client.override(
+            providers.Object(claim_client(heartbeat_sender(client), container.control()))
         )
-        worker = BufferWorker(
-            client=claim_client(client, control),
-            outbox=outbox,
-            journal=ClaimJournal(tmp_path / "state"),
-            heartbeat=heartbeat,
-            board=board,
-            control=control,
-            load_usecase=lambda: load(usecase),
-            progress=sent,
-            metrics=metrics,
-            clock=MonotonicClock(),
-            worker_id="w-1",
-            gpu_class="FakeGPU",
-            worker_version="1.0",
-            poll_interval_s=0.05,
-            **worker_options,
-        )
-        rig = Rig(orch, client, board, control, outbox, generator, store, sent, worker)
+        container.progress_sender.override(providers.Object(sent))
+        if load_error is not None:
+            container.generator.override(providers.Callable(_cannot_load, load_error))
+        else:
+            container.generator.override(providers.Object(generator))
+        container.images.override(providers.Object(images or FakeImageLoader()))
+        container.encoder.override(providers.Object(FakeEncoder()))
+        container.store.override(providers.Object(store))
+        if running_after_end_s is not None:
+            container.running_after_end_s.override(providers.Object(running_after_end_s))
+        if backoff is not None:
+            container.backoff.override(providers.Object(backoff))
+        rig = Rig(orch, client, container, generator, store, sent)
         rigs.append(rig)
         return rig
 
@@ -159,6 +174,7 @@ def make_rig(orch: OrchestratorDouble, tmp_path: Path) -> Iterator[Callable[...,
         rig.control.abort_now()
         if rig.thread is not None:
             rig.thread.join(TIMEOUT)
+        rig.container.shutdown_resources()
         rig.client.close()
 
 

@@ -20,11 +20,15 @@ def test_the_first_reason_to_stop_stands() -> None:
     held = ticket()
     assert not held.is_set()
 
-    assert held.stop(StopReason.CANCELLED, now=11.0)
-    assert not held.stop(StopReason.SHUTDOWN, now=12.0)
+    assert held.stop(StopReason.CANCELLED)
+    assert not held.stop(StopReason.SHUTDOWN)
 
     assert held.is_set()
-    assert (held.reason, held.stopped_at) == (StopReason.CANCELLED, 11.0)
+    assert (held.reason, held.code, held.message) == (
+        StopReason.CANCELLED,
+        ErrorCode.CANCELLED,
+        "job cancelled by the orchestrator",
+    )
 
 
 def test_only_one_caller_may_report_a_job_even_when_racing() -> None:
@@ -79,7 +83,7 @@ def test_nothing_is_sent_for_a_job_whose_lease_is_lost() -> None:
     board = WorkerBoard()
     held = ticket()
     board.begin(held)
-    held.stop(StopReason.LEASE_LOST, now=11.0)
+    held.stop(StopReason.LEASE_LOST)
 
     assert not board.observe("j-1", RUNNING)
     assert not board.observe("j-1", CANCELLED)
@@ -92,8 +96,8 @@ def test_a_stopped_job_tells_the_core_how_to_report_it() -> None:
         (StopReason.RESTART, ErrorCode.INTERNAL_ERROR, "the worker is restarting: the heartbeat thread died"),
     ]:
         held = ticket()
-        assert held.stop(reason, now=11.0, detail="the heartbeat thread died")
-        assert not held.stop(StopReason.CANCELLED, now=12.0)
+        assert held.stop(reason, detail="the heartbeat thread died")
+        assert not held.stop(StopReason.CANCELLED)
         assert held.is_set() and held.code is code and held.message.startswith(message)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from buffer_worker.control import Leaving, StopControl
+from buffer_worker.board import StopReason
+from buffer_worker.control import JobDeadline, Leaving, StopControl
 
 
 class Clock:
@@ -57,6 +58,29 @@ def test_a_restart_stops_the_job_now_and_outranks_a_shutdown() -> None:
     assert ctl.leaving is Leaving.RESTART
     assert ctl.restart_reason == "the heartbeat thread stopped"
     assert ctl.stop_job_at() == 100.0  # since the first stop request: no grace for a restart
+
+
+def test_the_job_in_hand_is_stopped_after_the_grace_and_given_up_on_after_the_stop_wait() -> None:
+    clock = Clock()
+    ctl = control(clock)
+    assert ctl.job_deadline(100.0, 1.0) == JobDeadline(None, give_up=False, wait_s=1.0)
+
+    ctl.request_stop()
+
+    assert ctl.job_deadline(124.5, 1.0) == JobDeadline(None, give_up=False, wait_s=0.5)
+    assert ctl.job_deadline(125.0, 1.0) == JobDeadline(StopReason.SHUTDOWN, give_up=False, wait_s=1.0)
+    assert ctl.job_deadline(127.5, 1.0) == JobDeadline(StopReason.SHUTDOWN, give_up=False, wait_s=0.5)
+    assert ctl.job_deadline(128.0, 1.0) == JobDeadline(StopReason.SHUTDOWN, give_up=True, wait_s=0.0)
+
+
+def test_for_a_restart_the_job_in_hand_is_stopped_at_once() -> None:
+    clock = Clock()
+    ctl = control(clock)
+
+    ctl.request_restart("the GPU is unusable")
+
+    assert ctl.job_deadline(100.0, 1.0) == JobDeadline(StopReason.RESTART, give_up=False, wait_s=1.0)
+    assert ctl.job_deadline(103.0, 1.0) == JobDeadline(StopReason.RESTART, give_up=True, wait_s=0.0)
 
 
 def test_a_side_task_death_asks_for_a_restart() -> None:

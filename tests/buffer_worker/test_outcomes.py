@@ -16,7 +16,7 @@ SUCCEEDED = JobResult(status=JobState.SUCCEEDED, job_id="j-1", output_url="file:
 def stopped(reason: StopReason | None) -> JobTicket:
     ticket = JobTicket("b-1", "j-1", started=0.0)
     if reason is not None:
-        ticket.stop(reason, now=1.0)
+        ticket.stop(reason)
     return ticket
 
 

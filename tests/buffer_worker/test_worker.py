@@ -18,7 +18,7 @@ from buffer_worker.worker import ExitCode
 from fastwan_adapters.generator import NoGpuError
 from fastwan_adapters.orchestrator import ClaimJournal, OrchestratorClient, StatusOutbox
 from fastwan_adapters.testing import Endpoint, Fault, OrchestratorDouble
-from fastwan_core import ErrorCode, GenerateVideo, JobFailure, JobState
+from fastwan_core import ErrorCode, JobFailure, JobState
 from fastwan_core.testing import FakeGenerator, FakeImageLoader
 
 from .rig import TIMEOUT, Rig, Sender, add, claimed_after, gated, paced
@@ -189,10 +189,8 @@ def test_an_unusable_gpu_fails_the_job_retryable_and_the_worker_exits_to_be_rest
 def test_a_model_that_cannot_load_is_a_configuration_error_told_to_the_orchestrator(
     make_rig: Callable[..., Rig],
 ) -> None:
-    def no_gpu(_usecase: GenerateVideo) -> GenerateVideo:
-        raise NoGpuError("FASTWAN_MODEL names a real model and there is no CUDA GPU")
-
-    rig = make_rig(load=no_gpu).start()
+    no_gpu = NoGpuError("FASTWAN_MODEL names a real model and there is no CUDA GPU")
+    rig = make_rig(load_error=no_gpu).start()
 
     assert rig.join() is ExitCode.CONFIG
     assert rig.orch.claims() == []
@@ -302,15 +300,6 @@ def test_the_claim_journal_holds_the_job_in_hand_and_lets_go_once_it_is_reported
 # -- the names the orchestrator parses from its sibling worker, beside ours -------------------------
 
 
-def failing_images(failure: JobFailure) -> Callable[[GenerateVideo], GenerateVideo]:
-    def load(usecase: GenerateVideo) -> GenerateVideo:
-        assert isinstance(usecase.images, FakeImageLoader)
-        usecase.images.failure = failure
-        return usecase
-
-    return load
-
-
 @pytest.mark.parametrize(
     ("failure", "where", "error_type", "stage"),
     [
@@ -333,8 +322,8 @@ def test_a_failed_status_carries_the_sibling_names_and_its_final_progress_the_me
     make_rig: Callable[..., Rig], failure: JobFailure, where: str, error_type: str, stage: str
 ) -> None:
     generator = FakeGenerator(failure=failure, fail_at_step=2) if where == "generator" else None
-    load = failing_images(failure) if where == "images" else (lambda usecase: usecase)
-    rig = make_rig(generator=generator, load=load).start()
+    images = FakeImageLoader(failure=failure) if where == "images" else None
+    rig = make_rig(generator=generator, images=images).start()
     buffer_job_id = add(rig.orch, "j-sib", image_url="https://images.example/face.png")
 
     rig.wait(rig.ended(buffer_job_id), "the job to end")

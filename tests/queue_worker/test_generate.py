@@ -6,8 +6,10 @@ from __future__ import annotations
 import http.client
 import itertools
 import json
+import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -186,12 +188,19 @@ def test_health_answers_within_100_ms_while_a_job_runs(worker: Served, fakes: Fa
     assert max(latencies) < 0.1, latencies
 
 
-def test_a_caller_who_hangs_up_cancels_the_job_at_its_next_step(worker: Served, fakes: Fakes) -> None:
+def caller_left(caplog: pytest.LogCaptureFixture) -> Callable[[], bool]:
+    """The server has told the job to stop because its caller hung up (its log says so after)."""
+    caplog.set_level(logging.WARNING, logger="queue_worker.runner")
+    return lambda: any("the caller disconnected" in record.getMessage() for record in caplog.records)
+
+
+def test_a_caller_who_hangs_up_cancels_the_job_at_its_next_step(
+    worker: Served, fakes: Fakes, caplog: pytest.LogCaptureFixture
+) -> None:
     runner = worker.container.runner()
+    seen = caller_left(caplog)
     fakes.generator.on_step = lambda index: (
-        wait_until(lambda: runner.cancelling, 10, "the server to see the caller leave")
-        if index == 1
-        else None
+        wait_until(seen, 10, "the server to see the caller leave") if index == 1 else None
     )
     job = {**T2V, "musetalk_job_id": "gone-1"}
     cancelled_before = worker.metric("fastwan_jobs_total", outcome="cancelled", error_code="cancelled")
@@ -215,13 +224,12 @@ def test_a_caller_who_hangs_up_cancels_the_job_at_its_next_step(worker: Served, 
 
 
 def test_a_caller_who_hangs_up_during_decode_stops_the_job_within_one_chunk(
-    worker: Served, fakes: Fakes
+    worker: Served, fakes: Fakes, caplog: pytest.LogCaptureFixture
 ) -> None:
     runner = worker.container.runner()
+    seen = caller_left(caplog)
     fakes.generator.on_chunk = lambda index: (
-        wait_until(lambda: runner.cancelling, 10, "the server to see the caller leave")
-        if index == 2
-        else None
+        wait_until(seen, 10, "the server to see the caller leave") if index == 2 else None
     )
     job = {**T2V, "musetalk_job_id": "gone-2", "num_frames": 17}  # five decode chunks
 

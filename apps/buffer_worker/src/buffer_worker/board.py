@@ -74,7 +74,6 @@ class JobTicket:
         self._lock = threading.Lock()
         self._reason: StopReason | None = None
         self._detail: str | None = None
-        self._stopped_at: float | None = None
         self._result: JobResult | None = None
         self._reported = False
 
@@ -87,7 +86,7 @@ class JobTicket:
         """The core's cancellation point asks this between steps and phases."""
         return self._reason is not None
 
-    def stop(self, reason: StopReason, now: float, detail: str | None = None) -> bool:
+    def stop(self, reason: StopReason, detail: str | None = None) -> bool:
         """Ask the job to stop; ``False`` if it was already asked (the first reason stands).
 
         ``detail`` says why a restart is needed; it ends up in the job's error message.
@@ -95,7 +94,7 @@ class JobTicket:
         with self._lock:
             if self._reason is not None:
                 return False
-            self._reason, self._stopped_at, self._detail = reason, now, detail
+            self._reason, self._detail = reason, detail
             return True
 
     @property
@@ -112,10 +111,6 @@ class JobTicket:
         if self._reason is StopReason.RESTART and self._detail:
             return f"the worker is restarting: {self._detail}"
         return _STOP_MESSAGES.get(self._reason, "job cancelled") if self._reason else "job cancelled"
-
-    @property
-    def stopped_at(self) -> float | None:
-        return self._stopped_at
 
     def finish(self, result: JobResult) -> None:
         """Called once, by the job thread, with the core's result."""

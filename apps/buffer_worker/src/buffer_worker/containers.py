@@ -18,8 +18,11 @@ from buffer_worker.board import WorkerBoard
 from buffer_worker.control import StopControl
 from buffer_worker.gpu import detect_gpu_name
 from buffer_worker.heartbeat import Heartbeater
+from buffer_worker.job_run import JobRunner
+from buffer_worker.leftovers import LeftoverStatuses
 from buffer_worker.metrics import WorkerMetrics
 from buffer_worker.progress import BoardProgressReporter
+from buffer_worker.reporting import RUNNING_AFTER_END_S, StatusDelivery
 from buffer_worker.settings import BufferWorkerSettings
 from buffer_worker.worker import BufferWorker
 from fastwan_adapters import assembly
@@ -133,9 +136,7 @@ class Container(containers.DeclarativeContainer):
         Heartbeater,
         client,
         board,
-        worker_id=settings.provided.worker_id,
-        gpu_class=gpu_class,
-        worker_version=settings.provided.worker_version,
+        worker=worker_info,
         interval_s=settings.provided.heartbeat_interval_s,
         metrics=metrics,
         on_death=control.provided.side_task_died,
@@ -153,23 +154,55 @@ class Container(containers.DeclarativeContainer):
         GenerateVideo, images, generator, encoder, store, progress, clock, worker_info
     )
 
-    # -- the worker -------------------------------------------------------------------------
-    worker = providers.Singleton(
-        BufferWorker,
+    # -- the claim loop and its parts ---------------------------------------------------------
+    running_after_end_s = providers.Object(RUNNING_AFTER_END_S)
+    backoff = providers.Callable(_backoff, settings)  # between rounds of the last run's statuses
+    delivery = providers.Singleton(
+        StatusDelivery,
         client=client,
         outbox=outbox,
         journal=journal,
-        heartbeat=heartbeat,
         board=board,
         control=control,
-        load_usecase=usecase.provider,
         progress=progress_sender,
         metrics=metrics,
         clock=clock,
-        worker_id=settings.provided.worker_id,
-        gpu_class=gpu_class,
-        worker_version=settings.provided.worker_version,
-        poll_interval_s=settings.provided.poll_interval_s,
+        worker=worker_info,
+        running_after_end_s=running_after_end_s,
+    )
+    jobs = providers.Singleton(
+        JobRunner,
+        client=client,
+        journal=journal,
+        board=board,
+        control=control,
+        metrics=metrics,
+        delivery=delivery,
+        clock=clock,
+        worker=worker_info,
+    )
+    leftovers = providers.Singleton(
+        LeftoverStatuses,
+        journal,
+        outbox,
+        client,
+        progress=progress_sender,
         discard_partial_output=providers.Callable(_discard_partial_output, env),
-        backoff=providers.Callable(_backoff, settings),
+        worker=worker_info,
+        stop=control.provided.stop,
+        backoff=backoff,
+    )
+    worker = providers.Singleton(
+        BufferWorker,
+        client=client,
+        heartbeat=heartbeat,
+        board=board,
+        control=control,
+        leftovers=leftovers,
+        jobs=jobs,
+        load_usecase=usecase.provider,
+        metrics=metrics,
+        clock=clock,
+        worker=worker_info,
+        poll_interval_s=settings.provided.poll_interval_s,
     )

@@ -2,8 +2,9 @@
 
 procrastinate's shape, with threads: one stop event that every wait in the claim loop honours
 (the poll pause, the claim backoff, a status retry), a wake-up event that the job thread, the
-running-status thread and the heartbeat's monitor set whenever the claim loop should look again,
-and the reason to leave, which decides the exit code.
+running-status thread and the heartbeat (when it dies) set whenever the claim loop should look
+again, the reason to leave, which decides the exit code, and the deadlines that follow from it
+for the job in hand (:meth:`StopControl.job_deadline`) and for its status (``DeliveryWindow``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["DeliveryWindow", "Leaving", "StopControl"]
+import attrs
+
+from buffer_worker.board import StopReason
+
+__all__ = ["DeliveryWindow", "JobDeadline", "Leaving", "StopControl"]
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +30,21 @@ class Leaving(enum.Enum):
 
     SHUTDOWN = "shutdown"
     RESTART = "restart"
+
+
+@attrs.frozen
+class JobDeadline:
+    """Where the job in hand stands against the worker's deadlines, at one moment.
+
+    Attributes:
+        stop: ask the job to stop now, for this reason (``None``: not yet, or not leaving).
+        give_up: it has had its time to stop: report it without a result of its own.
+        wait_s: look again within this long.
+    """
+
+    stop: StopReason | None
+    give_up: bool
+    wait_s: float
 
 
 class StopControl:
@@ -111,6 +131,19 @@ class StopControl:
         """When to stop waiting for a job that was asked to stop."""
         stop_at = self.stop_job_at()
         return None if stop_at is None else stop_at + self.stop_wait_s
+
+    def job_deadline(self, now: float, longest: float) -> JobDeadline:
+        """What the claim loop does about the job in hand at ``now``: nothing while the worker
+        stays; once it leaves, ask the job to stop when :meth:`stop_job_at` has come (for a
+        restart if one is needed, else for a shutdown) and give up on it at :meth:`give_up_at`.
+        ``wait_s`` runs to the next of those, ``longest`` at the most."""
+        stop_at, give_up_at = self.stop_job_at(), self.give_up_at()
+        if stop_at is None or give_up_at is None:
+            return JobDeadline(None, give_up=False, wait_s=longest)
+        if now < stop_at:
+            return JobDeadline(None, give_up=False, wait_s=max(0.0, min(longest, stop_at - now)))
+        reason = StopReason.RESTART if self._restart_reason is not None else StopReason.SHUTDOWN
+        return JobDeadline(reason, give_up=now >= give_up_at, wait_s=max(0.0, min(longest, give_up_at - now)))
 
     def leave_by(self) -> float | None:
         """When the worker must be gone, reports included."""

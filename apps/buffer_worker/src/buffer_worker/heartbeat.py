@@ -26,8 +26,9 @@ from fastwan_adapters.orchestrator import (
     OrchestratorAuthError,
     OrchestratorError,
 )
+from fastwan_core import WorkerInfo
 
-__all__ = ["HeartbeatSender", "Heartbeater"]
+__all__ = ["HeartbeatSender", "Heartbeater", "worker_id_of"]
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +39,21 @@ class HeartbeatSender(Protocol):
     def heartbeat(self, worker_id: str, beat: Heartbeat | Mapping[str, Any]) -> HeartbeatAnswer: ...
 
 
+def worker_id_of(worker: WorkerInfo) -> str:
+    """The id this worker heartbeats and claims as; a buffer worker cannot be without one."""
+    if worker.worker_id is None:
+        raise ValueError("a buffer worker needs its worker id (BUFFER_WORKER_ID)")
+    return worker.worker_id
+
+
 class Heartbeater:
     """Sends the board's state as a heartbeat every ``interval_s`` on a daemon thread.
 
     Args:
+        worker: who beats (``worker_id``, ``gpu_class``, ``worker_version``).
         on_death: called (on the heartbeat thread) if the thread ends other than by
-            :meth:`stop`: the worker must not go on without its heartbeat.
+            :meth:`stop`: the one place a dead heartbeat is noticed, and the worker must not go
+            on without it (``StopControl.side_task_died``).
     """
 
     def __init__(
@@ -51,22 +61,22 @@ class Heartbeater:
         client: HeartbeatSender,
         board: WorkerBoard,
         *,
-        worker_id: str,
-        gpu_class: str,
-        worker_version: str | None,
+        worker: WorkerInfo,
         interval_s: float,
         metrics: WorkerMetrics,
-        on_death: Callable[[BaseException | None], None] = lambda _error: None,
+        on_death: Callable[[BaseException | None], None],
         clock: Callable[[], float] = time.monotonic,
         restarts: int | None = None,
     ) -> None:
         if not interval_s > 0:
             raise ValueError(f"HEARTBEAT_INTERVAL_S must be positive, got {interval_s}")
+        if worker.gpu_class is None:
+            raise ValueError("a heartbeat needs the GPU class (GPU_CLASS, else the GPU's name)")
         self._client = client
         self._board = board
-        self._worker_id = worker_id
-        self._gpu_class = gpu_class
-        self._version = worker_version
+        self._worker_id = worker_id_of(worker)
+        self._gpu_class = worker.gpu_class
+        self._version = worker.worker_version
         self._interval = interval_s
         self._metrics = metrics
         self._on_death = on_death
@@ -84,11 +94,6 @@ class Heartbeater:
     @property
     def started(self) -> bool:
         return self._thread.ident is not None
-
-    @property
-    def died(self) -> bool:
-        """The thread ended without being asked to: the monitor's question."""
-        return self.started and not self._thread.is_alive() and not self._stop.is_set()
 
     def stop(self, timeout: float | None = None) -> None:
         """End the ticks; with ``timeout``, wait that long for a call in flight to end."""
@@ -134,7 +139,7 @@ class Heartbeater:
         self._metrics.heartbeat(ok=True)
         ticket = snapshot.ticket
         cancelled = ticket is not None and answer.cancels(*ticket.ids())
-        if cancelled and ticket is not None and ticket.stop(StopReason.CANCELLED, self._clock()):
+        if cancelled and ticket is not None and ticket.stop(StopReason.CANCELLED):
             log.info("the orchestrator cancelled buffer job %s; stopping it", ticket.buffer_job_id)
         return True
 

@@ -2,9 +2,9 @@
 
 The claim loop hands a job here and gets it back ended: the job thread runs the core's use case,
 ``running`` goes out beside it (``running.py``), and the claim loop waits, stopping the job when
-the worker leaves (after ``SHUTDOWN_GRACE_S``, or at once for a restart) and giving up on it if
-it will not stop. Its one terminal status is then reported (``reporting.py``); on a second
-signal the main thread reports it instead (:meth:`JobRunner.end_now`).
+the worker leaves (the deadlines are ``StopControl.job_deadline``'s) and giving up on it if it
+will not stop. Its one terminal status is then reported (``reporting.py``); on a second signal
+the main thread reports it instead (:meth:`JobRunner.end_now`), through the same delivery.
 """
 
 from __future__ import annotations
@@ -17,29 +17,27 @@ from typing import Final
 
 from buffer_worker.board import JobTicket, StopReason, WorkerBoard
 from buffer_worker.control import StopControl
-from buffer_worker.heartbeat import Heartbeater
 from buffer_worker.metrics import WorkerMetrics
-from buffer_worker.outcomes import final_result
-from buffer_worker.reporting import TerminalReports
+from buffer_worker.reporting import StatusDelivery
 from buffer_worker.running import RunningAnnouncer
 from fastwan_adapters.logs import bind_job
 from fastwan_adapters.orchestrator import ClaimJournal, OrchestratorClient
-from fastwan_core import ErrorCode, GenerateVideo, Job, JobResult, Metrics
+from fastwan_core import ErrorCode, GenerateVideo, Job, JobResult, Metrics, WorkerInfo
 from fastwan_core.ports import Clock
 
 __all__ = ["JobRunner"]
 
 log = logging.getLogger("buffer_worker.worker")
 
-_MONITOR_S: Final = 1.0  # the claim loop looks at the heartbeat thread at least this often
+_MONITOR_S: Final = 1.0  # the claim loop looks at the job in hand at least this often
 
 
 class JobRunner:
     """Runs one job at a time for the claim loop.
 
     Attributes:
-        usecase: the loaded use case (``None`` until the model is loaded), for the metrics of
-            a job the worker ends itself.
+        usecase: the loaded use case (``None`` until the model is loaded; no job is claimed
+            before), for the metrics of a job the worker ends itself.
     """
 
     def __init__(
@@ -47,27 +45,21 @@ class JobRunner:
         *,
         client: OrchestratorClient,
         journal: ClaimJournal,
-        heartbeat: Heartbeater,
         board: WorkerBoard,
         control: StopControl,
         metrics: WorkerMetrics,
-        reports: TerminalReports,
+        delivery: StatusDelivery,
         clock: Clock,
-        worker_id: str,
-        gpu_class: str,
-        worker_version: str | None,
+        worker: WorkerInfo,
     ) -> None:
         self._client = client
         self._journal = journal
-        self._heartbeat = heartbeat
         self._board = board
         self._control = control
         self._metrics = metrics
-        self._reports = reports
+        self._delivery = delivery
         self._clock = clock
-        self._worker_id = worker_id
-        self._gpu_class = gpu_class
-        self._version = worker_version
+        self._worker = worker
         self.usecase: GenerateVideo | None = None
         self._job_thread: threading.Thread | None = None
 
@@ -75,6 +67,18 @@ class JobRunner:
     def job_running(self) -> bool:
         """A job thread is still running (the process must not wait for it at exit)."""
         return self._job_thread is not None and self._job_thread.is_alive()
+
+    def admit(self, ticket: JobTicket) -> bool:
+        """A job just claimed: ``False`` if it ended here before (its recorded end is reported
+        again, it is not run again); else it is held in the claim journal until its status is in
+        the outbox."""
+        if self._delivery.report_again(ticket, self._control.delivery_window()):
+            return False
+        try:
+            self._journal.record(ticket.buffer_job_id, ticket.job_id)
+        except OSError as error:  # the job still runs, only without the crash net
+            log.error("the claim journal cannot be written (%s): a crash now would lose the job", error)
+        return True
 
     def run(self, job: Job, ticket: JobTicket, usecase: GenerateVideo) -> None:
         """Run ``job`` on its thread, wait for it (stopping it when the worker leaves), end it."""
@@ -90,23 +94,13 @@ class JobRunner:
                 daemon=True,
             )
             announcer = RunningAnnouncer(
-                ticket,
-                client=self._client,
-                control=self._control,
-                board=self._board,
-                clock=self._clock,
-                worker_id=self._worker_id,
+                ticket, client=self._client, control=self._control, board=self._board, worker=self._worker
             )
             self._job_thread.start()
             announcer.start()
             result = self._await(ticket)
             if ticket.reason is StopReason.LEASE_LOST:
-                log.warning(
-                    "buffer job %s is no longer ours: dropped, nothing reported", ticket.buffer_job_id
-                )
-                self._board.silence(ticket.job_id)
-                self._metrics.leases_lost.inc()
-                self._journal.forget(ticket.buffer_job_id)
+                self._delivery.drop(ticket)
                 return
             self.conclude(ticket, result, announcer)
         finally:
@@ -122,7 +116,7 @@ class JobRunner:
                 ErrorCode.INTERNAL_ERROR,
                 f"internal error: {type(error).__name__}",
                 job_id=job.musetalk_job_id,
-                metrics=self.fallback_metrics(ticket)(),
+                metrics=usecase.metrics_for(self._clock.now() - ticket.started),
             )
         ticket.finish(result)
         self._control.wake.set()
@@ -135,87 +129,47 @@ class JobRunner:
                 return ticket.result
             if self._control.abort.is_set():
                 return None  # the main thread reports the job; nothing is waited for any more
-            if self._heartbeat.died and self._control.restart_reason is None:
-                self._control.side_task_died(None)
-            now = self._clock.now()
-            timeout = _MONITOR_S
-            stop_at, give_up_at = self._control.stop_job_at(), self._control.give_up_at()
-            if stop_at is not None and give_up_at is not None:
-                if now >= stop_at:
-                    restart = self._control.restart_reason is not None
-                    reason = StopReason.RESTART if restart else StopReason.SHUTDOWN
-                    if ticket.stop(reason, now, self._control.restart_reason):
-                        log.warning(
-                            "stopping the job in hand: the worker is %s",
-                            "restarting" if restart else "stopping",
-                        )
-                    if now >= give_up_at:
-                        log.error(
-                            "the job did not stop within %.1f s; reporting it now", self._control.stop_wait_s
-                        )
-                        return None
-                    timeout = min(timeout, give_up_at - now)
-                else:
-                    timeout = min(timeout, stop_at - now)
-            self._control.wake.wait(max(0.0, timeout))
+            due = self._control.job_deadline(self._clock.now(), _MONITOR_S)
+            if due.stop is not None and ticket.stop(due.stop, self._control.restart_reason):
+                leaving = "restarting" if due.stop is StopReason.RESTART else "stopping"
+                log.warning("stopping the job in hand: the worker is %s", leaving)
+            if due.give_up:
+                log.error("the job did not stop within %.1f s; reporting it now", self._control.stop_wait_s)
+                return None
+            self._control.wake.wait(due.wait_s)
 
     def conclude(
         self, ticket: JobTicket, result: JobResult | None, announcer: RunningAnnouncer | None = None
     ) -> None:
         """Report the job's one terminal status (unless the main thread already has)."""
-        final = final_result(
+        final = self._delivery.end(
             ticket,
             result,
-            leaving=self._control.leaving,
-            restart_reason=self._control.restart_reason,
-            fallback_metrics=self.fallback_metrics(ticket),
-        )
-        if not ticket.claim_report():
-            return
-        self._reports.report(
-            ticket,
-            final,
-            replaced=_replaced(result, final),
+            fallback_metrics=self._fallback_metrics(ticket),
             window=self._control.delivery_window(),
             announcer=announcer,
         )
-        if final.fatal:
+        if final is not None and final.fatal:
             self._control.request_restart(f"the GPU is unusable ({final.error})")
-
-    def fallback_metrics(self, ticket: JobTicket) -> Callable[[], Metrics]:
-        """Metrics for a job with no result of its own: who ran it and for how long."""
-
-        def metrics() -> Metrics:
-            generator = self.usecase.generator if self.usecase is not None else None
-            return Metrics(
-                duration_sec=round(max(0.0, self._clock.now() - ticket.started), 4),
-                model_id=generator.model_id if generator is not None else None,
-                gpu_name=generator.device_name if generator is not None else None,
-                gpu_class=self._gpu_class,
-                worker_id=self._worker_id,
-                worker_version=self._version,
-            )
-
-        return metrics
 
     def end_now(self) -> None:
         """The second signal (main thread): report the job in hand ``worker_shutdown`` now."""
         ticket = self._board.current()
         if ticket is not None and ticket.reason is not StopReason.LEASE_LOST:
-            ticket.stop(StopReason.SHUTDOWN, self._clock.now())
-            final = final_result(
-                ticket,
-                ticket.result,
-                leaving=self._control.leaving,
-                restart_reason=self._control.restart_reason,
-                fallback_metrics=self.fallback_metrics(ticket),
-            )
-            if ticket.claim_report():
-                with bind_job(ticket.job_id, buffer_job_id=ticket.buffer_job_id):
-                    replaced = _replaced(ticket.result, final)
-                    self._reports.report(ticket, final, replaced=replaced, window=self._control.abort)
+            ticket.stop(StopReason.SHUTDOWN)
+            with bind_job(ticket.job_id, buffer_job_id=ticket.buffer_job_id):
+                self._delivery.end(
+                    ticket,
+                    ticket.result,
+                    fallback_metrics=self._fallback_metrics(ticket),
+                    window=self._control.abort,
+                )
 
+    def _fallback_metrics(self, ticket: JobTicket) -> Callable[[], Metrics]:
+        """The use case's metrics for a job with no result of its own: who ran it, how long."""
 
-def _replaced(result: JobResult | None, final: JobResult) -> bool:
-    """The worker ends the job otherwise than the core did (so the core's final progress is wrong)."""
-    return result is None or final.error_code is not result.error_code
+        def metrics() -> Metrics:
+            assert self.usecase is not None, "no job is claimed before the model is loaded"
+            return self.usecase.metrics_for(self._clock.now() - ticket.started)
+
+        return metrics

@@ -32,6 +32,7 @@ from fastwan_adapters.orchestrator import (
     StopSignal,
 )
 from fastwan_adapters.orchestrator.backoff import pause_for
+from fastwan_core import WorkerInfo
 from fastwan_core.ports import ProgressReporter
 
 __all__ = ["HEAD_START_S", "LeftoverStatuses"]
@@ -59,8 +60,7 @@ class LeftoverStatuses:
         *,
         progress: ProgressReporter,
         discard_partial_output: Callable[[str], None],
-        worker_id: str,
-        worker_version: str | None,
+        worker: WorkerInfo,
         stop: StopSignal,
         backoff: Backoff,
     ) -> None:
@@ -69,8 +69,7 @@ class LeftoverStatuses:
         self._client = client
         self._progress = progress
         self._discard = discard_partial_output
-        self._worker_id = worker_id
-        self._version = worker_version
+        self._worker = worker
         self._stop = stop
         self._backoff = backoff
         self._left: list[PendingStatus] = []
@@ -93,8 +92,7 @@ class LeftoverStatuses:
                 self._outbox,
                 progress=self._progress,
                 discard_partial_output=self._discard,
-                worker_id=self._worker_id,
-                worker_version=self._version,
+                worker=self._worker,
             )
             self._left = self._outbox.pending()
             if not self._left:

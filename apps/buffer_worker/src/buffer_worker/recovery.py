@@ -17,7 +17,7 @@ from typing import Final
 
 from fastwan_adapters.logs import bind_job
 from fastwan_adapters.orchestrator import ClaimJournal, StatusOutbox, status_body
-from fastwan_core import ErrorCode, JobResult, Metrics
+from fastwan_core import ErrorCode, JobResult, Metrics, WorkerInfo
 from fastwan_core.ports import ProgressReporter
 
 __all__ = ["RESTARTED_DURING_JOB", "report_orphans"]
@@ -33,8 +33,7 @@ def report_orphans(
     *,
     progress: ProgressReporter,
     discard_partial_output: Callable[[str], None],
-    worker_id: str,
-    worker_version: str | None,
+    worker: WorkerInfo,
 ) -> list[str]:
     """Put a terminal status for every orphaned claim into the outbox; returns their buffer ids.
 
@@ -53,8 +52,8 @@ def report_orphans(
                 retryable=True,
                 metrics=Metrics(
                     duration_sec=round(max(0.0, time.time() - entry.claimed_at), 4),
-                    worker_id=worker_id,
-                    worker_version=worker_version,
+                    worker_id=worker.worker_id,
+                    worker_version=worker.worker_version,
                 ),
             )
             log.warning(
@@ -63,7 +62,7 @@ def report_orphans(
                 entry.buffer_job_id,
             )
             try:
-                outbox.put(entry.buffer_job_id, status_body(result, worker_id))
+                outbox.put(entry.buffer_job_id, status_body(result, worker.worker_id))
             except OSError as error:  # kept in the journal: the next start tries again
                 log.error(
                     "the outbox cannot be written (%s); buffer job %s stays unreported",
@@ -74,7 +73,7 @@ def report_orphans(
             journal.forget(entry.buffer_job_id)
             if entry.musetalk_job_id is not None:
                 _discard(discard_partial_output, f"{entry.musetalk_job_id}.mp4")
-                progress.report(entry.musetalk_job_id, result.progress_update(worker_id))
+                progress.report(entry.musetalk_job_id, result.progress_update(worker.worker_id))
             reported.append(entry.buffer_job_id)
     return reported
 

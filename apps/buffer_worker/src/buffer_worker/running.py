@@ -23,7 +23,7 @@ from fastwan_adapters.orchestrator import (
     StatusOutcome,
     running_status_body,
 )
-from fastwan_core.ports import Clock
+from fastwan_core import WorkerInfo
 
 __all__ = ["RunningAnnouncer"]
 
@@ -42,15 +42,13 @@ class RunningAnnouncer:
         client: OrchestratorClient,
         control: StopControl,
         board: WorkerBoard,
-        clock: Clock,
-        worker_id: str,
+        worker: WorkerInfo,
     ) -> None:
         self._ticket = ticket
         self._client = client
         self._control = control
         self._board = board
-        self._clock = clock
-        self._worker_id = worker_id
+        self._worker_id = worker.worker_id
         self._given_up = threading.Event()
         # copy_context: the job id bound for logging travels into the thread.
         self._thread = threading.Thread(
@@ -90,7 +88,7 @@ class RunningAnnouncer:
         except OrchestratorError as error:
             log.warning("`running` not sent: %s", error)
             return
-        if outcome is StatusOutcome.GONE and ticket.stop(StopReason.LEASE_LOST, self._clock.now()):
+        if outcome is StatusOutcome.GONE and ticket.stop(StopReason.LEASE_LOST):
             log.warning("buffer job %s: the orchestrator answered 404/409, stopping it", ticket.buffer_job_id)
             self._board.silence(ticket.job_id)
             self._control.wake.set()

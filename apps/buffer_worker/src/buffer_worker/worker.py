@@ -23,22 +23,21 @@ from typing import Any, Final
 
 from buffer_worker.board import JobTicket, StopReason, WorkerBoard
 from buffer_worker.control import StopControl
-from buffer_worker.heartbeat import Heartbeater
+from buffer_worker.heartbeat import Heartbeater, worker_id_of
 from buffer_worker.job_run import JobRunner
 from buffer_worker.leftovers import HEAD_START_S, LeftoverStatuses
 from buffer_worker.metrics import WorkerMetrics
-from buffer_worker.reporting import RUNNING_AFTER_END_S, TerminalReports
 from fastwan_adapters.config import ConfigError
 from fastwan_adapters.logs import bind_job
-from fastwan_adapters.orchestrator import Backoff, ClaimJournal, OrchestratorClient, StatusOutbox
-from fastwan_core import GenerateVideo, Job, JobValidationError, is_job_id
-from fastwan_core.ports import Clock, ProgressReporter
+from fastwan_adapters.orchestrator import OrchestratorClient
+from fastwan_core import GenerateVideo, Job, JobValidationError, WorkerInfo, is_job_id
+from fastwan_core.ports import Clock
 
 __all__ = ["BufferWorker", "ExitCode"]
 
 log = logging.getLogger(__name__)
 
-_MONITOR_S: Final = 1.0  # the claim loop looks at the heartbeat thread at least this often
+_FIRST_ROUND_S: Final = 1.0  # before the first claim, the stop is looked at at least this often
 _SEEN_CHARS: Final = 80  # how much of an unusable id a log line shows
 _LEFTOVERS_JOIN_S: Final = 1.0
 
@@ -53,86 +52,43 @@ class ExitCode(enum.IntEnum):
 
 
 class BufferWorker:
-    """Claims and runs jobs one at a time; see the module's docstring.
+    """Claims and runs jobs one at a time; see the module's docstring. Composed by the
+    container (``containers.py``), which builds each part.
 
     Args:
+        leftovers: what the last run left to report, sent in the background from the start.
+        jobs: runs and ends each claimed job.
         load_usecase: loads and warms the model and returns the use case (slow: called once,
             after the heartbeat has started).
-        progress: the progress port without the board, for the final update of a job the
-            worker ends itself (shutdown, restart).
-        journal: the claimed job, on disk until its terminal status is in the outbox.
-        discard_partial_output: removes what a job killed mid-write left of the named output.
-        backoff: between rounds of sending what the last run left (``ORCHESTRATOR_RETRY_INITIAL_S``).
-        running_after_end_s: how long a finished job's status waits for its ``running``.
+        worker: who claims (``worker_id``, ``gpu_class``, ``worker_version``).
     """
 
     def __init__(
         self,
         *,
         client: OrchestratorClient,
-        outbox: StatusOutbox,
-        journal: ClaimJournal,
         heartbeat: Heartbeater,
         board: WorkerBoard,
         control: StopControl,
+        leftovers: LeftoverStatuses,
+        jobs: JobRunner,
         load_usecase: Callable[[], GenerateVideo],
-        progress: ProgressReporter,
         metrics: WorkerMetrics,
         clock: Clock,
-        worker_id: str,
-        gpu_class: str,
-        worker_version: str | None,
+        worker: WorkerInfo,
         poll_interval_s: float,
-        discard_partial_output: Callable[[str], None] = lambda _name: None,
-        backoff: Backoff | None = None,
-        running_after_end_s: float = RUNNING_AFTER_END_S,
     ) -> None:
         self._client = client
-        self._leftovers = LeftoverStatuses(
-            journal,
-            outbox,
-            client,
-            progress=progress,
-            discard_partial_output=discard_partial_output,
-            worker_id=worker_id,
-            worker_version=worker_version,
-            stop=control.stop,
-            backoff=backoff or Backoff(),
-        )
-        self._reports = TerminalReports(
-            client=client,
-            outbox=outbox,
-            journal=journal,
-            board=board,
-            progress=progress,
-            metrics=metrics,
-            clock=clock,
-            worker_id=worker_id,
-            running_after_end_s=running_after_end_s,
-        )
-        self._jobs = JobRunner(
-            client=client,
-            journal=journal,
-            heartbeat=heartbeat,
-            board=board,
-            control=control,
-            metrics=metrics,
-            reports=self._reports,
-            clock=clock,
-            worker_id=worker_id,
-            gpu_class=gpu_class,
-            worker_version=worker_version,
-        )
-        self._journal = journal
         self._heartbeat = heartbeat
         self._board = board
         self._control = control
+        self._leftovers = leftovers
+        self._jobs = jobs
         self._load_usecase = load_usecase
         self._metrics = metrics
         self._clock = clock
-        self._worker_id = worker_id
-        self._gpu_class = gpu_class
-        self._version = worker_version
+        self._worker = worker
+        self._worker_id = worker_id_of(worker)
         self._poll_interval = poll_interval_s
         self.exit_code: ExitCode | None = None
 
@@ -182,14 +138,11 @@ class BufferWorker:
             return ExitCode.RESTART
         self._metrics.ready.set(1)
         # Every leftover tried once before the first claim (most often during the model load).
-        while not self._leftovers.first_round.wait(_MONITOR_S) and not self._control.stop.is_set():
+        while not self._leftovers.first_round.wait(_FIRST_ROUND_S) and not self._control.stop.is_set():
             pass
         if not self._control.stop.is_set():
-            log.info("ready: claiming jobs as %s (%s)", self._worker_id, self._gpu_class)
-        while not self._control.stop.is_set():
-            if self._heartbeat.died:
-                self._control.side_task_died(None)
-                break
+            log.info("ready: claiming jobs as %s (%s)", self._worker_id, self._worker.gpu_class)
+        while not self._control.stop.is_set():  # a dead heartbeat sets it too (``on_death``)
             self._claim_once(usecase)
         return ExitCode.OK
 
@@ -198,9 +151,9 @@ class BufferWorker:
         raw = self._client.claim_with_backoff(
             self._worker_id,
             stop=self._control.stop,
-            gpu_class=self._gpu_class,
+            gpu_class=self._worker.gpu_class,
             model_id=usecase.generator.model_id,
-            worker_version=self._version,
+            worker_version=self._worker.worker_version,
         )
         if raw is None:
             if not self._control.stop.is_set():
@@ -230,20 +183,14 @@ class BufferWorker:
             job, job_id = None, error.job_id
         ticket = JobTicket(buffer_job_id, job_id, self._clock.now())
         with bind_job(job_id, buffer_job_id=buffer_job_id):
-            recorded = self._reports.recent.recall(buffer_job_id, job_id)
-            if recorded is not None:
-                self._reports.report_again(ticket, recorded, self._control.delivery_window())
+            if not self._jobs.admit(ticket):
                 return
-            try:
-                self._journal.record(buffer_job_id, job_id)
-            except OSError as error:  # the job still runs, only without the crash net
-                log.error("the claim journal cannot be written (%s): a crash now would lose the job", error)
             if job is None:
                 # The core's own answer to a bad job (and its final progress call).
                 self._jobs.conclude(ticket, usecase.run_payload(dict(raw), ticket))
             elif self._control.stop.is_set():
                 log.info("claimed while stopping: handing the job back as worker_shutdown")
-                ticket.stop(StopReason.SHUTDOWN, self._clock.now())
+                ticket.stop(StopReason.SHUTDOWN)
                 self._jobs.conclude(ticket, None)
             else:
                 self._jobs.run(job, ticket, usecase)

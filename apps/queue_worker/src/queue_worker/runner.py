@@ -182,12 +182,6 @@ class JobRunner:
     def job_id(self) -> str | None:
         return self._job_id
 
-    @property
-    def cancelling(self) -> bool:
-        """Whether the job in hand was told to stop."""
-        cancel = self._cancel
-        return cancel is not None and cancel.is_set()
-
     def begin_shutdown(self, grace_s: float) -> None:
         """Take no more jobs; stop the job in hand if it still runs ``grace_s`` seconds from now.
 

@@ -123,6 +123,11 @@ class GenerateVideo:
             **values,
         )
 
+    def metrics_for(self, duration_sec: float) -> Metrics:
+        """The metrics of a job that ends without a result of the use case's own (the worker
+        gave up waiting for it, or its run raised): who ran it and for how long, no more."""
+        return self._metrics(duration_sec=round(max(0.0, duration_sec), 4))
+
 
 class _Execution:
     """The state of one job's run: the entity, the timings and the throttle."""
