@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fastwan_core import ErrorCode, JobFailure, JobState, Phase
+from fastwan_core import ErrorCode, JobFailure, JobState, Phase, progress_to_wire
 from tests.queue_worker.support import I2V, T2V, Fakes, Served, raw_post, wait_until
 
 
@@ -36,7 +36,7 @@ def test_a_text_to_video_job_answers_200_with_the_stored_video(worker: Served, f
     assert body["metrics"]["gpu_class"] == "FakeGPU"
     assert body["metrics"]["total_time"] == body["metrics"]["duration_sec"]
     assert set(body["metrics"]["stage_times"]) == {"text_encode", "inference", "decode", "encode", "upload"}
-    final = fakes.progress.for_job("t2v-1")[-1][0].to_wire()
+    final = progress_to_wire(fakes.progress.for_job("t2v-1")[-1][0])
     assert final["status"] == "succeeded" and final["metrics"] == body["metrics"]
     assert fakes.store.objects["t2v-1.mp4"].size_bytes == body["metrics"]["size_bytes"]
     assert fakes.images.loaded == []
@@ -97,7 +97,7 @@ def test_each_failure_answers_the_status_that_carries_its_retry_decision(
     final = fakes.progress.for_job(job["musetalk_job_id"])[-1][0]
     assert final.status is JobState.FAILED and final.error_code is not None
     assert final.error_code.value == expected_code
-    assert final.to_wire()["metrics"] == body["metrics"]
+    assert progress_to_wire(final)["metrics"] == body["metrics"]
     assert job["musetalk_job_id"] + ".mp4" not in fakes.store.objects
 
 

@@ -31,7 +31,7 @@ from buffer_worker.reporting import RUNNING_AFTER_END_S, TerminalReports
 from fastwan_adapters.config import ConfigError
 from fastwan_adapters.logs import bind_job
 from fastwan_adapters.orchestrator import Backoff, ClaimJournal, OrchestratorClient, StatusOutbox
-from fastwan_core import GenerateVideo, Job, JobValidationError, is_job_id
+from fastwan_core import GenerateVideo, Job, JobValidationError, is_job_id, parse_job
 from fastwan_core.ports import Clock, ProgressReporter
 
 __all__ = ["BufferWorker", "ExitCode"]
@@ -221,13 +221,11 @@ class BufferWorker:
                 _seen(raw.get("musetalk_job_id")),
             )
             return
-        job: Job | None
-        job_id: str | None
         try:
-            job = Job.from_wire(raw)
-            job_id = job.musetalk_job_id
+            job: Job | JobValidationError = parse_job(raw)
         except JobValidationError as error:
-            job, job_id = None, error.job_id
+            job = error
+        job_id = job.musetalk_job_id if isinstance(job, Job) else job.job_id
         ticket = JobTicket(buffer_job_id, job_id, self._clock.now())
         with bind_job(job_id, buffer_job_id=buffer_job_id):
             recorded = self._reports.recent.recall(buffer_job_id, job_id)
@@ -238,9 +236,9 @@ class BufferWorker:
                 self._journal.record(buffer_job_id, job_id)
             except OSError as error:  # the job still runs, only without the crash net
                 log.error("the claim journal cannot be written (%s): a crash now would lose the job", error)
-            if job is None:
+            if isinstance(job, JobValidationError):
                 # The core's own answer to a bad job (and its final progress call).
-                self._jobs.conclude(ticket, usecase.run_payload(dict(raw), ticket))
+                self._jobs.conclude(ticket, usecase.refuse(job))
             elif self._control.stop.is_set():
                 log.info("claimed while stopping: handing the job back as worker_shutdown")
                 ticket.stop(StopReason.SHUTDOWN, self._clock.now())

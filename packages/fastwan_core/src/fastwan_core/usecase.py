@@ -83,21 +83,19 @@ class GenerateVideo:
     worker: WorkerInfo = attrs.field(factory=WorkerInfo)
     progress_interval_s: float = 1.0
 
-    def run_payload(self, payload: object, cancel: CancelSignal = NEVER_CANCELLED) -> JobResult:
-        """Validate the orchestrator's JSON and run it; a bad job is an ``invalid_input`` result."""
-        try:
-            job = Job.from_wire(payload)
-        except JobValidationError as error:
-            result = JobResult.failure(
-                ErrorCode.INVALID_INPUT,
-                str(error),
-                job_id=error.job_id,
-                metrics=self._metrics(duration_sec=0.0),
-            )
-            if error.job_id is not None:
-                self._report(error.job_id, result.progress_update(self.worker.worker_id))
-            return result
-        return self.run(job, cancel)
+    def refuse(self, error: JobValidationError) -> JobResult:
+        """The answer to a job whose body breaks the rules, without running anything: a failed
+        ``invalid_input`` result (not retryable) with the id it could read, and its final progress
+        call when there is one. Every entrypoint answers a bad job through this."""
+        result = JobResult.failure(
+            ErrorCode.INVALID_INPUT,
+            str(error),
+            job_id=error.job_id,
+            metrics=self._metrics(duration_sec=0.0),
+        )
+        if error.job_id is not None:
+            self._report(error.job_id, result.progress_update(self.worker.worker_id))
+        return result
 
     def run(self, job: Job, cancel: CancelSignal = NEVER_CANCELLED) -> JobResult:
         """Run one valid job to its end. Never raises: every failure is a failed result."""
