@@ -185,3 +185,26 @@ def test_no_import_circle_in_our_distributions() -> None:
         "import circles (every import counts, at module level or inside a function; break each "
         "by moving what both sides need into a module below them):\n" + "\n".join(map(describe, found))
     )
+
+
+def test_relative_and_function_level_imports_are_resolved(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    for name in ("__init__.py", "a.py", "b.py", "sub/__init__.py", "sub/c.py"):
+        (package / name).write_text("")
+    (package / "sub" / "c.py").write_text(
+        "from .. import a\nfrom ..b import thing\nfrom . import missing\n"
+        "def f():\n    import pkg.sub\n    from pkg import sub as s\n"
+    )
+    modules = {"pkg": package / "__init__.py", "pkg.a": package / "a.py", "pkg.b": package / "b.py"}
+    modules |= {"pkg.sub": package / "sub/__init__.py", "pkg.sub.c": package / "sub/c.py"}
+    found = sorted(set(_imported("pkg.sub.c", modules["pkg.sub.c"], modules)))
+    assert found == [
+        ("pkg", 1),
+        ("pkg", 6),
+        ("pkg.a", 1),
+        ("pkg.b", 2),
+        ("pkg.sub", 3),
+        ("pkg.sub", 5),
+        ("pkg.sub", 6),
+    ]

@@ -185,3 +185,52 @@ def test_the_json_schema_describes_every_field_with_its_limits() -> None:
 def test_the_job_id_rule_is_public() -> None:
     assert is_job_id("5b1c9e0e-2c1f.x_y")
     assert not is_job_id("../x") and not is_job_id("") and not is_job_id(7) and not is_job_id("a" * 129)
+
+
+def test_type_errors_and_broken_rules_come_in_the_contracts_order() -> None:
+    payload = {"musetalk_job_id": "j", "prompt": "", "width": "wide", "fps": 0, "seed": 10**30}
+    with pytest.raises(JobValidationError) as caught:
+        parse_job(payload)
+    assert caught.value.errors == (
+        "prompt must not be empty or blank",
+        "width must be an integer, got 'wide'",
+        "fps must be between 1 and 60, got 0",
+        "seed must be between 0 and 9223372036854775807, got 1000000000000000000000000000000",
+    )
+    assert (caught.value.job_id, caught.value.buffer_job_id) == ("j", None)
+
+
+def test_parsing_and_building_give_the_same_messages() -> None:
+    bad = {"musetalk_job_id": "../j", "prompt": " ", "num_frames": 8, "width": 9, "guidance_scale": 10**30}
+    with pytest.raises(JobValidationError) as parsed:
+        parse_job(bad)
+    with pytest.raises(JobValidationError) as built:
+        Job(**bad)
+    assert parsed.value.errors == built.value.errors
+    assert parsed.value.errors[-1] == "guidance_scale must be between 0 and 20, got " + str(10**30)
+    assert parsed.value.job_id is None  # not a usable id; the Job built directly says what it got
+    assert built.value.job_id == "../j"
+
+
+def test_a_number_becomes_a_float_once_the_rules_have_seen_it() -> None:
+    assert (
+        repr(parse_job({"musetalk_job_id": "j", "prompt": "p", "guidance_scale": 2}).guidance_scale) == "2.0"
+    )
+    assert repr(Job(musetalk_job_id="j", prompt="p", guidance_scale=3).guidance_scale) == "3.0"
+
+
+class _CountingStr(str):
+    """A string that counts how often a rule looks at it (``prompt``'s rule strips it)."""
+
+    strips = 0
+
+    def strip(self, chars: str | None = None) -> str:
+        type(self).strips += 1
+        return super().strip(chars)
+
+
+def test_parsing_runs_each_rule_once() -> None:
+    _CountingStr.strips = 0
+    job = parse_job({"musetalk_job_id": "j", "prompt": _CountingStr("a cat")})
+    assert job.prompt == "a cat"
+    assert _CountingStr.strips == 1
