@@ -27,8 +27,8 @@ from fastwan_core.lifecycle import IllegalTransition, JobRun, JobState, Phase
 from fastwan_core.plan import FASTWAN_TIMESTEPS, GenerationPlan, plan_generation
 from fastwan_core.ports import EncodedVideo, GeneratedVideo, Stage
 from fastwan_core.results import JobResult, Metrics, ProgressUpdate, Timings
-from fastwan_core.usecase import GenerateVideo, WorkerInfo
-from fastwan_core.values import ImageSource, Size, is_job_id
+from fastwan_core.usecase import GenerateVideo
+from fastwan_core.values import ImageSource, Size, WorkerInfo, is_job_id
 from fastwan_core.wire import (
     job_json_schema,
     job_to_wire,

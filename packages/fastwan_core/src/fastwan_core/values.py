@@ -1,4 +1,4 @@
-"""The core's ground floor: the small values and limits that jobs, results and wire all use.
+"""The core's ground floor: the small values and limits that jobs, results, runs and wire use.
 
 It imports nothing of ours, so that every other module can build on it without a circle.
 """
@@ -21,6 +21,7 @@ __all__ = [
     "NUMBER_RANGES",
     "ImageSource",
     "Size",
+    "WorkerInfo",
     "is_job_id",
 ]
 
@@ -84,3 +85,17 @@ def is_job_id(value: object) -> TypeGuard[str]:
     starting with a letter or digit.
     """
     return isinstance(value, str) and JOB_ID_PATTERN.fullmatch(value) is not None
+
+
+@attrs.frozen
+class WorkerInfo:
+    """Who runs the job, for ``metrics`` and progress calls.
+
+    Attributes:
+        gpu_class: the operator's name for this GPU (``GPU_CLASS``); ``None``: the
+            generator's device name.
+    """
+
+    worker_id: str | None = None
+    worker_version: str | None = None
+    gpu_class: str | None = None
