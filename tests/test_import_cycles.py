@@ -95,7 +95,8 @@ def import_graph() -> dict[str, list[Edge]]:
 
 
 def circles(graph: dict[str, list[Edge]]) -> list[list[Edge]]:
-    """One circle per strongly connected group of modules (Tarjan's algorithm, then a path)."""
+    """One circle per strongly connected group of modules (Tarjan's algorithm, then a path);
+    the test names the whole group too, since each of its modules leads to every other."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -126,7 +127,7 @@ def circles(graph: dict[str, list[Edge]]) -> list[list[Edge]]:
     for node in sorted(graph):
         if node not in index:
             visit(node)
-    return [_circle_in(graph, group) for group in groups]
+    return [_circle_in(graph, group) for group in sorted(groups, key=min)]
 
 
 def _circle_in(graph: dict[str, list[Edge]], group: set[str]) -> list[Edge]:
@@ -180,11 +181,34 @@ def test_a_circle_is_found_and_named() -> None:
 
 
 def test_no_import_circle_in_our_distributions() -> None:
-    found = circles(import_graph())
+    graph = import_graph()
+    found = circles(graph)
     assert not found, (
         "import circles (every import counts, at module level or inside a function; break each "
-        "by moving what both sides need into a module below them):\n" + "\n".join(map(describe, found))
+        "by moving what both sides need into a module below them):\n"
+        + "\n".join(f"{describe(circle)}\n    in the group {_group_of(graph, circle)}" for circle in found)
     )
+
+
+def _group_of(graph: dict[str, list[Edge]], circle: list[Edge]) -> str:
+    """Every module that both reaches the circle and is reached from it."""
+    start = circle[0].source
+
+    def reached(begin: str, edges: dict[str, list[str]]) -> set[str]:
+        seen, todo = {begin}, [begin]
+        while todo:
+            for following in edges.get(todo.pop(), []):
+                if following not in seen:
+                    seen.add(following)
+                    todo.append(following)
+        return seen
+
+    forward = {name: [edge.target for edge in edges] for name, edges in graph.items()}
+    backward: dict[str, list[str]] = {}
+    for name, targets in forward.items():
+        for target in targets:
+            backward.setdefault(target, []).append(name)
+    return ", ".join(sorted(reached(start, forward) & reached(start, backward)))
 
 
 def test_relative_and_function_level_imports_are_resolved(tmp_path: Path) -> None:
