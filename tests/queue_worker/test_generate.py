@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fastwan_core import ErrorCode, JobFailure, JobState, Phase, progress_to_wire
+from fastwan_core import ErrorCode, Job, JobFailure, JobState, Phase, progress_to_wire
 from tests.queue_worker.support import I2V, T2V, Fakes, Served, raw_post, wait_until
 
 
@@ -40,6 +40,20 @@ def test_a_text_to_video_job_answers_200_with_the_stored_video(worker: Served, f
     assert final["status"] == "succeeded" and final["metrics"] == body["metrics"]
     assert fakes.store.objects["t2v-1.mp4"].size_bytes == body["metrics"]["size_bytes"]
     assert fakes.images.loaded == []
+
+
+def test_the_body_is_parsed_once(worker: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One Job is built from the body (its rules run once): for the log id and the run alike."""
+    built: list[str] = []
+    check = Job.__attrs_post_init__
+
+    def counted(job: Job) -> None:
+        built.append(job.musetalk_job_id)
+        check(job)
+
+    monkeypatch.setattr(Job, "__attrs_post_init__", counted)
+    assert post(worker, T2V).status_code == 200
+    assert built == ["t2v-1"]
 
 
 def test_an_image_to_video_job_fetches_its_first_frame(worker: Served, fakes: Fakes) -> None:
