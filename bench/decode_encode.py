@@ -40,7 +40,7 @@ from fastwan_adapters.generator.architecture import WAN22_VAE
 from fastwan_adapters.generator.decoding import configure_full_decoder, decode_chunks
 from fastwan_adapters.generator.taehv import build_random_tiny_decoder
 from fastwan_adapters.generator.tiny import ensure_tiny_model
-from fastwan_core.job import Size
+from fastwan_core.values import Size
 
 
 def tiny_vae(scratch: Path) -> AutoencoderKLWan:

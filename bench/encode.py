@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 from fastwan_adapters.encoder import X264_PRESETS, PyAVEncoder, cover_window
-from fastwan_core.job import Size
+from fastwan_core.values import Size
 
 
 def synthetic_scene(num_frames: int, width: int, height: int, seed: int = 0) -> np.ndarray:

@@ -15,7 +15,7 @@ import pytest
 
 from fastwan_adapters.config import ConfigError
 from fastwan_adapters.encoder import EncoderFolder, EncoderSettings, build_encoder
-from fastwan_core.job import Size
+from fastwan_core.values import Size
 
 # Another worker process: claims its folder, starts an MP4 there as the encoder does, says
 # where, then waits (alive, holding its folder) or is killed as SIGKILL kills a worker mid-job.
@@ -23,7 +23,7 @@ _WORKER = """
 import sys
 from pathlib import Path
 from fastwan_adapters.encoder import EncoderFolder, PyAVEncoder
-from fastwan_core.job import Size
+from fastwan_core.values import Size
 folder = EncoderFolder.claim(Path(sys.argv[1]))
 writer = PyAVEncoder(temp_dir=folder.path, x264_params="mbtree=0").writer(Size(64, 64), 8)
 print(writer._path, flush=True)

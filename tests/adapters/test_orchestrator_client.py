@@ -32,7 +32,17 @@ from fastwan_adapters.orchestrator import (
     status_body,
 )
 from fastwan_adapters.testing import Endpoint, Fault, OrchestratorDouble, RecordingSleep
-from fastwan_core import ErrorCode, GenerateVideo, JobResult, JobState, Phase, ProgressUpdate, WorkerInfo
+from fastwan_core import (
+    ErrorCode,
+    GenerateVideo,
+    JobResult,
+    JobState,
+    Phase,
+    ProgressUpdate,
+    WorkerInfo,
+    parse_job,
+    result_to_wire,
+)
 from fastwan_core.testing import FakeClock, FakeEncoder, FakeGenerator, FakeImageLoader, InMemoryResultStore
 
 SECRET_KEY = "sk-live-Zq8v1-DO-NOT-LOG"
@@ -556,7 +566,7 @@ def test_the_use_case_reports_every_phase_to_the_orchestrator(orch, client):
         worker=WorkerInfo(worker_id="w-1"),
     )
 
-    result = usecase.run_payload({**JOB, "image_url": "https://example.com/face.png"})
+    result = usecase.run(parse_job({**JOB, "image_url": "https://example.com/face.png"}))
     reporter.close()
 
     assert result.succeeded
@@ -569,7 +579,7 @@ def test_the_use_case_reports_every_phase_to_the_orchestrator(orch, client):
         "progress": 1.0,
         "output_url": "memory://job-1.mp4",
         "worker_id": "w-1",
-        "metrics": result.to_wire()["metrics"],  # the final call carries the job's metrics
+        "metrics": result_to_wire(result)["metrics"],  # the final call carries the job's metrics
     }
 
 

@@ -18,7 +18,7 @@ from buffer_worker.worker import ExitCode
 from fastwan_adapters.generator import NoGpuError
 from fastwan_adapters.orchestrator import ClaimJournal, OrchestratorClient, StatusOutbox
 from fastwan_adapters.testing import Endpoint, Fault, OrchestratorDouble
-from fastwan_core import ErrorCode, JobFailure, JobState
+from fastwan_core import ErrorCode, JobFailure, JobState, progress_to_wire
 from fastwan_core.testing import FakeGenerator, FakeImageLoader
 
 from .rig import TIMEOUT, Rig, Sender, add, claimed_after, gated, paced
@@ -342,7 +342,7 @@ def test_a_failed_status_carries_the_sibling_names_and_its_final_progress_the_me
     assert "download" in final["stage_times"]
     assert final["metrics"]["total_time"] == final["metrics"]["duration_sec"]
     (last,) = [u for _, u in rig.sent_progress.updates if u.is_terminal]
-    assert last.to_wire()["metrics"] == final["metrics"]
+    assert progress_to_wire(last)["metrics"] == final["metrics"]
 
 
 def test_a_status_the_worker_writes_itself_carries_the_sibling_names(make_rig: Callable[..., Rig]) -> None:

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from fastwan_core import ErrorCode, JobResult, JobState, Metrics, Phase, ProgressUpdate, Size, Timings
+from fastwan_core import (
+    ErrorCode,
+    JobResult,
+    JobState,
+    Metrics,
+    Phase,
+    ProgressUpdate,
+    Size,
+    Timings,
+    progress_to_wire,
+    result_from_wire,
+    result_to_wire,
+)
 
 CONTRACT_RETRYABLE = {
     "invalid_input": False,
@@ -47,7 +59,7 @@ def test_success_on_the_wire() -> None:
     result = JobResult(
         status=JobState.SUCCEEDED, job_id="j1", output_url="https://f005/file/b/j1.mp4", metrics=metrics
     )
-    wire = result.to_wire()
+    wire = result_to_wire(result)
     assert wire == {
         "status": "succeeded",
         "output_url": "https://f005/file/b/j1.mp4",
@@ -88,9 +100,9 @@ def test_success_on_the_wire() -> None:
             },
         },
     }
-    assert JobResult.from_wire(wire) == result
+    assert result_from_wire(wire) == result
     # The final progress call carries the same metrics.
-    assert result.progress_update("w1").to_wire() == {
+    assert progress_to_wire(result.progress_update("w1")) == {
         "status": "succeeded",
         "progress": 1.0,
         "output_url": result.output_url,
@@ -115,7 +127,7 @@ SIBLING_ERROR_TYPE = {
 def test_failures_on_the_wire(code: ErrorCode) -> None:
     metrics = Metrics(duration_sec=2.0, timings=Timings(download_s=0.5, denoise_s=1.0, total_s=2.0))
     result = JobResult.failure(code, "it broke", job_id="j1", metrics=metrics, stage="inference")
-    wire = result.to_wire()
+    wire = result_to_wire(result)
     expected_status = "cancelled" if code is ErrorCode.CANCELLED else "failed"
     metrics_wire = {
         "duration_sec": 2.0,
@@ -136,8 +148,8 @@ def test_failures_on_the_wire(code: ErrorCode) -> None:
         "stage": "inference",
         "stage_times": {"download": 0.5, "inference": 1.0},
     }
-    assert JobResult.from_wire(wire) == result
-    assert result.progress_update("w1").to_wire() == {
+    assert result_from_wire(wire) == result
+    assert progress_to_wire(result.progress_update("w1")) == {
         "status": expected_status,
         "error": "it broke",
         "error_code": code.value,
@@ -157,7 +169,7 @@ def test_failures_on_the_wire(code: ErrorCode) -> None:
 def test_a_failure_without_a_stage_or_metrics_still_carries_the_sibling_names(
     code: ErrorCode | None, stage: str, error_type: str
 ) -> None:
-    wire = JobResult(status=JobState.FAILED, error="no", error_code=code, retryable=True).to_wire()
+    wire = result_to_wire(JobResult(status=JobState.FAILED, error="no", error_code=code, retryable=True))
     assert "musetalk_job_id" not in wire  # not known
     assert wire["error_message"] == "no"
     assert (wire["error_type"], wire["stage"], wire["stage_times"]) == (error_type, stage, {})
@@ -165,8 +177,8 @@ def test_a_failure_without_a_stage_or_metrics_still_carries_the_sibling_names(
 
 def test_an_adapter_may_override_retryable_and_fatal_is_never_sent() -> None:
     result = JobResult.failure(ErrorCode.IMAGE_FETCH_FAILED, "404", retryable=False, fatal=True)
-    assert result.to_wire()["retryable"] is False
-    assert "fatal" not in result.to_wire()
+    assert result_to_wire(result)["retryable"] is False
+    assert "fatal" not in result_to_wire(result)
 
 
 def test_a_result_is_terminal() -> None:
@@ -178,7 +190,7 @@ def test_progress_update_shapes() -> None:
     running = ProgressUpdate(
         status=JobState.RUNNING, phase=Phase.INFERENCE, progress=0.5, step=2, total_steps=3
     )
-    assert running.to_wire() == {
+    assert progress_to_wire(running) == {
         "status": "running",
         "phase": "inference",
         "progress": 0.5,
@@ -186,4 +198,4 @@ def test_progress_update_shapes() -> None:
         "total_steps": 3,
     }
     done = JobResult(status=JobState.SUCCEEDED, output_url="u").progress_update()
-    assert done.to_wire() == {"status": "succeeded", "progress": 1.0, "output_url": "u"}
+    assert progress_to_wire(done) == {"status": "succeeded", "progress": 1.0, "output_url": "u"}

@@ -7,7 +7,16 @@ from typing import Any
 
 import pytest
 
-from fastwan_core import Cancellation, ErrorCode, GenerateVideo, Job, JobFailure, JobState, WorkerInfo
+from fastwan_core import (
+    Cancellation,
+    ErrorCode,
+    GenerateVideo,
+    JobFailure,
+    JobState,
+    WorkerInfo,
+    parse_job,
+    result_to_wire,
+)
 from fastwan_core.ports import GeneratedVideo
 from fastwan_core.testing import (
     FakeClock,
@@ -38,7 +47,7 @@ def test_the_frames_stream_chunk_by_chunk_into_one_session_with_honest_timings()
     generator = FakeGenerator(clock=clock, seconds_per_step=1.0, prompt_cache="miss")
     encoder = FakeEncoder(clock=clock, seconds=0.25)
 
-    result = usecase(generator, encoder, clock).run(Job.from_wire(T2V))
+    result = usecase(generator, encoder, clock).run(parse_job(T2V))
 
     assert result.succeeded
     (session,) = encoder.sessions
@@ -53,7 +62,7 @@ def test_the_frames_stream_chunk_by_chunk_into_one_session_with_honest_timings()
         "fake-h264",
         "miss",
     )
-    wire = result.to_wire()["metrics"]
+    wire = result_to_wire(result)["metrics"]
     assert wire["timings"]["encode_tail_s"] == 0.25
     assert (wire["vae_decoder"], wire["encoder"], wire["prompt_cache"]) == ("full", "fake-h264", "miss")
 
@@ -70,7 +79,7 @@ def test_a_stop_during_decode_takes_effect_at_the_next_chunk_and_nothing_is_kept
     encoder = FakeEncoder(clock=clock)
     world = usecase(generator, encoder, clock)
 
-    result = world.run(Job.from_wire(T2V), cancel)
+    result = world.run(parse_job(T2V), cancel)
 
     assert (result.status, result.error_code) == (state, code)
     assert generator.chunks_decoded == [1, 2]  # the stop came during chunk 2: chunk 3 never ran
@@ -84,7 +93,7 @@ def test_a_stop_before_decode_never_opens_an_encoder() -> None:
     generator = FakeGenerator(on_step=lambda index: cancel.cancel() if index == 3 else None)
     encoder = FakeEncoder(clock=clock)
 
-    result = usecase(generator, encoder, clock).run(Job.from_wire(T2V), cancel)
+    result = usecase(generator, encoder, clock).run(parse_job(T2V), cancel)
 
     assert result.status is JobState.CANCELLED
     assert generator.chunks_decoded == [] and encoder.sessions == []
@@ -99,7 +108,7 @@ def test_an_encoder_that_fails_mid_stream_fails_the_job_and_the_session_is_abort
             encoder.sessions[0].state = "broken"
 
     generator = FakeGenerator(on_chunk=fail_at_chunk)
-    result = usecase(generator, encoder, clock).run(Job.from_wire(T2V))
+    result = usecase(generator, encoder, clock).run(parse_job(T2V))
 
     assert result.status is JobState.FAILED
     assert generator.chunks_decoded == [1, 2]
@@ -115,7 +124,7 @@ def test_a_generator_that_returns_every_frame_is_still_encoded() -> None:
     clock = FakeClock()
     encoder = FakeEncoder(clock=clock, seconds=0.5)
 
-    result = usecase(BatchGenerator(), encoder, clock).run(Job.from_wire(T2V))
+    result = usecase(BatchGenerator(), encoder, clock).run(parse_job(T2V))
 
     assert result.succeeded
     assert encoder.sessions[0].chunks == [17]
@@ -126,7 +135,7 @@ def test_an_encoder_failure_at_finish_is_reported_with_its_code() -> None:
     clock = FakeClock()
     encoder = FakeEncoder(clock=clock, failure=JobFailure(ErrorCode.INTERNAL_ERROR, "x264 broke"))
 
-    result = usecase(FakeGenerator(), encoder, clock).run(Job.from_wire(T2V))
+    result = usecase(FakeGenerator(), encoder, clock).run(parse_job(T2V))
 
     assert (result.status, result.error_code, result.error) == (
         JobState.FAILED,

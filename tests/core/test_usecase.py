@@ -7,7 +7,19 @@ from typing import Any
 import attrs
 import pytest
 
-from fastwan_core import Cancellation, ErrorCode, GenerateVideo, Job, JobFailure, JobState, Phase, WorkerInfo
+from fastwan_core import (
+    Cancellation,
+    ErrorCode,
+    GenerateVideo,
+    JobFailure,
+    JobResult,
+    JobState,
+    JobValidationError,
+    Phase,
+    WorkerInfo,
+    parse_job,
+    result_to_wire,
+)
 from fastwan_core.testing import (
     FakeClock,
     FakeEncoder,
@@ -60,7 +72,7 @@ def world() -> World:
 
 
 def test_text_to_video_succeeds(world: World) -> None:
-    result = world.usecase.run(Job.from_wire(T2V))
+    result = world.usecase.run(parse_job(T2V))
     assert result.status is JobState.SUCCEEDED
     assert result.output_url == "memory://t2v-1.mp4"
     assert world.images.loaded == []
@@ -81,7 +93,7 @@ def test_text_to_video_succeeds(world: World) -> None:
 
 
 def test_image_to_video_loads_the_image_first(world: World) -> None:
-    result = world.usecase.run(Job.from_wire(I2V))
+    result = world.usecase.run(parse_job(I2V))
     assert result.succeeded
     assert [source.url for source in world.images.loaded] == ["https://images.example/face.png"]
     assert world.generator.calls[0][1] is world.images.picture
@@ -92,7 +104,7 @@ def test_image_to_video_loads_the_image_first(world: World) -> None:
 
 def test_progress_is_monotonic_throttled_and_covers_every_phase(world: World) -> None:
     world.generator.seconds_per_step = 0.25  # four steps' worth inside one second
-    world.usecase.run(Job.from_wire(I2V))
+    world.usecase.run(parse_job(I2V))
     updates = world.progress.for_job("i2v-1")
     values = [u.progress for u in updates]
     assert values == sorted(values)
@@ -110,7 +122,7 @@ def test_progress_is_monotonic_throttled_and_covers_every_phase(world: World) ->
 
 def test_unthrottled_every_step_is_reported_in_order(world: World) -> None:
     world.usecase.progress_interval_s = 0.0
-    world.usecase.run(Job.from_wire(T2V))
+    world.usecase.run(parse_job(T2V))
     steps = [(u.step, u.total_steps) for u in world.progress.for_job("t2v-1") if u.step is not None]
     assert steps == [(1, 3), (2, 3), (3, 3)]
 
@@ -118,7 +130,7 @@ def test_unthrottled_every_step_is_reported_in_order(world: World) -> None:
 def test_cancellation_in_the_middle_of_generation(world: World) -> None:
     cancel = Cancellation()
     world.generator.on_step = lambda index: cancel.cancel() if index == 1 else None
-    result = world.usecase.run(Job.from_wire(T2V), cancel)
+    result = world.usecase.run(parse_job(T2V), cancel)
     assert result.status is JobState.CANCELLED
     assert (result.error_code, result.retryable) == (ErrorCode.CANCELLED, False)
     assert world.generator.steps_run == [1]  # stopped before step 2
@@ -129,7 +141,7 @@ def test_cancellation_in_the_middle_of_generation(world: World) -> None:
 def test_cancelled_after_generation_uploads_nothing(world: World) -> None:
     cancel = Cancellation()
     world.generator.on_step = lambda index: cancel.cancel() if index == 3 else None
-    result = world.usecase.run(Job.from_wire(T2V), cancel)
+    result = world.usecase.run(parse_job(T2V), cancel)
     assert result.status is JobState.CANCELLED and world.store.objects == {}
 
 
@@ -156,7 +168,7 @@ def test_each_error_code_is_reported(world: World, where: str, code: ErrorCode) 
     port.failure = failing(code)
     if where == "generator":
         port.fail_at_step = 2
-    result = world.usecase.run(Job.from_wire(I2V))
+    result = world.usecase.run(parse_job(I2V))
     assert result.error_code is code
     assert result.retryable is code.retryable
     assert result.error == f"{code.value} happened"
@@ -179,16 +191,16 @@ def test_each_error_code_is_reported(world: World, where: str, code: ErrorCode) 
 def test_the_encoder_is_told_to_cover_when_a_trained_size_stands_in(
     world: World, payload: dict[str, int], cover: bool
 ) -> None:
-    result = world.usecase.run(Job.from_wire({**T2V, **payload}))
+    result = world.usecase.run(parse_job({**T2V, **payload}))
     plan = world.generator.calls[0][0]
     assert world.encoder.covers == [cover] and plan.cover is cover
     assert result.metrics is not None and result.metrics.output_size == plan.output_size
 
 
 def test_metrics_carry_the_gpu_class_and_the_sibling_timing_names(world: World) -> None:
-    result = world.usecase.run(Job.from_wire(I2V))
+    result = world.usecase.run(parse_job(I2V))
     assert result.metrics is not None and result.metrics.gpu_class == "FakeGPU"  # GPU_CLASS unset
-    wire = result.to_wire()
+    wire = result_to_wire(result)
     assert wire["musetalk_job_id"] == "i2v-1"
     assert wire["metrics"]["total_time"] == wire["metrics"]["duration_sec"] == 3.9
     assert wire["metrics"]["stage_times"] == {
@@ -201,12 +213,19 @@ def test_metrics_carry_the_gpu_class_and_the_sibling_timing_names(world: World) 
     }
     assert world.progress.for_job("i2v-1")[-1].metrics == result.metrics
     world.usecase.worker = WorkerInfo("w-1", "9.9.9", gpu_class="RTX-5090-FastWan")
-    again = world.usecase.run(Job.from_wire(I2V))
+    again = world.usecase.run(parse_job(I2V))
     assert again.metrics is not None and again.metrics.gpu_class == "RTX-5090-FastWan"
 
 
+def refused(world: World, payload: dict[str, Any]) -> JobResult:
+    """The use case's answer to ``payload``, which must not parse."""
+    with pytest.raises(JobValidationError) as caught:
+        parse_job(payload)
+    return world.usecase.refuse(caught.value)
+
+
 def test_invalid_input_is_reported_without_running(world: World) -> None:
-    result = world.usecase.run_payload({**T2V, "width": 2000})
+    result = refused(world, {**T2V, "width": 2000})
     assert (result.status, result.error_code, result.retryable) == (
         JobState.FAILED,
         ErrorCode.INVALID_INPUT,
@@ -214,7 +233,7 @@ def test_invalid_input_is_reported_without_running(world: World) -> None:
     )
     assert result.error == "width must be between 256 and 1280, got 2000"
     assert world.generator.calls == []
-    wire = result.to_wire()
+    wire = result_to_wire(result)
     assert (wire["musetalk_job_id"], wire["stage"], wire["error_type"]) == (
         "t2v-1",
         "validation",
@@ -224,17 +243,17 @@ def test_invalid_input_is_reported_without_running(world: World) -> None:
 
 
 def test_invalid_input_without_a_readable_id_reports_nothing(world: World) -> None:
-    result = world.usecase.run_payload({"prompt": "p"})
+    result = refused(world, {"prompt": "p"})
     assert result.error_code is ErrorCode.INVALID_INPUT
     assert world.progress.updates == []
 
 
 def test_an_adapter_may_say_a_failure_is_not_retryable_or_fatal(world: World) -> None:
     world.images.failure = failing(ErrorCode.IMAGE_FETCH_FAILED, retryable=False)
-    assert world.usecase.run(Job.from_wire(I2V)).retryable is False
+    assert world.usecase.run(parse_job(I2V)).retryable is False
     world.images.failure = None
     world.generator.failure = failing(ErrorCode.GENERATION_FAILED, retryable=True, fatal=True)
-    result = world.usecase.run(Job.from_wire(I2V))
+    result = world.usecase.run(parse_job(I2V))
     assert result.fatal and result.retryable
 
 
@@ -242,21 +261,21 @@ def test_an_unexpected_exception_is_internal_error_never_a_crash(world: World) -
     world.encoder.failure = None
     world.generator.failure = KeyError("boom")
     world.generator.fail_at_step = 2
-    result = world.usecase.run(Job.from_wire(T2V))
+    result = world.usecase.run(parse_job(T2V))
     assert (result.error_code, result.retryable) == (ErrorCode.INTERNAL_ERROR, True)
     assert result.error == "internal error during inference: KeyError"
 
 
 def test_a_broken_progress_reporter_never_fails_the_job(world: World) -> None:
     world.progress.failure = ConnectionError("orchestrator down")
-    result = world.usecase.run(Job.from_wire(T2V))
+    result = world.usecase.run(parse_job(T2V))
     assert result.succeeded
     assert len(world.progress.updates) > 3
 
 
 def test_timings_present_for_every_stage_run_and_partial_on_failure(world: World) -> None:
     world.store.failure = failing(ErrorCode.UPLOAD_FAILED)
-    result = world.usecase.run(Job.from_wire(I2V))
+    result = world.usecase.run(parse_job(I2V))
     assert result.metrics is not None
     timings = result.metrics.timings
     assert None not in (timings.download_s, timings.text_encode_s, timings.denoise_s, timings.decode_s)
@@ -271,7 +290,7 @@ def test_metrics_report_the_size_the_encoder_delivered(world: World) -> None:
             return attrs.evolve(encoded, size=type(size)(size.width - 1, size.height))
 
     world.usecase.encoder = OddSizeEncoder()
-    result = world.usecase.run(Job.from_wire({**T2V, "width": 513}))
+    result = world.usecase.run(parse_job({**T2V, "width": 513}))
     assert result.metrics is not None and result.metrics.output_size is not None
     assert result.metrics.output_size.as_list() == [512, 512]
 
@@ -279,7 +298,7 @@ def test_metrics_report_the_size_the_encoder_delivered(world: World) -> None:
 def test_a_job_stopped_for_a_shutdown_fails_retryably(world: World) -> None:
     cancel = Cancellation()
     world.generator.on_step = lambda index: cancel.cancel(ErrorCode.WORKER_SHUTDOWN) if index == 1 else None
-    result = world.usecase.run(Job.from_wire(T2V), cancel)
+    result = world.usecase.run(parse_job(T2V), cancel)
     assert (result.status, result.error_code, result.retryable) == (
         JobState.FAILED,
         ErrorCode.WORKER_SHUTDOWN,
@@ -303,13 +322,13 @@ def test_the_first_reason_to_stop_wins() -> None:
 
 
 def test_metrics_say_which_attention_ran_and_leave_it_out_when_unknown(world: World) -> None:
-    plain = world.usecase.run(Job.from_wire(T2V)).to_wire()["metrics"]
+    plain = result_to_wire(world.usecase.run(parse_job(T2V)))["metrics"]
     assert "attention" not in plain and "vsa_sparsity" not in plain
 
     world.generator.attention, world.generator.vsa_sparsity = "vsa", 0.8
-    metrics = world.usecase.run(Job.from_wire(T2V)).to_wire()["metrics"]
+    metrics = result_to_wire(world.usecase.run(parse_job(T2V)))["metrics"]
     assert (metrics["attention"], metrics["vsa_sparsity"]) == ("vsa", 0.8)
 
     world.generator.attention, world.generator.vsa_sparsity = "dense", None
-    metrics = world.usecase.run(Job.from_wire(T2V)).to_wire()["metrics"]
+    metrics = result_to_wire(world.usecase.run(parse_job(T2V)))["metrics"]
     assert metrics["attention"] == "dense" and "vsa_sparsity" not in metrics

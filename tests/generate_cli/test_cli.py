@@ -89,6 +89,20 @@ def test_a_bad_out_name_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "--out must name a .mp4 file" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("name", "accepted"),
+    [("a" * 124 + ".mp4", True), ("a" * 125 + ".mp4", False), ("x.y-z_1.mp4", True), ("-x.mp4", False)],
+)
+def test_the_out_name_is_a_job_id(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, accepted: bool
+) -> None:
+    """The file's name (stem and ``.mp4``) is the output name of the job: at most 128 characters."""
+    assert main(["--prompt", "p", "--width", "2000", "--out", str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err
+    assert ("--out must name a .mp4 file" not in err) is accepted
+    assert ("width must be between 256 and 1280" in err) is accepted
+
+
 def test_the_real_model_without_a_gpu_is_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fastwan_core import ErrorCode, JobFailure, JobState, Phase
+from fastwan_core import ErrorCode, Job, JobFailure, JobState, Phase, progress_to_wire
 from tests.queue_worker.support import I2V, T2V, Fakes, Served, raw_post, wait_until
 
 
@@ -38,10 +38,24 @@ def test_a_text_to_video_job_answers_200_with_the_stored_video(worker: Served, f
     assert body["metrics"]["gpu_class"] == "FakeGPU"
     assert body["metrics"]["total_time"] == body["metrics"]["duration_sec"]
     assert set(body["metrics"]["stage_times"]) == {"text_encode", "inference", "decode", "encode", "upload"}
-    final = fakes.progress.for_job("t2v-1")[-1][0].to_wire()
+    final = progress_to_wire(fakes.progress.for_job("t2v-1")[-1][0])
     assert final["status"] == "succeeded" and final["metrics"] == body["metrics"]
     assert fakes.store.objects["t2v-1.mp4"].size_bytes == body["metrics"]["size_bytes"]
     assert fakes.images.loaded == []
+
+
+def test_the_body_is_parsed_once(worker: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One Job is built from the body (its rules run once): for the log id and the run alike."""
+    built: list[str] = []
+    check = Job.__attrs_post_init__
+
+    def counted(job: Job) -> None:
+        built.append(job.musetalk_job_id)
+        check(job)
+
+    monkeypatch.setattr(Job, "__attrs_post_init__", counted)
+    assert post(worker, T2V).status_code == 200
+    assert built == ["t2v-1"]
 
 
 def test_an_image_to_video_job_fetches_its_first_frame(worker: Served, fakes: Fakes) -> None:
@@ -99,7 +113,7 @@ def test_each_failure_answers_the_status_that_carries_its_retry_decision(
     final = fakes.progress.for_job(job["musetalk_job_id"])[-1][0]
     assert final.status is JobState.FAILED and final.error_code is not None
     assert final.error_code.value == expected_code
-    assert final.to_wire()["metrics"] == body["metrics"]
+    assert progress_to_wire(final)["metrics"] == body["metrics"]
     assert job["musetalk_job_id"] + ".mp4" not in fakes.store.objects
 
 

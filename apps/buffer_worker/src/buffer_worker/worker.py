@@ -30,7 +30,7 @@ from buffer_worker.metrics import WorkerMetrics
 from fastwan_adapters.config import ConfigError
 from fastwan_adapters.logs import bind_job
 from fastwan_adapters.orchestrator import OrchestratorClient
-from fastwan_core import GenerateVideo, Job, JobValidationError, WorkerInfo, is_job_id
+from fastwan_core import GenerateVideo, Job, JobValidationError, WorkerInfo, is_job_id, parse_job
 from fastwan_core.ports import Clock
 
 __all__ = ["BufferWorker", "ExitCode"]
@@ -174,20 +174,18 @@ class BufferWorker:
                 _seen(raw.get("musetalk_job_id")),
             )
             return
-        job: Job | None
-        job_id: str | None
         try:
-            job = Job.from_wire(raw)
-            job_id = job.musetalk_job_id
+            job: Job | JobValidationError = parse_job(raw)
         except JobValidationError as error:
-            job, job_id = None, error.job_id
+            job = error
+        job_id = job.musetalk_job_id if isinstance(job, Job) else job.job_id
         ticket = JobTicket(buffer_job_id, job_id, self._clock.now())
         with bind_job(job_id, buffer_job_id=buffer_job_id):
             if not self._jobs.admit(ticket):
                 return
-            if job is None:
+            if isinstance(job, JobValidationError):
                 # The core's own answer to a bad job (and its final progress call).
-                self._jobs.conclude(ticket, usecase.run_payload(dict(raw), ticket))
+                self._jobs.conclude(ticket, usecase.refuse(job))
             elif self._control.stop.is_set():
                 log.info("claimed while stopping: handing the job back as worker_shutdown")
                 ticket.stop(StopReason.SHUTDOWN)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +26,15 @@ from fastwan_adapters.generator import (
 from fastwan_adapters.images import HttpImageLoader, ImageLoaderSettings
 from fastwan_adapters.logs import configure_logging, secrets_in
 from fastwan_adapters.storage import LocalResultStore
-from fastwan_core import GenerateVideo, Job, JobValidationError, WorkerInfo, __version__
+from fastwan_core import (
+    GenerateVideo,
+    JobValidationError,
+    WorkerInfo,
+    __version__,
+    is_job_id,
+    parse_job,
+    result_to_wire,
+)
 from generate_cli.arguments import job_payload, parser
 from generate_cli.progress_bar import ProgressBar
 
@@ -42,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = os.environ
     configure_logging(env.get("LOG_FORMAT", "console"), env.get("LOG_LEVEL", "warning"), secrets_in(env))
     out: Path = args.out.expanduser().resolve()
-    if out.suffix != ".mp4" or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,123}", out.stem):
+    # The stem is the job id and the file its output: the whole name must be a job id.
+    if out.suffix != ".mp4" or not is_job_id(out.name):
         print(
             f"--out must name a .mp4 file of letters, digits, '.', '_' or '-', got {str(args.out)!r}",
             file=sys.stderr,
@@ -50,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         payload = job_payload(args, job_id=out.stem)
-        job = Job.from_wire(payload)
+        job = parse_job(payload)
         settings = GeneratorSettings.from_env(os.environ)
         encoder = build_encoder(EncoderSettings.from_env(os.environ))
         images = HttpImageLoader(ImageLoaderSettings.from_env(os.environ))
@@ -87,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         images.close()
         generator.close()
     if args.json:
-        print(json.dumps(result.to_wire(), indent=2))
+        print(json.dumps(result_to_wire(result), indent=2))
     if not result.succeeded:
         print(
             f"failed ({result.error_code.value if result.error_code else '?'}): {result.error}",

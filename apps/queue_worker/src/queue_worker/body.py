@@ -1,6 +1,6 @@
-"""The request body of ``POST /generate``: bounded, decoded, and its job id read for the logs.
+"""The request body of ``POST /generate``: bounded and decoded.
 
-Validation of the job itself stays in the core (``Job.from_wire``): the route takes the raw JSON
+Validation of the job itself stays in the core (``parse_job``): the route takes the raw JSON
 so that every rule and message lives in one place. What is left here is the transport's part:
 a body that is not declared JSON, too large to be a job, too slow to arrive, or not JSON at all.
 
@@ -19,8 +19,6 @@ from typing import Final
 
 from starlette.requests import Request
 
-from fastwan_core import Job, JobValidationError
-
 __all__ = [
     "MAX_BODY_BYTES",
     "BodyTimeout",
@@ -29,7 +27,6 @@ __all__ = [
     "NotJson",
     "check_declared",
     "decode_job",
-    "job_id_of",
     "read_body",
     "safe_header",
 ]
@@ -118,14 +115,6 @@ def decode_job(body: bytes) -> object:
         raise InvalidBody("the body must be a JSON job object, got one nested too deep") from None
     except ValueError as error:  # e.g. an integer over Python's 4300-digit limit
         raise InvalidBody(f"the body must be a JSON job object: {error}") from None
-
-
-def job_id_of(payload: object) -> str | None:
-    """The job's id if it can be read, valid job or not, for logs (the core reads it the same way)."""
-    try:
-        return Job.from_wire(payload).musetalk_job_id
-    except JobValidationError as error:
-        return error.job_id
 
 
 def safe_header(value: str | None) -> str | None:

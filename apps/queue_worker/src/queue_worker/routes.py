@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
 from fastwan_adapters.logs import bind_job
-from fastwan_core import ErrorCode, JobResult
+from fastwan_core import ErrorCode, JobResult, result_to_wire
 from queue_worker.body import BodyTimeout, BodyTooLarge, NotJson, check_declared, read_body, safe_header
 from queue_worker.containers import Container
 from queue_worker.metrics import CONTENT_TYPE_LATEST, QueueMetrics
@@ -138,7 +138,7 @@ async def prometheus(metrics: Annotated[QueueMetrics, Depends(Provide[Container.
 
 
 def _answer(result: JobResult, status: int) -> JSONResponse:
-    return JSONResponse(result.to_wire(), status_code=status)
+    return JSONResponse(result_to_wire(result), status_code=status)
 
 
 def _caller_gone(request: Request) -> Callable[[], Awaitable[None]]:

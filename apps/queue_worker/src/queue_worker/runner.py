@@ -22,8 +22,8 @@ import attrs
 
 from fastwan_adapters.logs import bind_job
 from fastwan_adapters.salad import DeletionCost
-from fastwan_core import Cancellation, ErrorCode, JobResult, JobState
-from queue_worker.body import InvalidBody, decode_job, job_id_of
+from fastwan_core import Cancellation, ErrorCode, Job, JobResult, JobState, JobValidationError, parse_job
+from queue_worker.body import InvalidBody, decode_job
 from queue_worker.metrics import QueueMetrics
 from queue_worker.process import ExitCode, ProcessExit
 from queue_worker.readiness import Readiness, WorkerState
@@ -123,10 +123,16 @@ class JobRunner:
                     payload = decode_job(body)
                 except InvalidBody as error:
                     return JobResult.failure(ErrorCode.INVALID_INPUT, str(error))
-                self._job_id = job_id_of(payload)
+                try:
+                    parsed: Job | JobValidationError = parse_job(payload)
+                except JobValidationError as error:
+                    parsed = error
+                self._job_id = parsed.musetalk_job_id if isinstance(parsed, Job) else parsed.job_id
                 with bind_job(self._job_id):
                     log.info("job started")
-                    return usecase.run_payload(payload, cancel)
+                    if isinstance(parsed, Job):
+                        return usecase.run(parsed, cancel)
+                    return usecase.refuse(parsed)
             finally:
                 self._release()
 
@@ -138,7 +144,7 @@ class JobRunner:
             # The server gave up waiting (its graceful-shutdown timeout): stop the job too.
             cancel.cancel(ErrorCode.WORKER_SHUTDOWN, _SHUTDOWN_MESSAGE)
             raise
-        except Exception as error:  # run_payload never raises; if it ever does, say so
+        except Exception as error:  # run and refuse never raise; if they ever do, say so
             log.exception("the job's thread raised")
             result = JobResult.failure(ErrorCode.INTERNAL_ERROR, f"internal error: {type(error).__name__}")
         finally:

@@ -1,6 +1,6 @@
 """What ``/docs`` shows for ``POST /generate``: the job (from the core) and the answers.
 
-Documentation only: the route reads the raw body and the core validates it (``Job.from_wire``),
+Documentation only: the route reads the raw body and the core validates it (``parse_job``),
 so the schema can never reject what the core would accept.
 """
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from fastwan_core import ProgressUpdate
+from fastwan_core import ProgressUpdate, progress_to_wire
 
 log = logging.getLogger("fastwan.progress")
 
@@ -13,4 +13,4 @@ class LoggingProgressReporter:
     """Logs each update at INFO; nothing leaves the process."""
 
     def report(self, job_id: str, update: ProgressUpdate) -> None:
-        log.info("progress %s", update.to_wire(), extra={"job_id": job_id})
+        log.info("progress %s", progress_to_wire(update), extra={"job_id": job_id})

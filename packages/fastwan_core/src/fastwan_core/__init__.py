@@ -2,14 +2,18 @@
 
 The public API, all importable from here:
 
-- :class:`Job` and :class:`JobValidationError`: the orchestrator's job, validated, with its
-  wire format (``Job.from_wire``, ``Job.to_wire``).
+- :class:`Job` and :class:`JobValidationError`: the orchestrator's job, always valid;
+  :class:`Size`, :class:`ImageSource`, :func:`is_job_id`: the values beneath it.
+- The contract's JSON (:mod:`fastwan_core.wire`): :func:`parse_job`, :func:`job_to_wire`,
+  :func:`result_to_wire`, :func:`result_from_wire`, :func:`progress_to_wire`,
+  :func:`job_json_schema`.
 - :func:`plan_generation` and :class:`GenerationPlan`: what the model is asked to do.
 - :class:`JobRun`, :class:`JobState`, :class:`Phase`: the job's life cycle.
 - :class:`JobResult`, :class:`Metrics`, :class:`Timings`, :class:`ProgressUpdate`,
   :class:`ErrorCode`, :class:`JobFailure`: what a job produces and how it fails.
 - :mod:`fastwan_core.ports`: the Protocols adapters implement.
-- :class:`GenerateVideo`: the use case that runs a job through the ports;
+- :class:`GenerateVideo`: the use case that runs a job through the ports (and refuses a
+  bad one, ``GenerateVideo.refuse``);
   :class:`Cancellation` stops it between steps, with the reason it is reported with.
 - :mod:`fastwan_core.testing`: a fake for every port.
 """
@@ -18,12 +22,21 @@ from __future__ import annotations
 
 from fastwan_core.cancellation import Cancellation
 from fastwan_core.errors import ErrorCode, JobCancelled, JobFailure, JobValidationError
-from fastwan_core.job import ImageSource, Job, Size, is_job_id, job_json_schema
+from fastwan_core.job import Job
 from fastwan_core.lifecycle import IllegalTransition, JobRun, JobState, Phase
 from fastwan_core.plan import FASTWAN_TIMESTEPS, GenerationPlan, plan_generation
 from fastwan_core.ports import EncodedVideo, GeneratedVideo, Stage
 from fastwan_core.results import JobResult, Metrics, ProgressUpdate, Timings
-from fastwan_core.usecase import GenerateVideo, WorkerInfo
+from fastwan_core.usecase import GenerateVideo
+from fastwan_core.values import ImageSource, Size, WorkerInfo, is_job_id
+from fastwan_core.wire import (
+    job_json_schema,
+    job_to_wire,
+    parse_job,
+    progress_to_wire,
+    result_from_wire,
+    result_to_wire,
+)
 
 __version__ = "0.1.0"
 
@@ -54,5 +67,10 @@ __all__ = [
     "__version__",
     "is_job_id",
     "job_json_schema",
+    "job_to_wire",
+    "parse_job",
     "plan_generation",
+    "progress_to_wire",
+    "result_from_wire",
+    "result_to_wire",
 ]

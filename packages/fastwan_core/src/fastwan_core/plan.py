@@ -15,7 +15,8 @@ from typing import Final
 
 import attrs
 
-from fastwan_core.job import Job, Size
+from fastwan_core.job import Job
+from fastwan_core.values import Size
 
 __all__ = [
     "FASTWAN_TIMESTEPS",
@@ -68,10 +69,6 @@ class GenerationPlan:
     @property
     def steps(self) -> int:
         return len(self.timesteps)
-
-    @property
-    def needs_resize(self) -> bool:
-        return self.generated_size != self.output_size
 
 
 def plan_generation(job: Job) -> GenerationPlan:

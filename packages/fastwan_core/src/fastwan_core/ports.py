@@ -22,9 +22,9 @@ from typing import Protocol
 import attrs
 
 from fastwan_core.errors import ErrorCode
-from fastwan_core.job import ImageSource, Size
 from fastwan_core.plan import GenerationPlan
 from fastwan_core.results import ProgressUpdate
+from fastwan_core.values import ImageSource, Size
 
 __all__ = [
     "CancelSignal",

@@ -1,7 +1,7 @@
 """What a job produces: its result, metrics and timings, and the progress updates on the way.
 
-All of these are sent to the orchestrator; ``to_wire`` gives exactly the contract's JSON
-(fields that do not apply are left out, never sent as ``null``). Beside our names, the wire
+All of these are sent to the orchestrator; ``fastwan_core.wire`` gives exactly the contract's
+JSON (fields that do not apply are left out, never sent as ``null``). Beside our names, the wire
 form carries those the orchestrator already parses from its sibling worker (MuseTalk):
 ``musetalk_job_id``, ``metrics.gpu_class``/``total_time``/``stage_times`` and, on a failure,
 ``error_message``, ``error_type``, ``stage`` and ``stage_times`` (``fastwan_core.wire``).
@@ -10,13 +10,13 @@ form carries those the orchestrator already parses from its sibling worker (Muse
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Final
 
 import attrs
 
 from fastwan_core.errors import ErrorCode
-from fastwan_core.job import Size
 from fastwan_core.lifecycle import JobState, Phase
+from fastwan_core.values import Size
 
 __all__ = [
     "STAGE_OF_PHASE",
@@ -201,22 +201,6 @@ class JobResult:
             return self.stage
         return VALIDATION_STAGE if self.error_code is ErrorCode.INVALID_INPUT else UNKNOWN_STAGE
 
-    def to_wire(self) -> dict[str, Any]:
-        """``status``, ``output_url``, ``metrics``, ``error``, ``error_code``, ``retryable``,
-        and the sibling's names beside them (see the module's docstring)."""
-        from fastwan_core.wire import converter
-
-        wire: dict[str, Any] = converter.unstructure(self)
-        return wire
-
-    @classmethod
-    def from_wire(cls, payload: dict[str, Any]) -> JobResult:
-        """Read a result back (for services that consume it); unknown keys are ignored."""
-        from fastwan_core.wire import converter
-
-        result: JobResult = converter.structure(payload, cls)
-        return result
-
     def progress_update(self, worker_id: str | None = None) -> ProgressUpdate:
         """The final progress call for this result, in the contract's shape."""
         if self.succeeded:
@@ -259,9 +243,3 @@ class ProgressUpdate:
     @property
     def is_terminal(self) -> bool:
         return self.status.is_terminal
-
-    def to_wire(self) -> dict[str, Any]:
-        from fastwan_core.wire import converter
-
-        wire: dict[str, Any] = converter.unstructure(self)
-        return wire

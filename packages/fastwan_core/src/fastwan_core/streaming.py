@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from fastwan_core.job import Size
 from fastwan_core.ports import Clock, EncodedVideo, EncodingSession, Frames, VideoEncoder
+from fastwan_core.values import Size
 
 __all__ = ["StreamedEncoding"]
 

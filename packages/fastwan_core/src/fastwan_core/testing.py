@@ -12,7 +12,6 @@ from typing import Any
 import attrs
 
 from fastwan_core.errors import JobFailure
-from fastwan_core.job import ImageSource, Size
 from fastwan_core.plan import GenerationPlan
 from fastwan_core.ports import (
     EncodedVideo,
@@ -24,6 +23,7 @@ from fastwan_core.ports import (
     Stage,
 )
 from fastwan_core.results import ProgressUpdate
+from fastwan_core.values import ImageSource, Size
 
 __all__ = [
     "FakeClock",

@@ -27,8 +27,8 @@ from fastwan_adapters.config import ConfigError, env_choice, env_str
 from fastwan_adapters.encoder.folder import EncoderFolder
 from fastwan_adapters.encoder.pyav import PyAVEncoder
 from fastwan_adapters.encoder.writer import EncoderOpenError
-from fastwan_core.job import Size
 from fastwan_core.ports import EncodedVideo, EncodingSession, Frames, VideoEncoder
+from fastwan_core.values import Size
 
 __all__ = ["ENCODER_CHOICES", "EncoderSettings", "FallbackEncoder", "build_encoder", "nvenc_problem"]
 

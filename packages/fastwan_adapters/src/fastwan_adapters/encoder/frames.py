@@ -23,7 +23,7 @@ from typing import Final
 import numpy as np
 
 from fastwan_core.errors import ErrorCode, JobFailure
-from fastwan_core.job import Size
+from fastwan_core.values import Size
 
 __all__ = ["check_chunk", "checked_target", "cover_window", "deliverable_size", "frame_source"]
 

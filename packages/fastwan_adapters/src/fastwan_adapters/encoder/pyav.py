@@ -32,8 +32,8 @@ from fastwan_adapters.encoder.writer import (
     ResizeFilter,
     encoding_failed,
 )
-from fastwan_core.job import Size
 from fastwan_core.ports import EncodedVideo, EncodingSession, Frames
+from fastwan_core.values import Size
 
 __all__ = ["PyAVEncoder"]
 

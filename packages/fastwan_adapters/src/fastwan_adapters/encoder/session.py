@@ -25,8 +25,8 @@ import numpy as np
 from fastwan_adapters.encoder.frames import check_chunk
 from fastwan_adapters.encoder.writer import Mp4Writer, encoding_failed
 from fastwan_core.errors import ErrorCode, JobFailure
-from fastwan_core.job import Size
 from fastwan_core.ports import EncodedVideo, Frames
+from fastwan_core.values import Size
 
 __all__ = ["StreamingSession"]
 

@@ -34,7 +34,7 @@ from av.video.reformatter import (
 
 from fastwan_adapters.encoder.frames import cover_window
 from fastwan_core.errors import ErrorCode, JobFailure
-from fastwan_core.job import Size
+from fastwan_core.values import Size
 
 __all__ = [
     "CODECS",

@@ -52,9 +52,9 @@ from fastwan_adapters.generator.vsa import (
     choose_attention,
 )
 from fastwan_core.errors import JobCancelled, JobFailure
-from fastwan_core.job import Size
 from fastwan_core.plan import GenerationPlan, model_size_for
 from fastwan_core.ports import FrameSink, GeneratedVideo, GenerationEvents, Picture, Stage
+from fastwan_core.values import Size
 
 __all__ = ["MAX_TEXT_TOKENS", "DiffusersGenerator"]
 

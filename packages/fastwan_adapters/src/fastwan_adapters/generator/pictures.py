@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from fastwan_core.job import Size
+from fastwan_core.values import Size
 
 __all__ = ["fit_first_frame", "to_uint8_frames"]
 

@@ -38,7 +38,7 @@ from fastwan_adapters.orchestrator.errors import (
     RequestNotBuilt,
 )
 from fastwan_adapters.orchestrator.messages import Heartbeat, HeartbeatAnswer, StatusOutcome
-from fastwan_core import ProgressUpdate
+from fastwan_core import ProgressUpdate, progress_to_wire
 
 __all__ = ["API_KEY_HEADER", "DEFAULT_DEADLINE_S", "DEFAULT_TIMEOUT", "OrchestratorClient"]
 
@@ -129,7 +129,7 @@ class OrchestratorClient:
         stop: StopSignal | None = None,
     ) -> dict[str, Any] | None:
         """Ask for a job, once (abandoned if ``stop`` is set meanwhile). Returns the raw job
-        object (validated later by ``Job.from_wire``, so that a bad job can still be reported)
+        object (validated later by ``fastwan_core.parse_job``, so that a bad job can still be reported)
         or ``None`` for no job.
 
         Raises:
@@ -255,7 +255,7 @@ class OrchestratorClient:
         logged and reported as ``False``."""
         try:
             path = f"/internal/videogen/jobs/{_segment(job_id, 'job_id')}/progress"
-            body = update.to_wire() if isinstance(update, ProgressUpdate) else dict(update)
+            body = progress_to_wire(update) if isinstance(update, ProgressUpdate) else dict(update)
             response = self._post(path, body)
             self._raise_for_status(response, path)
         except OrchestratorAuthError:

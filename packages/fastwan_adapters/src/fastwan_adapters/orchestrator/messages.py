@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from fastwan_core import JobResult, JobState, Phase
+from fastwan_core import JobResult, JobState, Phase, result_to_wire
 
 __all__ = [
     "Heartbeat",
@@ -120,7 +120,7 @@ class StatusOutcome(enum.Enum):
 
 def status_body(result: JobResult, worker_id: str | None = None) -> dict[str, Any]:
     """The terminal status body for ``result``: the core's wire form plus ``worker_id``."""
-    body = result.to_wire()
+    body = result_to_wire(result)
     if worker_id is not None:
         body["worker_id"] = worker_id
     return body
