@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import cast
 
 import httpx
 
@@ -23,6 +24,7 @@ from buffer_worker.supervisor import supervise
 from buffer_worker.worker import ExitCode
 from fastwan_adapters.config import ConfigError
 from fastwan_adapters.logs import configure_logging, secrets_in
+from fastwan_adapters.orchestrator.progress import OrchestratorProgressReporter
 
 __all__ = ["main"]
 
@@ -76,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the exit. Whatever had to be reported was reported or is in the outbox; the last
         # progress updates get a second to go out.
         if container.progress_sender.initialized:
-            container.progress_sender().close(timeout=1.0)
+            cast(OrchestratorProgressReporter, container.progress_sender()).close(timeout=1.0)
         logging.shutdown()
         os._exit(int(code))
     container.shutdown_resources()

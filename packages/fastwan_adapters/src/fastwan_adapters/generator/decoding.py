@@ -27,12 +27,11 @@ import itertools
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKLWan
-from diffusers.models.autoencoders.autoencoder_kl_wan import unpatchify
+from diffusers.models.autoencoders.autoencoder_kl_wan import AutoencoderKLWan, unpatchify
 
 from fastwan_adapters.generator.pictures import to_uint8_frames
 
@@ -72,7 +71,7 @@ def configure_full_decoder(
 def is_tiled(vae: AutoencoderKLWan, latents: torch.Tensor) -> bool:
     """Whether diffusers would decode ``latents`` in tiles (its own test, in ``_decode``)."""
     height, width = latents.shape[-2:]
-    ratio = vae.spatial_compression_ratio
+    ratio = cast(int, vae.spatial_compression_ratio)  # diffusers: int | None; an int in every Wan VAE
     return bool(
         vae.use_tiling
         and (width > vae.tile_sample_min_width // ratio or height > vae.tile_sample_min_height // ratio)
@@ -101,8 +100,9 @@ def decode_chunks(
 
 
 def _finish(vae: AutoencoderKLWan, out: torch.Tensor) -> np.ndarray:
-    if vae.config.patch_size is not None:
-        out = unpatchify(out, patch_size=vae.config.patch_size)
+    # diffusers types ``config`` as a dict: it is a FrozenDict, its keys attributes too.
+    if cast(Any, vae.config).patch_size is not None:
+        out = unpatchify(out, patch_size=cast(Any, vae.config).patch_size)
     return to_uint8_frames(torch.clamp(out, min=-1.0, max=1.0))
 
 
@@ -142,7 +142,7 @@ def _tiled(
 ) -> Iterator[np.ndarray]:
     """diffusers' ``tiled_decode``, its tiles parked in CPU memory, blended a few frames at a time."""
     _, _, num_frames, height, width = z.shape
-    ratio, patch = vae.spatial_compression_ratio, vae.config.patch_size
+    ratio, patch = cast(int, vae.spatial_compression_ratio), cast(Any, vae.config).patch_size
     latent_min_h, latent_min_w = vae.tile_sample_min_height // ratio, vae.tile_sample_min_width // ratio
     latent_stride_h, latent_stride_w = (
         vae.tile_sample_stride_height // ratio,

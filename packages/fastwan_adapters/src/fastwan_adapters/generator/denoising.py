@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from diffusers import WanImageToVideoPipeline, WanPipeline
+from diffusers.pipelines.wan.pipeline_wan import WanPipeline
+from diffusers.pipelines.wan.pipeline_wan_i2v import WanImageToVideoPipeline
 
 from fastwan_adapters.generator.pictures import fit_first_frame
 from fastwan_adapters.generator.sampling import DistilledFlowScheduler, job_generator

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Final
+from typing import Any, Final
 
 import attrs
 import numpy as np
@@ -335,7 +335,7 @@ class DiffusersGenerator:
 
     def _check_attention(self, grids: tuple[tuple[int, int, int], ...]) -> None:
         """VSA's fast path on the GPU: checked against the reference, compiled for ``grids``."""
-        config = self._require_open().components.transformer.config
+        config: Any = self._require_open().components.transformer.config  # a FrozenDict, typed as a dict
         check_fast_path(
             self.attention,
             heads=config.num_attention_heads,

@@ -76,7 +76,7 @@ def _download(settings: GeneratorSettings) -> Path:
     return Path(str(folder))
 
 
-class LoggingProgress(tqdm):  # type: ignore[type-arg]
+class LoggingProgress(tqdm):
     """A tqdm that writes nothing to the terminal and logs its progress every few seconds.
 
     huggingface_hub hands vanilla tqdm subclasses plain tqdm arguments; the byte counters it
@@ -90,7 +90,7 @@ class LoggingProgress(tqdm):  # type: ignore[type-arg]
         self._last_log = time.monotonic()
 
     def update(self, n: float | None = 1) -> bool | None:
-        shown = super().update(n)
+        shown: bool | None = super().update(n)
         now = time.monotonic()
         if now - self._last_log >= _LOG_EVERY_S:
             self._last_log = now

@@ -17,11 +17,12 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import attrs
 import torch
-from diffusers import AutoencoderKLWan, WanTransformer3DModel
+from diffusers.models.autoencoders.autoencoder_kl_wan import AutoencoderKLWan
+from diffusers.models.transformers.transformer_wan import WanTransformer3DModel
 
 from fastwan_adapters.generator.errors import ModelUnavailableError
 from fastwan_adapters.generator.hub import COMPONENT_FOLDERS
@@ -75,8 +76,12 @@ def load_components(folder: Path, dtype: torch.dtype, *, model: str) -> WanCompo
     attach_gates(transformer, gates, model=model)
     _check_weights(model, "transformer", info, consumed=gates.keys())
     with _loading(model, folder, "text_encoder"):
-        text_encoder, info = UMT5EncoderModel.from_pretrained(
-            folder, subfolder="text_encoder", dtype=dtype, output_loading_info=True
+        # transformers types the result as the model alone, not the (model, info) pair asked for.
+        text_encoder, info = cast(
+            "tuple[UMT5EncoderModel, dict[str, Any]]",
+            UMT5EncoderModel.from_pretrained(
+                folder, subfolder="text_encoder", dtype=dtype, output_loading_info=True
+            ),
         )
     _check_weights(model, "text_encoder", info)
     with _loading(model, folder, "vae"):
@@ -157,17 +162,19 @@ def _warn_unused_components(folder: Path, model: str) -> None:
 
 
 def _check_architecture(model: str, components: WanComponents) -> None:
-    channels, z_dim = components.transformer.config.in_channels, components.vae.config.z_dim
+    # diffusers types ``config`` as a dict: it is a FrozenDict, its keys attributes too.
+    transformer_config: Any = components.transformer.config
+    channels, z_dim = transformer_config.in_channels, cast(Any, components.vae.config).z_dim
     if channels != z_dim:
         raise ModelUnavailableError(
             f"FASTWAN_MODEL={model!r} is not a Wan 2.2 TI2V checkpoint: its transformer takes {channels} "
             f"latent channels and its VAE makes {z_dim}"
         )
     text_width = getattr(components.text_encoder.config, "d_model", None)
-    if components.transformer.config.text_dim != text_width:
+    if transformer_config.text_dim != text_width:
         raise ModelUnavailableError(
             f"FASTWAN_MODEL={model!r}: the transformer expects text features of width "
-            f"{components.transformer.config.text_dim}, the text encoder gives {text_width}"
+            f"{transformer_config.text_dim}, the text encoder gives {text_width}"
         )
 
 

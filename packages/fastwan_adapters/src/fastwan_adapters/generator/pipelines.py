@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from diffusers import WanImageToVideoPipeline, WanPipeline
+from diffusers.pipelines.wan.pipeline_wan import WanPipeline
+from diffusers.pipelines.wan.pipeline_wan_i2v import WanImageToVideoPipeline
 
 from fastwan_adapters.generator.loading import WanComponents
 from fastwan_adapters.generator.sampling import DistilledFlowScheduler
@@ -43,5 +44,6 @@ class Pipelines:
         }
         t2v, i2v = WanPipeline(**shared), WanImageToVideoPipeline(**shared)
         for pipeline in (t2v, i2v):
-            pipeline.set_progress_bar_config(disable=True)
+            # Untyped in diffusers; mypy's untyped_calls_exclude does not reach a call on a union.
+            pipeline.set_progress_bar_config(disable=True)  # type: ignore[no-untyped-call]
         return cls(components, scheduler, t2v, i2v, decoder)

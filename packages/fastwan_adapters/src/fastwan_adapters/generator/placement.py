@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import torch
-from diffusers.hooks import apply_group_offloading
+from diffusers.hooks.group_offloading import apply_group_offloading
 
 from fastwan_adapters.config import ConfigError
 from fastwan_adapters.generator.loading import WanComponents
@@ -30,7 +30,7 @@ def place_components(components: WanComponents, profile: MemoryProfile, device: 
         module.requires_grad_(False)
     _stream_or_move(components.text_encoder, profile.stream_text_encoder, device)
     _stream_or_move(components.transformer, profile.stream_transformer, device)
-    components.vae.to(device)
+    components.vae.to(device)  # type: ignore[arg-type]  # diffusers' @wraps(Module.to) mistypes self
     if profile.vae_tiling:
         components.vae.enable_tiling()
     else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Final
 
 import torch
-from diffusers import WanPipeline
+from diffusers.pipelines.wan.pipeline_wan import WanPipeline
 
 from fastwan_adapters.generator.prompt_cache import PromptCache
 

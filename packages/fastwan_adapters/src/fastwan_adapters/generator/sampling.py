@@ -18,10 +18,10 @@ to the transformer's bf16).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import torch
-from diffusers import FlowMatchEulerDiscreteScheduler
+from diffusers.schedulers.scheduling_flow_match_euler_discrete import FlowMatchEulerDiscreteScheduler
 
 from fastwan_core.plan import FASTWAN_TIMESTEPS
 
@@ -41,7 +41,11 @@ class DistilledFlowScheduler(FlowMatchEulerDiscreteScheduler):
     @classmethod
     def create(cls) -> DistilledFlowScheduler:
         """The scheduler FastWan was distilled for: no shift, re-noising steps."""
-        return cls(num_train_timesteps=NUM_TRAIN_TIMESTEPS, shift=1.0, stochastic_sampling=True)
+        # diffusers' ``register_to_config`` leaves the constructor untyped.
+        return cast(
+            DistilledFlowScheduler,
+            cls(num_train_timesteps=NUM_TRAIN_TIMESTEPS, shift=1.0, stochastic_sampling=True),
+        )
 
     def prepare(self, timesteps: Sequence[int], generator: torch.Generator) -> None:
         """Set the schedule and the noise source for the next run."""
@@ -50,7 +54,7 @@ class DistilledFlowScheduler(FlowMatchEulerDiscreteScheduler):
         if list(timesteps) != sorted(timesteps, reverse=True):
             raise ValueError(f"timesteps must decrease, got {list(timesteps)}")
         self._schedule = tuple(timesteps)
-        self._noise = generator
+        self._noise: torch.Generator | None = generator
 
     def release(self) -> None:
         """Forget the job's generator once the run is over."""
@@ -76,7 +80,7 @@ class DistilledFlowScheduler(FlowMatchEulerDiscreteScheduler):
                 "the distilled schedule is fixed: pass the timesteps to prepare(), not set_timesteps()"
             )
         super().set_timesteps(
-            device=device,
+            device=device,  # type: ignore[arg-type]  # diffusers: `device: str | device = None`
             sigmas=[t / NUM_TRAIN_TIMESTEPS for t in schedule],
             timesteps=[float(t) for t in schedule],
         )
@@ -91,7 +95,8 @@ class DistilledFlowScheduler(FlowMatchEulerDiscreteScheduler):
             raise RuntimeError(
                 "DistilledFlowScheduler.step before prepare(): no generator for the re-noising"
             )
-        return super().step(model_output.float(), timestep, sample.float(), *args, **kwargs)
+        # diffusers annotates the tensors as the legacy ``torch.FloatTensor``, which no Tensor is to mypy.
+        return super().step(model_output.float(), timestep, sample.float(), *args, **kwargs)  # type: ignore[arg-type]
 
     def _prepared_schedule(self) -> tuple[int, ...]:
         schedule: tuple[int, ...] = getattr(self, "_schedule", FASTWAN_TIMESTEPS)

@@ -26,7 +26,7 @@ stop between chunks. ``load_tiny_decoder`` (``taehv_files``) reads the published
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Final
+from typing import Final, cast
 
 import numpy as np
 import torch
@@ -95,7 +95,7 @@ class TGrow(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # (T, stride * C, H, W) -> (T * stride, C, H, W): frame t's j-th output is t * stride + j.
-        return self.conv(x).reshape(-1, x.shape[1], *x.shape[2:])
+        return self.conv(x).reshape(-1, x.shape[1], *x.shape[2:])  # type: ignore[no-any-return]
 
 
 class TinyWanDecoder(nn.Module):
@@ -130,7 +130,7 @@ class TinyWanDecoder(nn.Module):
             )
         if chunk_frames < 1:
             raise ValueError(f"chunk_frames must be at least 1, got {chunk_frames}")
-        weight = self.decoder[1].weight
+        weight = cast(torch.Tensor, self.decoder[1].weight)
         memory: list[torch.Tensor | None] = [None] * len(self.decoder)
         to_trim = _TRIM
         for start in range(0, latents.shape[2], chunk_frames):
@@ -173,8 +173,8 @@ def build_random_tiny_decoder(seed: int = 0) -> TinyWanDecoder:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         decoder = TinyWanDecoder()
-    last = decoder.decoder[-1]
+    last = cast(nn.Conv2d, decoder.decoder[-1])
     with torch.no_grad():
         last.weight.mul_(_RANDOM_OUTPUT_GAIN)
-        last.bias.fill_(0.5)
+        cast(torch.Tensor, last.bias).fill_(0.5)  # built with a bias
     return decoder.eval()

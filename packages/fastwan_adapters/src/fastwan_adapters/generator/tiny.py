@@ -63,12 +63,10 @@ def ensure_tiny_model(folder: Path, *, sparse: bool = False) -> Path:
 def build_tiny_model(folder: Path, *, sparse: bool = False) -> None:
     """Write the tiny random-weight checkpoint to ``folder`` (diffusers layout), with gates if ``sparse``."""
     import torch
-    from diffusers import (
-        AutoencoderKLWan,
-        FlowMatchEulerDiscreteScheduler,
-        WanPipeline,
-        WanTransformer3DModel,
-    )
+    from diffusers.models.autoencoders.autoencoder_kl_wan import AutoencoderKLWan
+    from diffusers.models.transformers.transformer_wan import WanTransformer3DModel
+    from diffusers.pipelines.wan.pipeline_wan import WanPipeline
+    from diffusers.schedulers.scheduling_flow_match_euler_discrete import FlowMatchEulerDiscreteScheduler
     from transformers import UMT5Config, UMT5EncoderModel
     from transformers.utils import logging as transformers_logging
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKLWan
+from diffusers.models.autoencoders.autoencoder_kl_wan import AutoencoderKLWan
 
 from fastwan_adapters.generator.decoding import configure_full_decoder, decode_chunks
 from fastwan_adapters.generator.settings import GeneratorSettings
@@ -115,9 +115,10 @@ class VideoDecoder:
 def _denormalised(vae: AutoencoderKLWan, latents: torch.Tensor) -> torch.Tensor:
     """``latents`` as ``vae.decode`` takes them: ``z * latents_std + latents_mean``, per channel,
     with the VAE config's statistics, on ``latents``' device and in its dtype."""
-    shape = (1, vae.config.z_dim, 1, 1, 1)
-    mean = torch.tensor(vae.config.latents_mean, device=latents.device, dtype=latents.dtype).view(shape)
-    std = torch.tensor(vae.config.latents_std, device=latents.device, dtype=latents.dtype).view(shape)
+    config: Any = vae.config  # diffusers types it as a dict: a FrozenDict, its keys attributes too
+    shape = (1, config.z_dim, 1, 1, 1)
+    mean = torch.tensor(config.latents_mean, device=latents.device, dtype=latents.dtype).view(shape)
+    std = torch.tensor(config.latents_std, device=latents.device, dtype=latents.dtype).view(shape)
     return latents * std + mean
 
 

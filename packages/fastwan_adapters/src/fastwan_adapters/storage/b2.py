@@ -257,7 +257,7 @@ def _file_info(metadata: Mapping[str, str]) -> dict[str, str]:
     return {key: str(value) for key, value in metadata.items()}
 
 
-def _is_transient(exc: Exception) -> bool:
+def _is_transient(exc: BaseException) -> bool:
     """Errors that waiting may cure: connection trouble, timeouts, 5xx, 429.
 
     An authorisation error is not among them even though b2sdk retries it once on a fresh

@@ -49,7 +49,7 @@ class CubeLayout:
     @classmethod
     def for_grid(cls, grid: tuple[int, int, int], device: torch.device | str = "cpu") -> CubeLayout:
         """The layout of ``grid`` on ``device`` (computed once per grid and device)."""
-        return _layout(tuple(int(side) for side in grid), str(torch.device(device)))  # type: ignore[arg-type]
+        return _layout(tuple(int(side) for side in grid), str(torch.device(device)))
 
     @property
     def num_tokens(self) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import torch
 from safetensors import safe_open
@@ -50,7 +50,7 @@ def attach_gates(transformer: torch.nn.Module, weights: dict[str, torch.Tensor],
     """
     if not weights:
         return False
-    blocks = transformer.blocks  # type: ignore[union-attr]
+    blocks: Any = transformer.blocks  # torch types a module attribute as Tensor | Module
     expected = {f"blocks.{i}.{_GATE}.{part}" for i in range(len(blocks)) for part in ("weight", "bias")}
     missing, extra = sorted(expected - weights.keys()), sorted(weights.keys() - expected)
     if missing or extra:

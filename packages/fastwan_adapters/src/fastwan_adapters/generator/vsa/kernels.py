@@ -82,7 +82,7 @@ def select_cubes(scores: torch.Tensor, topk: int) -> torch.Tensor:
     return torch.zeros_like(scores, dtype=torch.bool).scatter_(-1, order, True)
 
 
-@torch.compiler.disable
+@torch.compiler.disable  # type: ignore[untyped-decorator]  # unannotated in torch
 def video_sparse_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -167,7 +167,7 @@ def flex_attention_fast(
     q_t, k_t, v_t, out_c, selected = _compiled(_select_stage)(
         q, k, v, layout.slot_of_token, layout.counts, padded_length=layout.padded_length, topk=topk
     )
-    return _compiled(_attend_stage)(
+    return _compiled(_attend_stage)(  # type: ignore[no-any-return]  # torch.compile's result is Any
         q_t,
         k_t,
         v_t,
@@ -229,7 +229,7 @@ def _attend_stage(
         seq_lengths=(length, length),
         compute_q_blocks=False,  # inference: no backward pass needs the transposed lists
     )
-    out_s: torch.Tensor = flex_attention(q, k, v, block_mask=mask)  # type: ignore[assignment]
+    out_s: torch.Tensor = flex_attention(q, k, v, block_mask=mask)
     spread = out_c.transpose(1, 2)[:, cube_of_token]  # each token gets its cube's row
     return spread * gate + untile_tokens(out_s, slot_of_token)
 

@@ -15,7 +15,7 @@ shape, into a :class:`PatchGrid` the processors share. Outside the blocks, so th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import torch
@@ -87,7 +87,7 @@ def install_vsa(
 ) -> PatchGrid:
     """Give every block's ``attn1`` a VSA processor using that block's ``to_gate_compress``."""
     grid = PatchGrid()
-    patch = tuple(transformer.config.patch_size)  # type: ignore[union-attr]
+    patch = tuple(cast(Any, transformer.config).patch_size)
 
     def record_grid(_module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         latents = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
