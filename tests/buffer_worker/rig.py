@@ -17,8 +17,9 @@ from buffer_worker.control import StopControl
 from buffer_worker.heartbeat import Heartbeater
 from buffer_worker.metrics import WorkerMetrics
 from buffer_worker.progress import BoardProgressReporter
-from buffer_worker.worker import BufferWorker, ExitCode
+from buffer_worker.worker import BufferWorker
 from fastwan_adapters.clock import MonotonicClock
+from fastwan_adapters.exit_code import ExitCode
 from fastwan_adapters.orchestrator import (
     Backoff,
     ClaimJournal,

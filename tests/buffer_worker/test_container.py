@@ -13,8 +13,9 @@ from dependency_injector import providers
 
 from buffer_worker.board import JobTicket
 from buffer_worker.containers import Container
-from buffer_worker.worker import BufferWorker, ExitCode
+from buffer_worker.worker import BufferWorker
 from fastwan_adapters.config import ConfigError
+from fastwan_adapters.exit_code import ExitCode
 from fastwan_adapters.orchestrator import StatusOutbox
 from fastwan_core import JobState, Phase, ProgressUpdate
 

@@ -1,9 +1,9 @@
 """``fastwan-buffer-worker`` / ``python -m buffer_worker``: read the settings, compose, run.
 
-Exit status: 0 when stopped by SIGTERM/SIGINT; 1 when the worker cannot go on (GPU unusable,
-heartbeat dead, an unexpected error): the host should restart it; 2 for a bad setting (a
-``STATE_DIR`` that cannot be written included) or a model that cannot be loaded (restarting will
-not help until the setting is fixed).
+Exit status (:class:`fastwan_adapters.exit_code.ExitCode`, the README's table): 0 when stopped by
+SIGTERM/SIGINT; 1 when the worker cannot go on (GPU unusable, heartbeat dead, an unexpected
+error): the host should restart it; 2 for a bad setting (a ``STATE_DIR`` that cannot be written
+included) or a model that cannot be loaded (restarting will not help until the setting is fixed).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from buffer_worker.containers import Container
 from buffer_worker.settings import worker_version
 from buffer_worker.signals import ShutdownRequests, handle_signals
 from buffer_worker.supervisor import supervise
-from buffer_worker.worker import ExitCode
 from fastwan_adapters.config import ConfigError
+from fastwan_adapters.exit_code import ExitCode
 from fastwan_adapters.logs import configure_logging
 
 __all__ = ["main"]
