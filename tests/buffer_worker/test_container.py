@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dependency_injector import providers
 
 from buffer_worker.board import JobTicket
 from buffer_worker.containers import Container
+from buffer_worker.settings import BufferWorkerSettings
 from buffer_worker.worker import BufferWorker
 from fastwan_adapters.config import ConfigError
 from fastwan_adapters.exit_code import ExitCode
@@ -30,8 +30,7 @@ ENV = {
 
 @pytest.fixture
 def container(tmp_path: Path) -> Iterator[Container]:
-    made = Container()
-    made.env.override(providers.Object({**ENV, "STATE_DIR": str(tmp_path / "state")}))
+    made = Container(settings=BufferWorkerSettings.from_env({**ENV, "STATE_DIR": str(tmp_path / "state")}))
     yield made
     made.shutdown_resources()
 
@@ -44,7 +43,7 @@ def test_the_worker_is_composed_without_loading_the_model(container: Container, 
     assert container.gpu_class() == "RTX 3080"
     assert isinstance(container.outbox(), StatusOutbox)
     assert container.outbox().directory == tmp_path / "state" / "status-outbox"
-    assert not container.generator.initialized
+    assert not container.generation.generator.initialized
     assert container.client.initialized  # the worker holds the one pooled client
 
 
@@ -60,11 +59,8 @@ def test_the_progress_port_given_to_the_core_feeds_the_heartbeats_board(containe
 
 
 def test_a_bad_setting_surfaces_when_the_settings_are_read(tmp_path: Path) -> None:
-    made = Container()
-    made.env.override(providers.Object({**ENV, "HEARTBEAT_INTERVAL_S": "often"}))
-
     with pytest.raises(ConfigError, match="HEARTBEAT_INTERVAL_S must be a number"):
-        made.worker()
+        Container(settings=BufferWorkerSettings.from_env({**ENV, "HEARTBEAT_INTERVAL_S": "often"})).worker()
 
 
 def test_the_program_exits_2_naming_the_missing_variable() -> None:

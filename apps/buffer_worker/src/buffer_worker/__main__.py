@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import httpx
 
 from buffer_worker.containers import Container
-from buffer_worker.settings import worker_version
+from buffer_worker.settings import BufferWorkerSettings, worker_version
 from buffer_worker.signals import ShutdownRequests, handle_signals
 from buffer_worker.supervisor import supervise
 from fastwan_adapters.config import ConfigError
@@ -38,12 +38,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"%(prog)s {worker_version()}")
     parser.parse_args(argv)
     configure_logging()  # until the settings say otherwise: a bad setting must still be read
-    container = Container()
     try:
-        settings = container.settings()
+        settings = BufferWorkerSettings.from_env(os.environ)
     except ConfigError as error:
         log.error("cannot start: %s", error)
         return ExitCode.CONFIG
+    container = Container(settings=settings)
     common = settings.common
     configure_logging(common.log_format, common.log_level, common.secrets())
     if settings.metrics_port is not None:
@@ -74,8 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # still be in a call, and waiting for them or closing the model under them could hang
         # the exit. Whatever had to be reported was reported or is in the outbox; the last
         # progress updates get a second to go out.
-        if container.progress_sender.initialized:
-            container.progress_sender().close(timeout=1.0)
+        if container.generation.progress_sender.initialized:
+            container.generation.progress_sender().close(timeout=1.0)
         logging.shutdown()
         os._exit(int(code))
     container.shutdown_resources()
