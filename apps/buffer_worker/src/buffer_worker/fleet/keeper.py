@@ -7,10 +7,10 @@ during a backoff wait is acted on at once.
 
 A worker's exit status decides (:class:`fastwan_adapters.exit_code.ExitCode`): 1, or death by
 a signal the supervisor did not send, is a restart, after the backoff; 2 (a bad setting) stops
-every worker and the container exits 2; 0 or another status ends that worker. SIGTERM/SIGINT go to every
-worker as they came (a second one too: the worker's "stop now"), no worker is restarted any
-more, and a worker still running ``stop_timeout_s`` after the first is killed. The container
-then exits with the first non-zero status a worker ended with, else 0.
+every worker and the container exits 2; 0 or another status ends that worker. SIGTERM/SIGINT
+go to every worker as they came (a second one too: the worker's "stop now"), no worker is
+restarted any more, and a worker still running ``stop_timeout_s`` after the first is killed.
+The container then exits with the first non-zero status a worker ended with, else 0.
 """
 
 from __future__ import annotations
