@@ -35,6 +35,7 @@ import numpy as np
 from dependency_injector import providers
 
 from buffer_worker.containers import Container
+from buffer_worker.settings import BufferWorkerSettings
 from fastwan_adapters.encoder import PyAVEncoder
 from fastwan_adapters.storage.local import LocalResultStore
 from fastwan_adapters.testing import Endpoint, OrchestratorDouble
@@ -87,30 +88,26 @@ def run_once(variant: str, jobs: int, seconds: float, frames: int, width: int, h
             )
             for n in range(jobs)
         ]
-        container = Container()
-        container.env.override(
-            providers.Object(
-                {
-                    "ORCHESTRATOR_BASE_URL": orch.url,
-                    "INTERNAL_API_KEY": orch.api_key,
-                    "BUFFER_WORKER_ID": "bench",
-                    "GPU_CLASS": "none",
-                    "FASTWAN_MODEL": "tiny",  # never loaded: the generator is FixedTimeGenerator
-                    "ORCHESTRATOR_RETRY_INITIAL_S": "0.1",
-                    "STATE_DIR": str(Path(folder) / "state"),
-                    "OUTPUT_DIR": str(Path(folder) / "outputs"),
-                }
-            )
-        )
+        env = {
+            "ORCHESTRATOR_BASE_URL": orch.url,
+            "INTERNAL_API_KEY": orch.api_key,
+            "BUFFER_WORKER_ID": "bench",
+            "GPU_CLASS": "none",
+            "FASTWAN_MODEL": "tiny",  # never loaded: the generator is FixedTimeGenerator
+            "ORCHESTRATOR_RETRY_INITIAL_S": "0.1",
+            "STATE_DIR": str(Path(folder) / "state"),
+            "OUTPUT_DIR": str(Path(folder) / "outputs"),
+        }
+        container = Container(settings=BufferWorkerSettings.from_env(env))
         container.worker_info.override(providers.Object(WorkerInfo("bench", "0", gpu_class="none")))
         encoder: Any = PyAVEncoder() if variant == "included" else FakeEncoder()
         store: Any = (
             LocalResultStore(Path(folder) / "outputs") if variant == "included" else InMemoryResultStore()
         )
-        container.generator.override(providers.Object(FixedTimeGenerator(seconds)))
-        container.images.override(providers.Object(FakeImageLoader()))
-        container.encoder.override(providers.Object(encoder))
-        container.store.override(providers.Object(store))
+        container.generation.generator.override(providers.Object(FixedTimeGenerator(seconds)))
+        container.generation.images.override(providers.Object(FakeImageLoader()))
+        container.generation.encoder.override(providers.Object(encoder))
+        container.generation.store.override(providers.Object(store))
         worker = container.worker()
         loop = threading.Thread(target=worker.run, daemon=True)
         loop.start()

@@ -25,8 +25,9 @@
 #                                exited (buffer mode: for the workers after SIGTERM), before SIGKILL. Default: SHUTDOWN_GRACE_S (25) rounded up,
 #                                + 10, so a job that can still finish in its grace is not cut short.
 #
-# Exit status: that of the process that exited first (queue mode) or of the supervisor (the first
-# non-zero status a buffer worker ended with, else 0);
+# Exit status (README "Exit status", fastwan_adapters.exit_code.ExitCode: 0 stopped as asked,
+# 1 restart-worthy, 2 a bad setting): that of the process that exited first (queue mode) or of
+# the supervisor (the first non-zero status a buffer worker ended with, else 0);
 # 2 for a bad setting; 127 when a program the mode needs is not on PATH.
 set -euo pipefail
 

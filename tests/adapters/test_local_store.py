@@ -13,7 +13,12 @@ from urllib.parse import unquote, urlparse
 import pytest
 
 from fastwan_adapters.config import ConfigError
-from fastwan_adapters.storage import LocalResultStore, result_store_from_env
+from fastwan_adapters.storage import (
+    LocalResultStore,
+    LocalStoreSettings,
+    open_result_store,
+    store_settings_from_env,
+)
 from fastwan_core import EncodedVideo, ErrorCode, JobFailure, Size
 
 METADATA = {"job_id": "job-1", "seed": "42", "model": "FastVideo/FastWan2.2-TI2V-5B-Diffusers"}
@@ -162,7 +167,7 @@ def test_files_are_readable_by_others_despite_the_private_temp_file(tmp_path: Pa
 
 
 def test_from_env_uses_output_dir_and_creates_it(tmp_path: Path) -> None:
-    store = LocalResultStore.from_env({"OUTPUT_DIR": str(tmp_path / "new")})
+    store = LocalResultStore.open(LocalStoreSettings.from_env({"OUTPUT_DIR": str(tmp_path / "new")}))
 
     assert store.directory == (tmp_path / "new").resolve()
     assert store.directory.is_dir()
@@ -173,7 +178,7 @@ def test_from_env_defaults_to_outputs_in_the_working_directory(
 ) -> None:
     monkeypatch.chdir(tmp_path)
 
-    assert LocalResultStore.from_env({}).directory == tmp_path.resolve() / "outputs"
+    assert LocalResultStore.open(LocalStoreSettings.from_env({})).directory == tmp_path.resolve() / "outputs"
 
 
 def test_an_output_dir_that_cannot_be_created_names_the_variable(tmp_path: Path) -> None:
@@ -181,11 +186,13 @@ def test_an_output_dir_that_cannot_be_created_names_the_variable(tmp_path: Path)
     blocker.write_text("not a folder")
 
     with pytest.raises(ConfigError, match="OUTPUT_DIR"):
-        LocalResultStore.from_env({"OUTPUT_DIR": str(blocker / "outputs")})
+        LocalResultStore.open(LocalStoreSettings.from_env({"OUTPUT_DIR": str(blocker / "outputs")}))
 
 
 def test_without_b2_variables_the_local_store_is_chosen(tmp_path: Path) -> None:
-    store = result_store_from_env({"OUTPUT_DIR": str(tmp_path)}, local_base_url="http://w/outputs")
+    store = open_result_store(
+        store_settings_from_env({"OUTPUT_DIR": str(tmp_path)}, local_base_url="http://w/outputs")
+    )
 
     assert isinstance(store, LocalResultStore)
     assert store.put("job-1.mp4", video(), METADATA) == "http://w/outputs/job-1.mp4"
@@ -194,4 +201,4 @@ def test_without_b2_variables_the_local_store_is_chosen(tmp_path: Path) -> None:
 
 def test_half_set_b2_variables_stop_start_up_instead_of_falling_back(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="B2_APP_KEY, B2_BUCKET_NAME must be set"):
-        result_store_from_env({"OUTPUT_DIR": str(tmp_path), "B2_KEY_ID": "kid"})
+        store_settings_from_env({"OUTPUT_DIR": str(tmp_path), "B2_KEY_ID": "kid"})

@@ -16,7 +16,9 @@ from dependency_injector import providers
 from buffer_worker.board import WorkerBoard
 from buffer_worker.containers import Container
 from buffer_worker.control import StopControl
-from buffer_worker.worker import BufferWorker, ExitCode
+from buffer_worker.settings import BufferWorkerSettings
+from buffer_worker.worker import BufferWorker
+from fastwan_adapters.exit_code import ExitCode
 from fastwan_adapters.orchestrator import Backoff, HeartbeatAnswer, OrchestratorClient, StatusOutbox
 from fastwan_adapters.testing import Endpoint, OrchestratorDouble
 from fastwan_core import WorkerInfo
@@ -142,8 +144,7 @@ def make_rig(orch: OrchestratorDouble, tmp_path: Path) -> Iterator[Callable[...,
         generator = generator or FakeGenerator()
         store = InMemoryResultStore()
         sent = RecordingProgressReporter()
-        container = Container()
-        container.env.override(providers.Object(rig_env(orch, tmp_path, grace)))
+        container = Container(settings=BufferWorkerSettings.from_env(rig_env(orch, tmp_path, grace)))
         container.worker_info.override(providers.Object(WorkerInfo("w-1", "1.0", gpu_class="FakeGPU")))
         container.control.override(
             providers.Singleton(
@@ -153,14 +154,14 @@ def make_rig(orch: OrchestratorDouble, tmp_path: Path) -> Iterator[Callable[...,
         container.client.override(
             providers.Object(claim_client(heartbeat_sender(client), container.control()))
         )
-        container.progress_sender.override(providers.Object(sent))
+        container.generation.progress_sender.override(providers.Object(sent))
         if load_error is not None:
-            container.generator.override(providers.Callable(_cannot_load, load_error))
+            container.generation.generator.override(providers.Callable(_cannot_load, load_error))
         else:
-            container.generator.override(providers.Object(generator))
-        container.images.override(providers.Object(images or FakeImageLoader()))
-        container.encoder.override(providers.Object(FakeEncoder()))
-        container.store.override(providers.Object(store))
+            container.generation.generator.override(providers.Object(generator))
+        container.generation.images.override(providers.Object(images or FakeImageLoader()))
+        container.generation.encoder.override(providers.Object(FakeEncoder()))
+        container.generation.store.override(providers.Object(store))
         if running_after_end_s is not None:
             container.running_after_end_s.override(providers.Object(running_after_end_s))
         if backoff is not None:

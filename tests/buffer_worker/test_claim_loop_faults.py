@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from buffer_worker.worker import ExitCode
+from fastwan_adapters.exit_code import ExitCode
 from fastwan_adapters.orchestrator import Backoff, ClaimJournal, OrchestratorClient, StatusOutbox
 from fastwan_adapters.testing import Endpoint, Fault, OrchestratorDouble
 from fastwan_core import ErrorCode, JobFailure, JobState

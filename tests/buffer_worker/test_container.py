@@ -13,10 +13,14 @@ from dependency_injector import providers
 
 from buffer_worker.board import JobTicket
 from buffer_worker.containers import Container
-from buffer_worker.worker import BufferWorker, ExitCode
+from buffer_worker.settings import BufferWorkerSettings
+from buffer_worker.worker import BufferWorker
 from fastwan_adapters.config import ConfigError
+from fastwan_adapters.exit_code import ExitCode
 from fastwan_adapters.orchestrator import StatusOutbox
+from fastwan_adapters.storage import LocalResultStore
 from fastwan_core import JobState, Phase, ProgressUpdate
+from fastwan_core.testing import FakeGenerator
 
 ENV = {
     "ORCHESTRATOR_BASE_URL": "http://127.0.0.1:9",
@@ -29,8 +33,7 @@ ENV = {
 
 @pytest.fixture
 def container(tmp_path: Path) -> Iterator[Container]:
-    made = Container()
-    made.env.override(providers.Object({**ENV, "STATE_DIR": str(tmp_path / "state")}))
+    made = Container(settings=BufferWorkerSettings.from_env({**ENV, "STATE_DIR": str(tmp_path / "state")}))
     yield made
     made.shutdown_resources()
 
@@ -43,7 +46,7 @@ def test_the_worker_is_composed_without_loading_the_model(container: Container, 
     assert container.gpu_class() == "RTX 3080"
     assert isinstance(container.outbox(), StatusOutbox)
     assert container.outbox().directory == tmp_path / "state" / "status-outbox"
-    assert not container.generator.initialized
+    assert not container.generation.generator.initialized
     assert container.client.initialized  # the worker holds the one pooled client
 
 
@@ -58,12 +61,29 @@ def test_the_progress_port_given_to_the_core_feeds_the_heartbeats_board(containe
     assert (snapshot.current_job_id, snapshot.phase, snapshot.progress) == ("b-1", Phase.DECODING, 0.85)
 
 
-def test_a_bad_setting_surfaces_when_the_settings_are_read(tmp_path: Path) -> None:
-    made = Container()
-    made.env.override(providers.Object({**ENV, "HEARTBEAT_INTERVAL_S": "often"}))
+def test_the_settings_handed_in_choose_the_store_and_the_use_case_reports_to_the_board(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "OUTPUT_DIR", str(tmp_path / "not-this-one")
+    )  # main reads the environment, not the container
+    env = {**ENV, "STATE_DIR": str(tmp_path / "state"), "OUTPUT_DIR": str(tmp_path / "outputs")}
+    made = Container(settings=BufferWorkerSettings.from_env(env))
+    made.generation.generator.override(providers.Object(FakeGenerator()))
 
+    usecase = made.generation.usecase()
+
+    assert isinstance(usecase.store, LocalResultStore)
+    assert usecase.store.directory == (tmp_path / "outputs").resolve()
+    assert not (tmp_path / "not-this-one").exists()
+    assert usecase.progress is made.progress()  # the board first, then the orchestrator
+    assert usecase.worker == made.worker_info() and usecase.clock is made.generation.clock()
+    made.shutdown_resources()
+
+
+def test_a_bad_setting_surfaces_when_the_settings_are_read(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="HEARTBEAT_INTERVAL_S must be a number"):
-        made.worker()
+        Container(settings=BufferWorkerSettings.from_env({**ENV, "HEARTBEAT_INTERVAL_S": "often"})).worker()
 
 
 def test_the_program_exits_2_naming_the_missing_variable() -> None:

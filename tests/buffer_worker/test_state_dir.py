@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from buffer_worker.worker import ExitCode
+from fastwan_adapters.exit_code import ExitCode
 from fastwan_adapters.orchestrator import OrchestratorClient, StatusOutbox
 from fastwan_adapters.testing import OrchestratorDouble
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from buffer_worker.control import StopControl
-from buffer_worker.worker import ExitCode
+from fastwan_adapters.exit_code import ExitCode
 from fastwan_adapters.generator import NoGpuError
 from fastwan_adapters.orchestrator import ClaimJournal, OrchestratorClient, StatusOutbox
 from fastwan_adapters.testing import Endpoint, Fault, OrchestratorDouble

@@ -86,11 +86,12 @@ def fake_container(
 ) -> Container:
     """The real container with every adapter replaced by a fake; ``load`` replaces the model's load."""
     container = Container(settings=settings)
-    container.generator.override(providers.Callable(load) if load else providers.Object(fakes.generator))
-    container.images.override(providers.Object(fakes.images))
-    container.encoder.override(providers.Object(fakes.encoder))
-    container.store.override(providers.Object(fakes.store))
-    container.progress.override(providers.Object(fakes.progress))
+    generation = container.generation
+    generation.generator.override(providers.Callable(load) if load else providers.Object(fakes.generator))
+    generation.images.override(providers.Object(fakes.images))
+    generation.encoder.override(providers.Object(fakes.encoder))
+    generation.store.override(providers.Object(fakes.store))
+    generation.progress.override(providers.Object(fakes.progress))
     return container
 
 

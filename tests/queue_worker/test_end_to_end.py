@@ -94,12 +94,12 @@ def worker(
         INTERNAL_API_KEY=orchestrator.api_key,
         **b2_env,
     )
-    assert isinstance(settings.storage, B2Settings)
+    assert isinstance(settings.common.storage, B2Settings)
     container = Container(settings=settings)
     # Only the B2 connection differs from production: the same connect(), on the simulator.
     no_wait = UploadRetry(wait_initial_s=0.0, wait_max_s=0.0, wait_jitter_s=0.0)
-    container.store.override(
-        providers.Callable(B2ResultStore.connect, settings.storage, api=api, retry=no_wait)
+    container.generation.store.override(
+        providers.Callable(B2ResultStore.connect, settings.common.storage, api=api, retry=no_wait)
     )
     with serving(container) as served:
         yield served

@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 
 from fastwan_adapters.config import ConfigError
+from fastwan_adapters.exit_code import ExitCode
 from fastwan_core import ErrorCode, JobFailure, JobState
 from fastwan_core.ports import VideoGenerator
-from queue_worker.process import ExitCode
 from tests.queue_worker.support import T2V, Fakes, fake_container, serving, settings_for, wait_until
 
 
@@ -57,7 +57,24 @@ def test_a_failed_load_is_reported_by_both_probes_then_ends_the_server(tmp_path:
     assert ready.status_code == 503 and "CUDA GPU" in ready.json()["reason"]
     assert job.status_code == 503
     assert stopped, "the server should stop by itself"
-    assert container.process_exit().code is ExitCode.STARTUP_FAILED
+    assert container.process_exit().code is ExitCode.CONFIG  # restarting cannot bring a GPU
+
+
+def test_a_load_failing_for_a_reason_that_passes_ends_the_server_asking_for_a_restart(
+    tmp_path: Path,
+) -> None:
+    def unlucky_load() -> VideoGenerator:
+        raise RuntimeError("CUDA error: an illegal memory access during warm-up")
+
+    container = fake_container(settings_for(tmp_path, FATAL_EXIT_DELAY_S="0.3"), Fakes(), load=unlucky_load)
+    with serving(container, ready=False) as worker:
+        wait_until(lambda: worker.client.get("/health").status_code == 503, 10, "the failure to show")
+        worker.thread.join(15)
+        stopped = not worker.thread.is_alive()
+
+    assert stopped, "the server should stop by itself"
+    assert container.process_exit().code is ExitCode.RESTART
+    assert "illegal memory access" in (container.process_exit().reason or "")
 
 
 def test_a_job_that_leaves_the_gpu_unusable_is_answered_then_the_worker_ends(tmp_path: Path) -> None:
@@ -75,7 +92,7 @@ def test_a_job_that_leaves_the_gpu_unusable_is_answered_then_the_worker_ends(tmp
     assert answer.status_code == 500 and answer.json()["error_code"] == "generation_failed"
     assert health.status_code == 503 and "illegal memory access" in health.json()["reason"]
     assert stopped
-    assert container.process_exit().code is ExitCode.GPU_UNUSABLE
+    assert container.process_exit().code is ExitCode.RESTART
 
 
 def test_after_sigterm_no_new_job_is_taken_and_the_one_in_hand_finishes(tmp_path: Path) -> None:

@@ -163,7 +163,7 @@ def test_a_wrong_variable_exits_2_naming_it(tmp_path: Path) -> None:
     assert "SHUTDOWN_GRACE_S must be a number, got 'soon'" in log_path.read_text()
 
 
-def test_a_real_model_without_a_gpu_is_reported_then_exits_3(tmp_path: Path) -> None:
+def test_a_real_model_without_a_gpu_is_reported_then_exits_2(tmp_path: Path) -> None:
     """The default model on this CPU-only machine: the load fails, /health says why, the process ends."""
     with worker_process({"FATAL_EXIT_DELAY_S": "3"}, tmp_path) as (process, url, log_path):
 
@@ -179,15 +179,15 @@ def test_a_real_model_without_a_gpu_is_reported_then_exits_3(tmp_path: Path) -> 
 
     assert "needs a CUDA GPU" in health["reason"] and health["state"] == "failed"
     assert ready.status_code == 503
-    assert code == 3
+    assert code == 2
     assert "needs a CUDA GPU" in log_path.read_text()
 
 
-def test_a_hub_answering_503_is_retried_then_the_start_up_fails_with_exit_3(
+def test_a_hub_answering_503_is_retried_then_the_start_up_fails_with_exit_1(
     tiny_dir: Path, tmp_path: Path
 ) -> None:
     """A download failing for a passing reason is retried in the process (logged), then ends the
-    start-up like any other failed start-up: /health says why and the process exits 3."""
+    start-up like any other failed start-up: /health says why and the process exits 1."""
     env = {
         "FASTWAN_MODEL": "tiny",
         "FASTWAN_TINY_DIR": str(tiny_dir),
@@ -207,7 +207,7 @@ def test_a_hub_answering_503_is_retried_then_the_start_up_fails_with_exit_3(
             code = process.wait(120)
         log = log_path.read_text()
 
-    assert code == 3, log[-3000:]
+    assert code == 1, log[-3000:]
     assert log.count("download attempt") >= 2, log[-3000:]
     assert "download attempt 1 failed: the Hub answered HTTP 503" in log
     assert "ModelDownloadFailed" in log and "start the worker again later" in log
@@ -233,7 +233,7 @@ def test_a_start_up_failure_logs_its_reason_and_trace_with_no_secret(
         code = process.wait(120)
     text = log_path.read_text()
 
-    assert code == 3, text[-3000:]
+    assert code == 1, text[-3000:]
     assert f"start-up failed: B2Unreachable: {REASON}" in text
     assert "Traceback (most recent call last)" in text  # the trace is kept, its values are not
     assert [secret for secret in SECRETS if secret in text] == []

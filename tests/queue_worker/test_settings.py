@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fastwan_adapters.config import ConfigError
-from fastwan_adapters.storage import B2Settings, LocalResultStore
+from fastwan_adapters.storage import B2Settings, LocalResultStore, open_result_store
 from queue_worker.settings import QueueWorkerSettings
 
 
@@ -17,28 +17,32 @@ def env(tmp_path: Path, **values: str) -> dict[str, str]:
 
 def test_the_embedded_default_is_port_8000_local_storage_and_no_orchestrator(tmp_path: Path) -> None:
     settings = QueueWorkerSettings.from_env(env(tmp_path))
+    created = (tmp_path / "out").is_dir()  # by the settings, before any store is opened
+    store = open_result_store(settings.common.storage)
 
     assert (settings.host, settings.port) == ("0.0.0.0", 8000)
     assert settings.shutdown_grace_s == 25.0
     assert settings.common.orchestrator_url is None
-    assert isinstance(settings.storage, LocalResultStore)
-    assert settings.storage.directory == (tmp_path / "out").resolve()
-    assert settings.storage.directory.is_dir()
-    assert settings.storage.url_for("j-1.mp4") == "http://localhost:8000/outputs/j-1.mp4"
+    assert isinstance(store, LocalResultStore)
+    assert store.directory == (tmp_path / "out").resolve()
+    assert created and store.directory.is_dir()
+    assert store.url_for("j-1.mp4") == "http://localhost:8000/outputs/j-1.mp4"
 
 
 def test_public_base_url_sets_where_local_outputs_are_served(tmp_path: Path) -> None:
     settings = QueueWorkerSettings.from_env(env(tmp_path, PORT="9000", PUBLIC_BASE_URL="https://w.example/"))
 
     assert settings.local_store is not None
-    assert settings.local_store.url_for("j-1.mp4") == "https://w.example/outputs/j-1.mp4"
+    assert (
+        LocalResultStore.open(settings.local_store).url_for("j-1.mp4") == "https://w.example/outputs/j-1.mp4"
+    )
 
 
 def test_b2_variables_select_b2_without_touching_the_network(tmp_path: Path) -> None:
     b2 = {"B2_KEY_ID": "key-id", "B2_APP_KEY": "app-secret", "B2_BUCKET_NAME": "talking-avatar"}
     settings = QueueWorkerSettings.from_env(env(tmp_path, **b2))
 
-    assert isinstance(settings.storage, B2Settings)
+    assert isinstance(settings.common.storage, B2Settings)
     assert settings.local_store is None
     assert "app-secret" not in repr(settings)
     assert "app-secret" in settings.common.secrets()

@@ -1,9 +1,9 @@
 """``fastwan-buffer-worker`` / ``python -m buffer_worker``: read the settings, compose, run.
 
-Exit status: 0 when stopped by SIGTERM/SIGINT; 1 when the worker cannot go on (GPU unusable,
-heartbeat dead, an unexpected error): the host should restart it; 2 for a bad setting (a
-``STATE_DIR`` that cannot be written included) or a model that cannot be loaded (restarting will
-not help until the setting is fixed).
+Exit status (:class:`fastwan_adapters.exit_code.ExitCode`, the README's table): 0 when stopped by
+SIGTERM/SIGINT; 1 when the worker cannot go on (GPU unusable, heartbeat dead, an unexpected
+error): the host should restart it; 2 for a bad setting (a ``STATE_DIR`` that cannot be written
+included) or a model that cannot be loaded (restarting will not help until the setting is fixed).
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ from collections.abc import Sequence
 from typing import cast
 
 import httpx
+from dependency_injector import providers
 
 from buffer_worker.containers import Container
-from buffer_worker.settings import worker_version
+from buffer_worker.settings import BufferWorkerSettings, worker_version
 from buffer_worker.signals import ShutdownRequests, handle_signals
 from buffer_worker.supervisor import supervise
-from buffer_worker.worker import ExitCode
 from fastwan_adapters.config import ConfigError
+from fastwan_adapters.exit_code import ExitCode
 from fastwan_adapters.logs import configure_logging, secrets_in
 from fastwan_adapters.orchestrator.progress import OrchestratorProgressReporter
 
@@ -41,12 +42,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.parse_args(argv)
     # Until the settings say otherwise: a bad setting must still be read, with no secret in it.
     configure_logging(secrets=secrets_in(os.environ))
-    container = Container()
     try:
-        settings = container.settings()
+        settings = BufferWorkerSettings.from_env(os.environ)
     except ConfigError as error:
         log.error("cannot start: %s", error)
         return ExitCode.CONFIG
+    container = Container(settings=settings)
     common = settings.common
     configure_logging(common.log_format, common.log_level, common.secrets())
     if settings.metrics_port is not None:
@@ -77,8 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # still be in a call, and waiting for them or closing the model under them could hang
         # the exit. Whatever had to be reported was reported or is in the outbox; the last
         # progress updates get a second to go out.
-        if container.progress_sender.initialized:
-            cast(OrchestratorProgressReporter, container.progress_sender()).close(timeout=1.0)
+        # A nested container's providers are typed Provider[Any]; this one is the Resource.
+        sender = cast(
+            "providers.Resource[OrchestratorProgressReporter]", container.generation.progress_sender
+        )
+        if sender.initialized:
+            sender().close(timeout=1.0)
         logging.shutdown()
         os._exit(int(code))
     container.shutdown_resources()

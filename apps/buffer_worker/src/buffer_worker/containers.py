@@ -1,16 +1,17 @@
 """The buffer worker's composition root: which adapter plays each part, and who gets what.
 
-Nothing is built at import. The model, the image loader and the result store are built on
-the first call of ``usecase``, which the worker makes only after its heartbeat has started:
-loading takes minutes on a real GPU and the orchestrator must see the worker meanwhile.
+What both workers run (model, image loader, encoder, store, progress, the use case) is the
+nested :class:`~fastwan_adapters.container.GenerationContainer`; this adds the claim loop and
+what it needs (orchestrator, outbox, journal, heartbeat, board). ``main`` reads the settings and
+hands them in. Nothing is built at import. The model, the image loader and the result store are
+built on the first call of ``generation.usecase``, which the worker makes only after its
+heartbeat has started: loading takes minutes on a real GPU and the orchestrator must see the
+worker meanwhile.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+import functools
 
 from dependency_injector import containers, providers
 
@@ -24,114 +25,48 @@ from buffer_worker.metrics import WorkerMetrics
 from buffer_worker.progress import BoardProgressReporter
 from buffer_worker.reporting import RUNNING_AFTER_END_S, StatusDelivery
 from buffer_worker.settings import BufferWorkerSettings
+from buffer_worker.state_dir import kept_in, usable_state_dir
 from buffer_worker.worker import BufferWorker
-from fastwan_adapters import assembly
-from fastwan_adapters.assembly import build_result_store
-from fastwan_adapters.clock import MonotonicClock
-from fastwan_adapters.config import ConfigError
-from fastwan_adapters.durable import check_writable_folder
-from fastwan_adapters.orchestrator import (
-    Backoff,
-    ClaimJournal,
-    OrchestratorClient,
-    StatusOutbox,
-)
-from fastwan_adapters.storage import LocalResultStore
-from fastwan_core import GenerateVideo, WorkerInfo
-
-if TYPE_CHECKING:
-    pass
+from fastwan_adapters.container import GenerationContainer, open_orchestrator_client
+from fastwan_adapters.orchestrator import Backoff, ClaimJournal, StatusOutbox
+from fastwan_adapters.storage import discard_partial_output
+from fastwan_core import WorkerInfo
 
 __all__ = ["Container"]
-
-_Kept = TypeVar("_Kept", StatusOutbox, ClaimJournal)
 
 
 def _gpu_class(settings: BufferWorkerSettings) -> str:
     return settings.gpu_class or detect_gpu_name()
 
 
-def _client(settings: BufferWorkerSettings) -> Iterator[OrchestratorClient]:
-    client = OrchestratorClient(
-        settings.orchestrator_url,
-        settings.api_key,
-        backoff=_backoff(settings),
-        deadline_s=settings.call_deadline_s,
-    )
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-def _state_dir(settings: BufferWorkerSettings) -> Path:
-    """``STATE_DIR``, checked by writing to it: one that cannot hold the outbox is a setting to
-    fix (exit 2), not a crash to restart into."""
-    try:
-        check_writable_folder(settings.state_dir)
-    except OSError as error:
-        raise ConfigError(_unusable(settings.state_dir, error)) from None
-    return settings.state_dir
-
-
-def _kept_in(kind: type[_Kept], state_dir: Path) -> _Kept:
-    """The outbox or the claim journal in ``state_dir``; a failure to open it names STATE_DIR."""
-    try:
-        return kind(state_dir)
-    except OSError as error:
-        raise ConfigError(_unusable(state_dir, error)) from None
-
-
-def _unusable(state_dir: Path, error: OSError) -> str:
-    where = f" ({error.filename})" if error.filename and str(error.filename) != str(state_dir) else ""
-    return (
-        f"STATE_DIR {str(state_dir)!r} is not usable: {error.strerror or type(error).__name__}{where}; "
-        "set STATE_DIR to a writable folder (a volume in Docker)"
-    )
-
-
 def _backoff(settings: BufferWorkerSettings) -> Backoff:
     return Backoff(initial=settings.retry_initial_s)
 
 
-def _discard_partial_output(env: Mapping[str, str]) -> Callable[[str], None]:
-    """What a killed job left half-written: temp files in ``OUTPUT_DIR`` with local storage;
-    nothing with B2, where an object appears only once its upload is complete."""
-
-    def discard(name: str) -> None:
-        if any(env.get(key) for key in ("B2_KEY_ID", "B2_APP_KEY", "B2_BUCKET_NAME")):
-            return
-        try:
-            store = LocalResultStore.from_env(env)
-        except ConfigError:
-            return  # the store's own start-up check reports it
-        store.discard_partial(name)
-
-    return discard
-
-
 class Container(containers.DeclarativeContainer):
-    # -- configuration ----------------------------------------------------------------------
-    env = providers.Object(os.environ)
-    settings = providers.Singleton(BufferWorkerSettings.from_env, env)
+    # -- configuration: read and checked by main() before anything starts -------------------
+    settings = providers.Dependency(instance_of=BufferWorkerSettings)
     gpu_class = providers.Singleton(_gpu_class, settings)
     worker_info = providers.Singleton(
         WorkerInfo, settings.provided.worker_id, settings.provided.worker_version, gpu_class
     )
 
     # -- shared state -----------------------------------------------------------------------
-    clock = providers.Singleton(MonotonicClock)
     board = providers.Singleton(WorkerBoard)
     metrics = providers.Singleton(WorkerMetrics)
     control = providers.Singleton(StopControl, shutdown_grace_s=settings.provided.shutdown_grace_s)
 
     # -- the orchestrator -------------------------------------------------------------------
-    client = providers.Resource(_client, settings)
-    state_dir = providers.Singleton(_state_dir, settings)
-    outbox = providers.Singleton(_kept_in, StatusOutbox, state_dir)
-    journal = providers.Singleton(_kept_in, ClaimJournal, state_dir)
-    progress_sender = providers.Resource(assembly.open_progress_reporter, client)
-    progress = providers.Singleton(BoardProgressReporter, progress_sender, board)
+    client = providers.Resource(
+        open_orchestrator_client,
+        settings.provided.orchestrator_url,
+        settings.provided.api_key,
+        backoff=providers.Callable(_backoff, settings),
+        deadline_s=settings.provided.call_deadline_s,
+    )
+    state_dir = providers.Singleton(usable_state_dir, settings.provided.state_dir)
+    outbox = providers.Singleton(kept_in, StatusOutbox, state_dir)
+    journal = providers.Singleton(kept_in, ClaimJournal, state_dir)
     heartbeat = providers.Singleton(
         Heartbeater,
         client,
@@ -144,15 +79,12 @@ class Container(containers.DeclarativeContainer):
     )
 
     # -- the model and the use case: built on first use, after the heartbeat starts ------------
-    generator = providers.Resource(assembly.open_generator, settings.provided.common.generator)
-    images = providers.Resource(assembly.open_image_loader, settings.provided.common.images)
-    encoder = providers.Singleton(
-        assembly.build_encoder, settings.provided.common.encoder
-    )  # FASTWAN_ENCODER, NVENC probed
-    store = providers.Singleton(build_result_store, env)  # B2 when configured, else OUTPUT_DIR
-    usecase = providers.Singleton(
-        GenerateVideo, images, generator, encoder, store, progress, clock, worker_info
+    generation = providers.Container(
+        GenerationContainer, settings=settings.provided.common, orchestrator=client, worker=worker_info
     )
+    # What the use case reports goes to the heartbeat's board first, then to the orchestrator.
+    progress = providers.Singleton(BoardProgressReporter, generation.progress_sender, board)
+    generation.progress.override(progress)
 
     # -- the claim loop and its parts ---------------------------------------------------------
     running_after_end_s = providers.Object(RUNNING_AFTER_END_S)
@@ -164,9 +96,9 @@ class Container(containers.DeclarativeContainer):
         journal=journal,
         board=board,
         control=control,
-        progress=progress_sender,
+        progress=generation.progress_sender,
         metrics=metrics,
-        clock=clock,
+        clock=generation.clock,
         worker=worker_info,
         running_after_end_s=running_after_end_s,
     )
@@ -178,7 +110,7 @@ class Container(containers.DeclarativeContainer):
         control=control,
         metrics=metrics,
         delivery=delivery,
-        clock=clock,
+        clock=generation.clock,
         worker=worker_info,
     )
     leftovers = providers.Singleton(
@@ -186,8 +118,11 @@ class Container(containers.DeclarativeContainer):
         journal,
         outbox,
         client,
-        progress=progress_sender,
-        discard_partial_output=providers.Callable(_discard_partial_output, env),
+        progress=generation.progress_sender,
+        # Temp files in OUTPUT_DIR with local storage; nothing with B2 (an object appears whole).
+        discard_partial_output=providers.Callable(
+            functools.partial, discard_partial_output, settings.provided.common.storage
+        ),
         worker=worker_info,
         stop=control.provided.stop,
         backoff=backoff,
@@ -200,9 +135,9 @@ class Container(containers.DeclarativeContainer):
         control=control,
         leftovers=leftovers,
         jobs=jobs,
-        load_usecase=usecase.provider,
+        load_usecase=generation.usecase.provider,
         metrics=metrics,
-        clock=clock,
+        clock=generation.clock,
         worker=worker_info,
         poll_interval_s=settings.provided.poll_interval_s,
     )

@@ -9,7 +9,6 @@ the main thread reports it instead (:meth:`JobRunner.end_now`), through the same
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import threading
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from buffer_worker.reporting import StatusDelivery
 from buffer_worker.running import RunningAnnouncer
 from fastwan_adapters.logs import bind_job
 from fastwan_adapters.orchestrator import ClaimJournal, OrchestratorClient
+from fastwan_adapters.threads import daemon_thread
 from fastwan_core import ErrorCode, GenerateVideo, Job, JobResult, Metrics, WorkerInfo
 from fastwan_core.ports import Clock
 
@@ -86,12 +86,9 @@ class JobRunner:
         self._board.begin(ticket)
         self._metrics.busy.set(1)
         try:
-            # copy_context: the job id bound for logging travels into the job thread.
-            self._job_thread = threading.Thread(
-                target=contextvars.copy_context().run,
-                args=(self._execute, usecase, job, ticket),
-                name=f"job-{ticket.buffer_job_id}",
-                daemon=True,
+            # The job id bound for logging travels into the job thread.
+            self._job_thread = daemon_thread(
+                self._execute, usecase, job, ticket, name=f"job-{ticket.buffer_job_id}"
             )
             announcer = RunningAnnouncer(
                 ticket, client=self._client, control=self._control, board=self._board, worker=self._worker

@@ -9,7 +9,6 @@ orchestrator that keeps refusing ``running`` must not keep a finished job in mem
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import threading
 from typing import Final
@@ -23,6 +22,7 @@ from fastwan_adapters.orchestrator import (
     StatusOutcome,
     running_status_body,
 )
+from fastwan_adapters.threads import daemon_thread
 from fastwan_core import WorkerInfo
 
 __all__ = ["RunningAnnouncer"]
@@ -50,13 +50,8 @@ class RunningAnnouncer:
         self._board = board
         self._worker_id = worker.worker_id
         self._given_up = threading.Event()
-        # copy_context: the job id bound for logging travels into the thread.
-        self._thread = threading.Thread(
-            target=contextvars.copy_context().run,
-            args=(self._announce,),
-            name=f"running-{ticket.buffer_job_id}",
-            daemon=True,
-        )
+        # The job id bound for logging travels into the thread.
+        self._thread = daemon_thread(self._announce, name=f"running-{ticket.buffer_job_id}")
 
     def start(self) -> None:
         self._thread.start()

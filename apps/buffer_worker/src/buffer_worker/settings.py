@@ -16,8 +16,8 @@ from typing import Final
 
 import attrs
 
-from fastwan_adapters.assembly import CommonSettings
 from fastwan_adapters.config import ConfigError, env_float, env_int, env_name, env_str
+from fastwan_adapters.settings import CommonSettings
 
 __all__ = [
     "DEFAULT_HEARTBEAT_INTERVAL_S",

@@ -13,7 +13,8 @@ import threading
 from typing import Final
 
 from buffer_worker.signals import ShutdownRequests
-from buffer_worker.worker import BufferWorker, ExitCode
+from buffer_worker.worker import BufferWorker
+from fastwan_adapters.exit_code import ExitCode
 
 __all__ = ["supervise"]
 

@@ -16,7 +16,6 @@ ended here is reported again from its recorded result, not run again (``recent.p
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -28,27 +27,19 @@ from buffer_worker.job_run import JobRunner
 from buffer_worker.leftovers import HEAD_START_S, LeftoverStatuses
 from buffer_worker.metrics import WorkerMetrics
 from fastwan_adapters.config import ConfigError
+from fastwan_adapters.exit_code import ExitCode
 from fastwan_adapters.logs import bind_job
 from fastwan_adapters.orchestrator import OrchestratorClient
 from fastwan_core import GenerateVideo, Job, JobValidationError, WorkerInfo, is_job_id, parse_job
 from fastwan_core.ports import Clock
 
-__all__ = ["BufferWorker", "ExitCode"]
+__all__ = ["BufferWorker"]
 
 log = logging.getLogger(__name__)
 
 _FIRST_ROUND_S: Final = 1.0  # before the first claim, the stop is looked at at least this often
 _SEEN_CHARS: Final = 80  # how much of an unusable id a log line shows
 _LEFTOVERS_JOIN_S: Final = 1.0
-
-
-class ExitCode(enum.IntEnum):
-    """``OK``: stopped as asked. ``RESTART``: cannot go on (GPU unusable, heartbeat dead, a bug);
-    the host must restart it. ``CONFIG``: a bad setting or a model that cannot load."""
-
-    OK = 0
-    RESTART = 1
-    CONFIG = 2
 
 
 class BufferWorker:

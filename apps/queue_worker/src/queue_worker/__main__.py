@@ -1,8 +1,9 @@
 """``fastwan-queue-worker`` / ``python -m queue_worker``: check the environment, then serve.
 
-Exit codes (``docs/salad.md``): 0 after a graceful stop (SIGTERM/SIGINT), 2 for a wrong
-variable, 3 when the model or the result store cannot be set up, 4 when a job left the GPU
-unusable.
+Exit status (:class:`fastwan_adapters.exit_code.ExitCode`, the README's table): 0 after a
+graceful stop (SIGTERM/SIGINT); 1 when a job left the GPU unusable or the start-up failed for a
+reason that passes (the Hub or B2 unreachable); 2 for a wrong variable, or a model or store that
+cannot be had as configured.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from fastwan_adapters.config import ConfigError
+from fastwan_adapters.exit_code import ExitCode
 from fastwan_adapters.logs import configure_logging, secrets_in
 from queue_worker.app import create_app
 from queue_worker.containers import Container
-from queue_worker.process import ExitCode
 from queue_worker.server import build_server
 from queue_worker.settings import QueueWorkerSettings
 
@@ -35,7 +36,7 @@ def main() -> None:
         app = create_app(container)
     except ConfigError as error:
         log.error("configuration error: %s", error)
-        sys.exit(ExitCode.CONFIG_ERROR)
+        sys.exit(ExitCode.CONFIG)
     server = build_server(app, container)
     log.info(
         "queue worker %s (%s) listening on %s:%d",

@@ -1,17 +1,18 @@
 """The queue worker's composition root: which object gets which collaborator.
 
-Nothing slow happens when the container is built: the adapters (model, store, orchestrator)
-are created on first use, by the loading thread. Tests override providers (``generator``,
-``store``, ``progress``, ...) with fakes before the app starts.
+What both workers run (model, image loader, encoder, store, progress, the use case) is the
+nested :class:`~fastwan_adapters.container.GenerationContainer`; this adds the worker's own
+state and the services the routes call. Nothing slow happens when the container is built: the
+adapters are created on first use, by the loading thread. Tests override providers
+(``generation.generator``, ``generation.store``, ...) with fakes before the app starts.
 """
 
 from __future__ import annotations
 
 from dependency_injector import containers, providers
 
-from fastwan_adapters import assembly
-from fastwan_adapters.clock import MonotonicClock
-from fastwan_core import GenerateVideo, WorkerInfo
+from fastwan_adapters.container import GenerationContainer, open_orchestrator_client
+from fastwan_core import WorkerInfo
 from queue_worker import factories
 from queue_worker.loader import ModelLoader
 from queue_worker.metrics import QueueMetrics
@@ -32,27 +33,14 @@ class Container(containers.DeclarativeContainer):
     readiness = providers.Singleton(Readiness)
     process_exit = providers.Singleton(ProcessExit)
 
-    # -- adapters, built by the loading thread --------------------------------------------
-    generator = providers.Resource(assembly.open_generator, settings.provided.common.generator)
-    images = providers.Resource(assembly.open_image_loader, settings.provided.common.images)
-    encoder = providers.Singleton(
-        assembly.build_encoder, settings.provided.common.encoder
-    )  # FASTWAN_ENCODER, NVENC probed
-    store = providers.Singleton(factories.open_result_store, settings)
-    orchestrator = providers.Resource(factories.open_orchestrator_client, settings)
-    progress = providers.Resource(assembly.open_progress_reporter, orchestrator)
-    clock = providers.Singleton(MonotonicClock)
-    deletion_cost = providers.Resource(factories.open_deletion_cost, settings)
-
-    # -- the use case and the services the routes call ------------------------------------
-    generate_video = providers.ThreadSafeSingleton(
-        GenerateVideo,
-        images=images,
-        generator=generator,
-        encoder=encoder,
-        store=store,
-        progress=progress,
-        clock=clock,
+    # -- the use case and its adapters, built by the loading thread -----------------------
+    orchestrator = providers.Resource(
+        open_orchestrator_client, settings.provided.common.orchestrator_url, settings.provided.common.api_key
+    )
+    generation = providers.Container(
+        GenerationContainer,
+        settings=settings.provided.common,
+        orchestrator=orchestrator,
         worker=providers.Singleton(
             WorkerInfo,
             worker_id=settings.provided.worker_id,
@@ -60,9 +48,12 @@ class Container(containers.DeclarativeContainer):
             gpu_class=settings.provided.gpu_class,
         ),
     )
+    deletion_cost = providers.Resource(factories.open_deletion_cost, settings)
+
+    # -- the services the routes call -------------------------------------------------------
     loader = providers.Singleton(
         ModelLoader,
-        build=generate_video.provider,
+        build=generation.usecase.provider,
         readiness=readiness,
         metrics=metrics,
         process_exit=process_exit,

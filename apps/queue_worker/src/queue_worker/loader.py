@@ -15,11 +15,12 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from fastwan_adapters.config import ConfigError
+from fastwan_adapters.exit_code import ExitCode
+from fastwan_adapters.threads import daemon_thread
 from fastwan_core import GenerateVideo
 from queue_worker.metrics import QueueMetrics
-from queue_worker.process import ExitCode, ProcessExit
+from queue_worker.process import ProcessExit
 from queue_worker.readiness import Readiness
-from queue_worker.threads import start_daemon_thread
 
 __all__ = ["ModelLoader"]
 
@@ -43,7 +44,7 @@ class ModelLoader:
     secrets: Sequence[str] = attrs.field(default=(), repr=False)
 
     def start(self) -> None:
-        start_daemon_thread(self.load, name="model-load")
+        daemon_thread(self.load, name="model-load").start()
 
     def load(self) -> None:
         """Load now, in the calling thread; never raises."""
@@ -72,7 +73,8 @@ class ModelLoader:
         # A configuration error is the operator's to fix and says so; anything else gets a trace.
         log.error("start-up failed: %s", reason, exc_info=not isinstance(error, ConfigError))
         self.readiness.fail(f"start-up failed: {reason}")
-        self.process_exit.request(ExitCode.STARTUP_FAILED, reason, after_s=self.fatal_exit_delay_s)
+        code = ExitCode.for_startup_failure(error)
+        self.process_exit.request(code, reason, after_s=self.fatal_exit_delay_s)
 
     def _scrub(self, text: str) -> str:
         for secret in self.secrets:

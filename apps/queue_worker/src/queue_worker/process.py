@@ -1,4 +1,5 @@
-"""How the worker ends its own process when it cannot go on, and with which exit code.
+"""How the worker ends its own process when it cannot go on, and with which exit code
+(:class:`fastwan_adapters.exit_code.ExitCode`, the README's table).
 
 A worker whose model failed to load, or whose GPU was left unusable by a job, must not linger:
 the platform only replaces a container that exits (or fails its probes), so the worker reports
@@ -8,28 +9,17 @@ the reason on ``/health`` and ``/ready`` for a few seconds, then asks the server
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 from collections.abc import Callable
 
 import attrs
 
-__all__ = ["ExitCode", "ProcessExit"]
+from fastwan_adapters.exit_code import ExitCode
+
+__all__ = ["ProcessExit"]
 
 log = logging.getLogger(__name__)
-
-
-class ExitCode(enum.IntEnum):
-    """The process's exit codes (documented in ``docs/salad.md``)."""
-
-    OK = 0
-    #: A variable of the environment is wrong; the message names it.
-    CONFIG_ERROR = 2
-    #: The model, its warm-up or the result store could not be set up.
-    STARTUP_FAILED = 3
-    #: A job left the GPU unusable (a CUDA error other than out-of-memory).
-    GPU_UNUSABLE = 4
 
 
 @attrs.define

@@ -20,12 +20,13 @@ from collections.abc import Awaitable, Callable
 
 import attrs
 
+from fastwan_adapters.exit_code import ExitCode
 from fastwan_adapters.logs import bind_job
 from fastwan_adapters.salad import DeletionCost
 from fastwan_core import Cancellation, ErrorCode, Job, JobResult, JobState, JobValidationError, parse_job
 from queue_worker.body import InvalidBody, decode_job
 from queue_worker.metrics import QueueMetrics
-from queue_worker.process import ExitCode, ProcessExit
+from queue_worker.process import ProcessExit
 from queue_worker.readiness import Readiness, WorkerState
 from queue_worker.status_codes import BUSY, NOT_READY
 from queue_worker.threads import run_in_daemon_thread
@@ -176,7 +177,7 @@ class JobRunner:
         reason = f"the GPU is unusable after job {result.job_id}: {result.error}"
         self.readiness.fail(reason)
         self.metrics.ready.set(0)
-        self.process_exit.request(ExitCode.GPU_UNUSABLE, reason, after_s=self.fatal_exit_delay_s)
+        self.process_exit.request(ExitCode.RESTART, reason, after_s=self.fatal_exit_delay_s)
 
     # -- what the probes and shutdown need ------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 Everything that can be wrong with the environment is found here, with a message that names
 the variable; nothing here touches the network or the GPU (B2 credentials and the model are
-checked by the background start-up, which reports through ``/ready``).
+checked by the background start-up, which reports through ``/ready``). ``OUTPUT_DIR`` is
+created here, though: this app serves it under ``/outputs`` from the first second.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from typing import Final
 
 import attrs
 
-from fastwan_adapters.assembly import CommonSettings
 from fastwan_adapters.config import ConfigError, env_float, env_int, env_name, env_str
 from fastwan_adapters.salad import DEFAULT_IMDS_URL
-from fastwan_adapters.storage import B2Settings, LocalResultStore
+from fastwan_adapters.settings import CommonSettings
+from fastwan_adapters.storage import LocalStoreSettings
 
 __all__ = ["DEFAULT_PORT", "QueueWorkerSettings"]
 
@@ -47,9 +48,9 @@ class QueueWorkerSettings:
             and the slot freed.
         public_base_url: ``PUBLIC_BASE_URL``: how clients reach this server; with local storage,
             output URLs are ``{public_base_url}/outputs/{job}.mp4``.
-        storage: where videos go: B2 when ``B2_KEY_ID``, ``B2_APP_KEY`` and ``B2_BUCKET_NAME``
-            are set (its credentials are checked by the background start-up), else the store on
-            ``OUTPUT_DIR`` (created now), which this app serves under ``/outputs``.
+        common: what both workers read; its ``storage`` is B2 when ``B2_KEY_ID``,
+            ``B2_APP_KEY`` and ``B2_BUCKET_NAME`` are set (the credentials are checked by the
+            background start-up), else ``OUTPUT_DIR`` (created now), served under ``/outputs``.
         worker_id: ``WORKER_ID``, else ``salad-{SALAD_MACHINE_ID}``, else the host name.
         salad_imds_url: on SaladCloud (``SALAD_MACHINE_ID`` set), ``SALAD_IMDS_URL`` or Salad's
             own IMDS address: where the node's deletion cost is set while a job runs.
@@ -64,7 +65,6 @@ class QueueWorkerSettings:
     fatal_exit_delay_s: float = DEFAULT_FATAL_EXIT_DELAY_S
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
     public_base_url: str
-    storage: B2Settings | LocalResultStore
     worker_id: str
     worker_version: str
     salad_imds_url: str | None = None
@@ -77,15 +77,15 @@ class QueueWorkerSettings:
         Raises:
             ConfigError: naming the variable whose value is wrong.
         """
-        common = CommonSettings.from_env(env)
         port = env_int(env, "PORT", DEFAULT_PORT, minimum=1)
         if port > _MAX_PORT:
             raise ConfigError(f"PORT must be at most {_MAX_PORT}, got {port}")
         public_base_url = env_str(env, "PUBLIC_BASE_URL", f"http://localhost:{port}") or ""
         if not public_base_url.startswith(("http://", "https://")):
             raise ConfigError(f"PUBLIC_BASE_URL must start with http:// or https://, got {public_base_url!r}")
-        b2 = B2Settings.from_env(env)
-        storage = b2 or LocalResultStore.from_env(env, base_url=_outputs_url(public_base_url))
+        common = CommonSettings.from_env(env, local_base_url=_outputs_url(public_base_url))
+        if isinstance(common.storage, LocalStoreSettings):
+            common.storage.create_directory()  # served from the first second: a bad path is exit 2
         return cls(
             common=common,
             host=env_str(env, "HOST", "0.0.0.0") or "0.0.0.0",  # noqa: S104 - see the attribute
@@ -94,7 +94,6 @@ class QueueWorkerSettings:
             fatal_exit_delay_s=env_float(env, "FATAL_EXIT_DELAY_S", DEFAULT_FATAL_EXIT_DELAY_S, minimum=0.0),
             body_timeout_s=_body_timeout_s(env),
             public_base_url=public_base_url.rstrip("/"),
-            storage=storage,
             worker_id=_worker_id(env),
             worker_version=_version(),
             salad_imds_url=_salad_imds_url(env),
@@ -102,14 +101,10 @@ class QueueWorkerSettings:
         )
 
     @property
-    def local_store(self) -> LocalResultStore | None:
-        """The store on ``OUTPUT_DIR`` when there is no B2: the embedded default."""
-        return self.storage if isinstance(self.storage, LocalResultStore) else None
-
-    @property
-    def outputs_url(self) -> str:
-        """Where this server serves ``OUTPUT_DIR`` (local storage only)."""
-        return _outputs_url(self.public_base_url)
+    def local_store(self) -> LocalStoreSettings | None:
+        """``OUTPUT_DIR`` when there is no B2, the embedded default: the folder this app serves."""
+        storage = self.common.storage
+        return storage if isinstance(storage, LocalStoreSettings) else None
 
 
 def _outputs_url(public_base_url: str) -> str:

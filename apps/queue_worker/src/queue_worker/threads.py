@@ -4,20 +4,20 @@ Generation and model loading hold a thread for seconds to minutes. Neither may r
 event loop (``/health`` must answer within 100 ms) nor in a pool thread the interpreter joins at
 exit: a worker told to exit (SIGTERM past its grace, a fatal error) must not hang on a CUDA call
 that never returns. So each runs in a fresh daemon thread, with the caller's context variables
-(the job id on every log line).
+(the job id on every log line): :func:`fastwan_adapters.threads.daemon_thread`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import functools
-import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["run_in_daemon_thread", "start_daemon_thread"]
+from fastwan_adapters.threads import daemon_thread
+
+__all__ = ["run_in_daemon_thread"]
 
 _T = TypeVar("_T")
 
@@ -49,13 +49,5 @@ def run_in_daemon_thread(fn: Callable[[], _T], *, name: str) -> asyncio.Future[_
         with contextlib.suppress(RuntimeError):  # the loop closed first: nobody is waiting
             loop.call_soon_threadsafe(outcome)
 
-    start_daemon_thread(target, name=name)
+    daemon_thread(target, name=name).start()
     return future
-
-
-def start_daemon_thread(fn: Callable[[], object], *, name: str) -> threading.Thread:
-    """Start ``fn`` in a daemon thread that carries the caller's context variables."""
-    context = contextvars.copy_context()
-    thread = threading.Thread(target=context.run, args=(fn,), name=name, daemon=True)
-    thread.start()
-    return thread

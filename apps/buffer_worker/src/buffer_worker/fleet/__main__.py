@@ -1,7 +1,8 @@
 """``fastwan-buffer-supervisor`` / ``python -m buffer_worker.fleet``: buffer workers, kept running.
 
 Every argument is passed to each ``fastwan-buffer-worker``. Exit status: the first non-zero
-status a worker ended with, else 0; 2 for a bad setting (the supervisor's or a worker's).
+status a worker ended with, else 0; 2 (``ExitCode.CONFIG``) for a bad setting (the supervisor's
+or a worker's).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from buffer_worker.fleet.backoff import DEFAULT_INITIAL_S, MAX_S, RestartBackoff
 from buffer_worker.fleet.keeper import Keeper
 from buffer_worker.fleet.plan import list_gpus, plan_workers
 from fastwan_adapters.config import ConfigError, env_float, env_int
+from fastwan_adapters.exit_code import ExitCode
 from fastwan_adapters.logs import configure_logging, secrets_in
 
 __all__ = ["main"]
@@ -42,7 +44,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         plans = plan_workers(env, list_gpus(env))
     except ConfigError as error:
         log.error("cannot start: %s", error)
-        return 2
+        return ExitCode.CONFIG
     if len(plans) > 1:
         log.info("%d GPUs: one buffer worker on each", len(plans))
     keeper = Keeper(

@@ -5,12 +5,12 @@ post the signal (``queue.SimpleQueue.put`` is safe in a handler); the main threa
 event at a time and alone decides. So no decision races another, and a signal that arrives
 during a backoff wait is acted on at once.
 
-A worker's exit status decides (``buffer_worker.__main__``): 1, or death by a signal the
-supervisor did not send, is a restart, after the backoff; 2 (a bad setting) stops every worker
-and the container exits 2; 0 or another status ends that worker. SIGTERM/SIGINT go to every
-worker as they came (a second one too: the worker's "stop now"), no worker is restarted any
-more, and a worker still running ``stop_timeout_s`` after the first is killed. The container
-then exits with the first non-zero status a worker ended with, else 0.
+A worker's exit status decides (:class:`fastwan_adapters.exit_code.ExitCode`): 1, or death by
+a signal the supervisor did not send, is a restart, after the backoff; 2 (a bad setting) stops
+every worker and the container exits 2; 0 or another status ends that worker. SIGTERM/SIGINT
+go to every worker as they came (a second one too: the worker's "stop now"), no worker is
+restarted any more, and a worker still running ``stop_timeout_s`` after the first is killed.
+The container then exits with the first non-zero status a worker ended with, else 0.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import attrs
 
 from buffer_worker.fleet.backoff import RestartBackoff
 from buffer_worker.fleet.plan import WorkerPlan
+from fastwan_adapters.exit_code import ExitCode
 
 __all__ = ["RESTARTS_ENV", "Keeper"]
 
@@ -37,8 +38,6 @@ log = logging.getLogger(__name__)
 
 #: How many times the supervisor has restarted this worker; the worker sends it as ``restarts``.
 RESTARTS_ENV: Final = "BUFFER_WORKER_RESTARTS"
-_RESTART_STATUS: Final = 1
-_CONFIG_STATUS: Final = 2
 _STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -93,7 +92,7 @@ class Keeper:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
         if self._config_error:
-            return _CONFIG_STATUS
+            return ExitCode.CONFIG
         return self._first_failure or 0
 
     # -- events -----------------------------------------------------------------------------
@@ -162,17 +161,17 @@ class Keeper:
         if self._stopping:
             log.info("%s %s", slot.plan.name, how)
             self._end(slot, _status(returncode))
-        elif returncode == _RESTART_STATUS or returncode < 0:
+        elif returncode == ExitCode.RESTART or returncode < 0:
             delay = slot.backoff.delay(uptime)
             slot.restarts += 1
             slot.restart_at = self._clock() + delay
             log.warning(
                 "%s %s after %.1f s; restart %d in %g s", slot.plan.name, how, uptime, slot.restarts, delay
             )
-        elif returncode == _CONFIG_STATUS:
+        elif returncode == ExitCode.CONFIG:
             log.error("%s %s (a bad setting): stopping every worker", slot.plan.name, how)
             self._config_error = True
-            self._end(slot, _CONFIG_STATUS)
+            self._end(slot, ExitCode.CONFIG)
             self._stop(signal.SIGTERM, "a worker cannot start")
         else:
             log.warning("%s %s; not restarted", slot.plan.name, how)
@@ -188,7 +187,7 @@ class Keeper:
             for slot in self._slots:
                 if slot.restart_at is not None:  # waiting to restart: it stays ended
                     slot.restart_at = None
-                    self._end(slot, _RESTART_STATUS)
+                    self._end(slot, ExitCode.RESTART)
         for slot in running:
             _send(slot, signum)
 

@@ -24,11 +24,43 @@ from fastwan_adapters.durable import fsync_directory, write_temp
 from fastwan_adapters.storage.names import checked_name
 from fastwan_core import EncodedVideo, ErrorCode, JobFailure
 
-__all__ = ["DEFAULT_OUTPUT_DIR", "LocalResultStore"]
+__all__ = ["DEFAULT_OUTPUT_DIR", "LocalResultStore", "LocalStoreSettings"]
 
 DEFAULT_OUTPUT_DIR: Final = "./outputs"
 #: mkstemp creates files readable by their owner only; outputs are meant to be shared.
 _FILE_MODE: Final = 0o644
+
+
+@attrs.frozen
+class LocalStoreSettings:
+    """Where the local store writes, read from the environment; reading touches no disk.
+
+    Attributes:
+        directory: ``OUTPUT_DIR`` (default ``./outputs``), made absolute.
+        base_url: where the folder is served over HTTP (the queue worker's ``/outputs``), if it is.
+    """
+
+    directory: Path = attrs.field(converter=Path)
+    base_url: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], *, base_url: str | None = None) -> LocalStoreSettings:
+        raw = env_str(env, "OUTPUT_DIR", DEFAULT_OUTPUT_DIR) or DEFAULT_OUTPUT_DIR
+        return cls(Path(raw).expanduser().resolve(), base_url=base_url)
+
+    def create_directory(self) -> None:
+        """Create ``OUTPUT_DIR`` if missing and check it can be written: a bad path stops start-up.
+
+        Raises:
+            ConfigError: naming ``OUTPUT_DIR``.
+        """
+        directory = self.directory
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"OUTPUT_DIR {str(directory)!r} cannot be created: {exc.strerror}") from None
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise ConfigError(f"OUTPUT_DIR {str(directory)!r} is not writable")
 
 
 @attrs.frozen
@@ -45,17 +77,10 @@ class LocalResultStore:
     base_url: str | None = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], *, base_url: str | None = None) -> LocalResultStore:
-        """``OUTPUT_DIR`` (default ``./outputs``), created now so a bad path stops start-up."""
-        raw = env_str(env, "OUTPUT_DIR", DEFAULT_OUTPUT_DIR) or DEFAULT_OUTPUT_DIR
-        directory = Path(raw).expanduser().resolve()
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"OUTPUT_DIR {str(directory)!r} cannot be created: {exc.strerror}") from None
-        if not os.access(directory, os.W_OK | os.X_OK):
-            raise ConfigError(f"OUTPUT_DIR {str(directory)!r} is not writable")
-        return cls(directory, base_url=base_url)
+    def open(cls, settings: LocalStoreSettings) -> LocalResultStore:
+        """The store on ``settings.directory``, created now so a bad path stops start-up."""
+        settings.create_directory()
+        return cls(settings.directory, base_url=settings.base_url)
 
     def put(self, name: str, video: EncodedVideo, metadata: Mapping[str, str]) -> str:
         name = checked_name(name)

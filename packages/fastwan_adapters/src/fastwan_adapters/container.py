@@ -1,0 +1,133 @@
+"""The composition both workers share: the use case and the adapter that plays each of its ports.
+
+Each app's container nests this one (``providers.Container``), gives it what only the app knows
+(its common settings, its orchestrator client or None, who the worker is) and adds its own few
+providers around it. Nothing slow happens when it is built: the model, the image loader and the
+result store are built on the first call of ``usecase``, which each app makes off its critical
+path (the queue worker's loading thread; the buffer worker once its heartbeat runs).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from dependency_injector import containers, providers
+
+from fastwan_adapters.clock import MonotonicClock
+from fastwan_adapters.encoder import build_encoder
+from fastwan_adapters.images import HttpImageLoader, ImageLoaderSettings
+from fastwan_adapters.orchestrator import Backoff, OrchestratorClient, OrchestratorProgressReporter
+from fastwan_adapters.orchestrator.client import DEFAULT_DEADLINE_S
+from fastwan_adapters.progress_log import LoggingProgressReporter
+from fastwan_adapters.settings import CommonSettings
+from fastwan_adapters.storage import open_result_store
+from fastwan_core import GenerateVideo, WorkerInfo
+from fastwan_core.ports import ProgressReporter
+
+if TYPE_CHECKING:
+    from fastwan_adapters.generator import GeneratorSettings
+    from fastwan_adapters.generator.diffusers_generator import DiffusersGenerator
+
+__all__ = [
+    "GenerationContainer",
+    "open_generator",
+    "open_image_loader",
+    "open_orchestrator_client",
+    "open_progress_reporter",
+]
+
+log = logging.getLogger(__name__)
+
+
+# -- resources (``providers.Resource``): built on first use, closed at exit --------------------
+
+
+def open_generator(settings: GeneratorSettings) -> Iterator[DiffusersGenerator]:
+    """Load and warm up the model (minutes on a real GPU); free it at shutdown.
+
+    torch, diffusers and transformers leave millions of long-lived objects behind; a full
+    garbage collection walks them all holding the GIL (250-600 ms measured on a CPU box), which
+    would stall a health check or a heartbeat. ``gc.freeze`` takes everything alive after the
+    load out of the collector's sight for good.
+    """
+    from fastwan_adapters.generator.diffusers_generator import DiffusersGenerator  # torch: only now
+
+    generator = DiffusersGenerator.load(settings)
+    gc.collect()
+    gc.freeze()
+    try:
+        yield generator
+    finally:
+        generator.close()
+
+
+def open_image_loader(settings: ImageLoaderSettings) -> Iterator[HttpImageLoader]:
+    """The first-frame fetcher, its connection pool closed at shutdown."""
+    loader = HttpImageLoader(settings)
+    try:
+        yield loader
+    finally:
+        loader.close()
+
+
+def open_orchestrator_client(
+    url: str | None,
+    api_key: str | None,
+    *,
+    backoff: Backoff | None = None,
+    deadline_s: float = DEFAULT_DEADLINE_S,
+) -> Iterator[OrchestratorClient | None]:
+    """One pooled client when ``ORCHESTRATOR_BASE_URL`` is set, closed at exit; else None."""
+    if url is None or api_key is None:
+        yield None
+        return
+    client = OrchestratorClient(url, api_key, backoff=backoff, deadline_s=deadline_s)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def open_progress_reporter(client: OrchestratorClient | None) -> Iterator[ProgressReporter]:
+    """Progress to the orchestrator when there is one, else to the log; the last updates of
+    the last job go out before the process ends."""
+    if client is None:
+        log.info("ORCHESTRATOR_BASE_URL is not set: progress is logged only")
+        yield LoggingProgressReporter()
+        return
+    reporter = OrchestratorProgressReporter(client)
+    try:
+        yield reporter
+    finally:
+        reporter.close(timeout=5.0)
+
+
+class GenerationContainer(containers.DeclarativeContainer):
+    """What both apps run. ``progress`` is what the use case reports to: ``progress_sender``
+    unless the app puts something in front of it (the buffer worker's heartbeat board)."""
+
+    settings = providers.Dependency(instance_of=CommonSettings)
+    # An OrchestratorClient, or None: progress is logged only.
+    orchestrator: providers.Dependency[OrchestratorClient | None] = providers.Dependency()
+    worker = providers.Dependency(instance_of=WorkerInfo)
+
+    generator = providers.Resource(open_generator, settings.provided.generator)
+    images = providers.Resource(open_image_loader, settings.provided.images)
+    encoder = providers.Singleton(build_encoder, settings.provided.encoder)  # FASTWAN_ENCODER, NVENC probed
+    store = providers.Singleton(open_result_store, settings.provided.storage)  # B2, else OUTPUT_DIR
+    clock = providers.Singleton(MonotonicClock)
+    progress_sender = providers.Resource(open_progress_reporter, orchestrator)
+    progress: providers.Dependency[ProgressReporter] = providers.Dependency(default=progress_sender)
+    usecase = providers.ThreadSafeSingleton(
+        GenerateVideo,
+        images=images,
+        generator=generator,
+        encoder=encoder,
+        store=store,
+        progress=progress,
+        clock=clock,
+        worker=worker,
+    )
