@@ -9,8 +9,8 @@ by chunk (``decoding``, or the tiny decoder's own stream), into the use case's f
 Prompt embeddings are cached by (model, prompt) (``PROMPT_CACHE_MB``). The distilled
 schedule and its seeded re-noising live in ``sampling.DistilledFlowScheduler``; the
 self-attention is Video Sparse Attention for a checkpoint with compression gates (``vsa``).
-Pipelines (``pipelines``), the steps (``denoising``) and the device (``device``) have their
-own modules.
+Pipelines (``pipelines``), one run's stages (``stages``), the steps (``denoising``) and the
+device (``device``) have their own modules.
 The plan's negative prompt is not used: without classifier-free guidance there is no
 unconditional branch for it to steer.
 """
@@ -23,27 +23,20 @@ import time
 from typing import Any, Final
 
 import attrs
-import numpy as np
 import torch
 from PIL import Image
 
-from fastwan_adapters.generator.denoising import NO_EVENTS, denoise
-from fastwan_adapters.generator.device import (
-    gpu_usable,
-    peak_memory_gib,
-    release_memory,
-    reset_peak_memory,
-    select_device,
-)
-from fastwan_adapters.generator.failures import classify_failure
+from fastwan_adapters.generator.denoising import NO_EVENTS
+from fastwan_adapters.generator.device import release_memory, select_device
 from fastwan_adapters.generator.hub import resolve_model_folder
 from fastwan_adapters.generator.loading import WanComponents, load_components
 from fastwan_adapters.generator.pipelines import Pipelines
 from fastwan_adapters.generator.placement import configure_transformer, place_components
 from fastwan_adapters.generator.profiles import MemoryProfile, choose_profile
 from fastwan_adapters.generator.prompt_cache import PromptCache
-from fastwan_adapters.generator.prompts import MAX_TEXT_TOKENS, encode_prompt
+from fastwan_adapters.generator.prompts import MAX_TEXT_TOKENS
 from fastwan_adapters.generator.settings import GeneratorSettings
+from fastwan_adapters.generator.stages import attempt
 from fastwan_adapters.generator.video_decoder import VideoDecoder
 from fastwan_adapters.generator.vsa import (
     PRODUCTION_GRIDS,
@@ -51,9 +44,9 @@ from fastwan_adapters.generator.vsa import (
     check_fast_path,
     choose_attention,
 )
-from fastwan_core.errors import JobCancelled, JobFailure
+from fastwan_core.errors import JobFailure
 from fastwan_core.plan import GenerationPlan, model_size_for
-from fastwan_core.ports import FrameSink, GeneratedVideo, GenerationEvents, Picture, Stage
+from fastwan_core.ports import FrameSink, GeneratedVideo, GenerationEvents, Picture
 from fastwan_core.values import Size
 
 __all__ = ["MAX_TEXT_TOKENS", "DiffusersGenerator"]
@@ -62,14 +55,6 @@ log = logging.getLogger(__name__)
 
 _GIB: Final = 1024**3
 _WARMUP_FRAMES: Final = 5
-
-
-@attrs.frozen
-class _Outcome:
-    """What one run made: every frame (None when they went to the sink), and the cache's answer."""
-
-    frames: np.ndarray | None
-    prompt_cache: str | None
 
 
 @attrs.define
@@ -247,7 +232,18 @@ class DiffusersGenerator:
         """
         with self._lock:
             pipelines = self._require_open()
-            outcome = self._attempt(pipelines, plan, image, events, sink)
+            outcome = attempt(
+                pipelines,
+                plan,
+                image,
+                events,
+                sink,
+                device=self._device,
+                settings=self._settings,
+                prompt_cache=self._prompt_cache,
+                profile=self.profile,
+                attention=self.attention,
+            )
             if isinstance(outcome, GeneratedVideo):
                 return outcome
             # Raised only here, outside the except clause, so that no traceback keeps the
@@ -264,74 +260,7 @@ class DiffusersGenerator:
             release_memory(self._device)
             log.info("generator closed")
 
-    # -- one run --------------------------------------------------------------------------
-
-    def _attempt(
-        self,
-        pipelines: Pipelines,
-        plan: GenerationPlan,
-        image: Picture | None,
-        events: GenerationEvents,
-        sink: FrameSink | None,
-    ) -> GeneratedVideo | Exception:
-        started = time.perf_counter()
-        reset_peak_memory(self._device)
-        try:
-            outcome = self._run(pipelines, plan, image, events, sink)
-        except (JobCancelled, JobFailure) as stop:
-            return stop.with_traceback(None)
-        except Exception as error:
-            failure = classify_failure(error, plan, self.profile.name, lambda: gpu_usable(self._device))
-            log.warning(
-                "generation failed (%s%s): %s",
-                failure.code.value,
-                ", fatal" if failure.fatal else "",
-                failure.message,
-                exc_info=not isinstance(error, torch.cuda.OutOfMemoryError),
-            )
-            return failure
-        finally:
-            pipelines.scheduler.release()
-        peak = peak_memory_gib(self._device)
-        log.info(
-            "generated %d frames at %s (%s) in %.2f s, peak GPU memory %.2f GiB",
-            plan.num_frames,
-            plan.generated_size,
-            "I2V" if image is not None else "T2V",
-            time.perf_counter() - started,
-            peak,
-        )
-        return GeneratedVideo(
-            frames=outcome.frames,
-            peak_vram_gb=peak,
-            vae_decoder=self.vae_decoder,
-            prompt_cache=outcome.prompt_cache,
-            attention=self.attention.kind,
-            vsa_sparsity=self.attention.sparsity,
-        )
-
-    @torch.no_grad()
-    def _run(
-        self,
-        pipelines: Pipelines,
-        plan: GenerationPlan,
-        image: Picture | None,
-        events: GenerationEvents,
-        sink: FrameSink | None,
-    ) -> _Outcome:
-        events.stage(Stage.TEXT_ENCODE)
-        prompt_embeds, cache = encode_prompt(
-            pipelines.t2v, plan.prompt, self._device, self._prompt_cache, self._settings.model
-        )
-        events.stage(Stage.DENOISE)
-        events.check_cancelled()
-        pipeline = pipelines.t2v if image is None else pipelines.i2v
-        latents = denoise(
-            pipeline, pipelines.scheduler, plan, image=image, prompt_embeds=prompt_embeds, events=events
-        )
-        events.stage(Stage.DECODE)
-        frames = pipelines.decoder.deliver(plan, latents, events.check_cancelled, sink)
-        return _Outcome(frames, cache)
+    # -- the attention check ------------------------------------------------------------
 
     def _check_attention(self, grids: tuple[tuple[int, int, int], ...]) -> None:
         """VSA's fast path on the GPU: checked against the reference, compiled for ``grids``."""

@@ -21,14 +21,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
-from urllib.parse import quote
 
 import httpx
 
 from fastwan_adapters.config import env_str
 from fastwan_adapters.orchestrator.answers import AnswerCheck, json_or_none
 from fastwan_adapters.orchestrator.backoff import Backoff, Sleep, StopSignal, retrying
-from fastwan_adapters.orchestrator.deadline import DeadlinePassed, StopCame, call_within
 from fastwan_adapters.orchestrator.errors import (
     DeliveryInterrupted,
     OrchestratorAuthError,
@@ -38,6 +36,7 @@ from fastwan_adapters.orchestrator.errors import (
     RequestNotBuilt,
 )
 from fastwan_adapters.orchestrator.messages import Heartbeat, HeartbeatAnswer, StatusOutcome
+from fastwan_adapters.orchestrator.posting import post, segment
 from fastwan_core import ProgressUpdate, progress_to_wire
 
 __all__ = ["API_KEY_HEADER", "DEFAULT_DEADLINE_S", "DEFAULT_TIMEOUT", "OrchestratorClient"]
@@ -52,16 +51,8 @@ DEFAULT_DEADLINE_S: Final = 15.0
 
 CLAIM_PATH: Final = "/internal/buffer/jobs/claim"
 _GONE: Final = frozenset({404, 409})
-_MAX_REASON_CHARS: Final = 200
 
 _T = TypeVar("_T")
-
-
-def _segment(value: str, name: str) -> str:
-    """One path segment: ids are quoted so that none can change the path it is put in."""
-    if not value:
-        raise ValueError(f"{name} must not be empty")
-    return quote(value, safe="")
 
 
 class OrchestratorClient:
@@ -195,7 +186,7 @@ class OrchestratorClient:
         Raises:
             OrchestratorError: any non-2xx or no answer (the caller logs it and goes on).
         """
-        path = f"/internal/buffer/workers/{_segment(worker_id, 'worker_id')}/heartbeat"
+        path = f"/internal/buffer/workers/{segment(worker_id, 'worker_id')}/heartbeat"
         body = beat.to_wire() if isinstance(beat, Heartbeat) else dict(beat)
         response = self._post(path, body)
         self._raise_for_status(response, path)
@@ -225,7 +216,7 @@ class OrchestratorClient:
                 ``max_attempts`` tries have failed.
         """
         try:
-            path = f"/internal/buffer/jobs/{_segment(buffer_job_id, 'buffer_job_id')}/status"
+            path = f"/internal/buffer/jobs/{segment(buffer_job_id, 'buffer_job_id')}/status"
         except ValueError as error:
             log.error("status not sent: %s; not retried", error)
             return StatusOutcome.REJECTED
@@ -254,7 +245,7 @@ class OrchestratorClient:
         """Send one progress update, once. Never raises: progress is best effort, a failure is
         logged and reported as ``False``."""
         try:
-            path = f"/internal/videogen/jobs/{_segment(job_id, 'job_id')}/progress"
+            path = f"/internal/videogen/jobs/{segment(job_id, 'job_id')}/progress"
             body = progress_to_wire(update) if isinstance(update, ProgressUpdate) else dict(update)
             response = self._post(path, body)
             self._raise_for_status(response, path)
@@ -279,35 +270,10 @@ class OrchestratorClient:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    # -- the one HTTP call and the classification of its answer -----------------------------
+    # -- the one HTTP call (``posting``) and the classification of its answer ---------------
 
     def _post(self, path: str, body: Mapping[str, Any], *, stop: StopSignal | None = None) -> httpx.Response:
-        try:
-            request = self._http.build_request("POST", path, json=body)
-        except (httpx.InvalidURL, TypeError, ValueError) as error:
-            shown = path if len(path) <= _MAX_REASON_CHARS else f"{path[:_MAX_REASON_CHARS]}..."
-            raise RequestNotBuilt(
-                f"POST {shown}: the request cannot be built ({type(error).__name__}: "
-                f"{str(error)[:_MAX_REASON_CHARS]})",
-                path=path,
-            ) from None
-        try:
-            return call_within(lambda: self._http.send(request), deadline_s=self._deadline_s, stop=stop)
-        except DeadlinePassed:
-            raise OrchestratorUnavailable(
-                f"POST {path}: no complete answer within {self._deadline_s:g} s"
-                " (ORCHESTRATOR_CALL_DEADLINE_S)",
-                path=path,
-            ) from None
-        except StopCame:
-            raise DeliveryInterrupted(f"POST {path}: abandoned, the worker is stopping", path=path) from None
-        except httpx.TimeoutException as error:
-            raise OrchestratorUnavailable(
-                f"POST {path}: timed out ({type(error).__name__})", path=path
-            ) from None
-        except httpx.TransportError as error:
-            reason = str(error)[:_MAX_REASON_CHARS] or type(error).__name__
-            raise OrchestratorUnavailable(f"POST {path}: no answer ({reason})", path=path) from None
+        return post(self._http, path, body, deadline_s=self._deadline_s, stop=stop)
 
     def _raise_for_status(self, response: httpx.Response, path: str) -> None:
         self._answers.check(response, path)

@@ -1,0 +1,130 @@
+"""One generation run: the three stages in order, timed, and a failure turned into the job's answer.
+
+The generator runs the stages itself so that each is reported and timed on its own: the prompt
+is encoded first (its embeddings cached by model and prompt), the pipeline then only denoises
+(``output_type="latent"``, ``denoising``), and the VAE decode follows, chunk by chunk, into the
+use case's frame sink. A cancellation or a job failure is handed back as it is; any other error
+is classified (``failures``: out of memory, a CUDA error that left the GPU unusable, or
+anything else) and logged, never raised, so that the caller releases the memory outside the
+except clause.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import attrs
+import numpy as np
+import torch
+
+from fastwan_adapters.generator.denoising import denoise
+from fastwan_adapters.generator.device import gpu_usable, peak_memory_gib, reset_peak_memory
+from fastwan_adapters.generator.failures import classify_failure
+from fastwan_adapters.generator.pipelines import Pipelines
+from fastwan_adapters.generator.profiles import MemoryProfile
+from fastwan_adapters.generator.prompt_cache import PromptCache
+from fastwan_adapters.generator.prompts import encode_prompt
+from fastwan_adapters.generator.settings import GeneratorSettings
+from fastwan_adapters.generator.vsa import AttentionChoice
+from fastwan_core.errors import JobCancelled, JobFailure
+from fastwan_core.plan import GenerationPlan
+from fastwan_core.ports import FrameSink, GeneratedVideo, GenerationEvents, Picture, Stage
+
+__all__ = ["attempt"]
+
+# The logger's name as before the run moved out of the generator: the ``logger`` field of its log lines.
+log = logging.getLogger("fastwan_adapters.generator.diffusers_generator")
+
+
+@attrs.frozen
+class _Outcome:
+    """What one run made: every frame (None when they went to the sink), and the cache's answer."""
+
+    frames: np.ndarray | None
+    prompt_cache: str | None
+
+
+def attempt(
+    pipelines: Pipelines,
+    plan: GenerationPlan,
+    image: Picture | None,
+    events: GenerationEvents,
+    sink: FrameSink | None,
+    *,
+    device: torch.device,
+    settings: GeneratorSettings,
+    prompt_cache: PromptCache,
+    profile: MemoryProfile,
+    attention: AttentionChoice,
+) -> GeneratedVideo | Exception:
+    """Run ``plan`` once: the video made, or the cancellation or failure that ended the run."""
+    started = time.perf_counter()
+    reset_peak_memory(device)
+    try:
+        outcome = _run(
+            pipelines,
+            plan,
+            image,
+            events,
+            sink=sink,
+            model=settings.model,
+            prompt_cache=prompt_cache,
+            device=device,
+        )
+    except (JobCancelled, JobFailure) as stop:
+        return stop.with_traceback(None)
+    except Exception as error:
+        failure = classify_failure(error, plan, profile.name, lambda: gpu_usable(device))
+        log.warning(
+            "generation failed (%s%s): %s",
+            failure.code.value,
+            ", fatal" if failure.fatal else "",
+            failure.message,
+            exc_info=not isinstance(error, torch.cuda.OutOfMemoryError),
+        )
+        return failure
+    finally:
+        pipelines.scheduler.release()
+    peak = peak_memory_gib(device)
+    log.info(
+        "generated %d frames at %s (%s) in %.2f s, peak GPU memory %.2f GiB",
+        plan.num_frames,
+        plan.generated_size,
+        "I2V" if image is not None else "T2V",
+        time.perf_counter() - started,
+        peak,
+    )
+    return GeneratedVideo(
+        frames=outcome.frames,
+        peak_vram_gb=peak,
+        vae_decoder=settings.vae_decoder,
+        prompt_cache=outcome.prompt_cache,
+        attention=attention.kind,
+        vsa_sparsity=attention.sparsity,
+    )
+
+
+@torch.no_grad()
+def _run(
+    pipelines: Pipelines,
+    plan: GenerationPlan,
+    image: Picture | None,
+    events: GenerationEvents,
+    *,
+    sink: FrameSink | None,
+    model: str,
+    prompt_cache: PromptCache,
+    device: torch.device,
+) -> _Outcome:
+    events.stage(Stage.TEXT_ENCODE)
+    prompt_embeds, cache = encode_prompt(pipelines.t2v, plan.prompt, device, prompt_cache, model)
+    events.stage(Stage.DENOISE)
+    events.check_cancelled()
+    pipeline = pipelines.t2v if image is None else pipelines.i2v
+    latents = denoise(
+        pipeline, pipelines.scheduler, plan, image=image, prompt_embeds=prompt_embeds, events=events
+    )
+    events.stage(Stage.DECODE)
+    frames = pipelines.decoder.deliver(plan, latents, events.check_cancelled, sink)
+    return _Outcome(frames, cache)

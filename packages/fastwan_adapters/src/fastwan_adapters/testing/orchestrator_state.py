@@ -1,0 +1,244 @@
+"""What the orchestrator double knows and how it answers, apart from HTTP: the tests' side.
+
+The jobs it hands out and the state of each, the faults and refusals armed, the cancels its
+heartbeat answers name, and every request it has recorded: what a test arranges and queries,
+under one lock that ``wait_for`` waits on. The contract's answer to each request (the key
+check, a claim, a status: 404 for a job it does not know, 409 for one that is not this
+worker's or already ended) is decided here too; ``orchestrator_double`` serves it over HTTP.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Self
+
+import attrs
+
+from fastwan_adapters.testing.orchestrator_faults import Endpoint, Fault, RecordedRequest, Refusal
+
+__all__ = ["DEFAULT_API_KEY", "OrchestratorState"]
+
+DEFAULT_API_KEY: Final = "test-internal-key"
+_TERMINAL: Final = frozenset({"succeeded", "failed", "cancelled"})
+_STATUSES: Final = _TERMINAL | {"running"}
+
+
+@attrs.define
+class _Slot:
+    job: dict[str, Any]
+    state: str = "queued"
+    worker_id: str | None = None
+    gone_status: int | None = None
+
+
+@attrs.define
+class _Armed:
+    fault: Fault
+    remaining: int
+
+
+class OrchestratorState:
+    """The double's jobs, faults and records (see :class:`OrchestratorDouble` for the arguments)."""
+
+    def __init__(self, api_key: str = DEFAULT_API_KEY, *, terminal_conflict: bool = True) -> None:
+        self.api_key = api_key
+        self.terminal_conflict = terminal_conflict
+        self._changed = threading.Condition(threading.RLock())
+        self._requests: list[RecordedRequest] = []
+        self._slots: dict[str, _Slot] = {}
+        self._queue: deque[str] = deque()
+        self._faults: dict[Endpoint, deque[_Armed]] = {endpoint: deque() for endpoint in Endpoint}
+        self._cancels: set[str] = set()
+        self._refusals: list[Refusal] = []
+        self._next_id = 0
+
+    # -- arranging ------------------------------------------------------------------------
+
+    def add_job(self, job: Mapping[str, Any], *, buffer_job_id: str | None = None) -> str:
+        """Queue a job for claims (handed out first in, first out); returns its buffer job id.
+
+        The job is handed out as given (it may be invalid, on purpose) with ``buffer_job_id``
+        set: the one passed, the job's own, or a new ``b-0001``-style id.
+        """
+        with self._changed:
+            if buffer_job_id is None:
+                buffer_job_id = job.get("buffer_job_id") or self._new_id()
+            if buffer_job_id in self._slots:
+                raise ValueError(f"buffer_job_id {buffer_job_id!r} is already in the double's queue")
+            self._slots[buffer_job_id] = _Slot({**job, "buffer_job_id": buffer_job_id})
+            self._queue.append(buffer_job_id)
+            self._changed.notify_all()
+        return buffer_job_id
+
+    def hand_out_again(self, buffer_job_id: str) -> None:
+        """Queue a job again as it was, open, for the next claim: an orchestrator that lost
+        the job's status, or retries it under the same id."""
+        with self._changed:
+            slot = self._slot(buffer_job_id)
+            slot.state, slot.worker_id = "queued", None
+            self._queue.append(buffer_job_id)
+            self._changed.notify_all()
+
+    def take_away(self, buffer_job_id: str, status: int = 409) -> None:
+        """From now on, status calls for this job get ``status`` (404 or 409): it is no longer
+        the worker's (reassigned, expired, deleted)."""
+        with self._changed:
+            self._slot(buffer_job_id).gone_status = status
+
+    def cancel(self, *job_ids: str) -> None:
+        """Name these ids in ``cancel_job_ids`` of every heartbeat answer until cleared."""
+        with self._changed:
+            self._cancels.update(job_ids)
+
+    def clear_cancels(self) -> None:
+        with self._changed:
+            self._cancels.clear()
+
+    def fail_next(self, endpoint: Endpoint, fault: Fault, times: int = 1) -> None:
+        """Apply ``fault`` to the next ``times`` calls of ``endpoint`` (faults queue up in order)."""
+        if times < 1:
+            raise ValueError(f"times must be at least 1, got {times}")
+        with self._changed:
+            self._faults[endpoint].append(_Armed(fault, times))
+
+    def refuse(self, code: int = 500, *, buffer_job_id: str | None = None, status: str | None = None) -> None:
+        """Answer ``code`` to every status call of ``buffer_job_id`` and/or carrying ``status``
+        (e.g. ``"running"``) until :meth:`clear_refusals`; other status calls go through."""
+        if buffer_job_id is None and status is None:
+            raise ValueError("refuse needs a buffer_job_id, a status or both (fail_next refuses all)")
+        with self._changed:
+            self._refusals.append(Refusal(code, buffer_job_id, status))
+
+    def clear_refusals(self) -> None:
+        with self._changed:
+            self._refusals.clear()
+
+    def clear_faults(self, endpoint: Endpoint | None = None) -> None:
+        """Forget the faults still armed (for one endpoint, or all)."""
+        with self._changed:
+            for armed in self._faults.values() if endpoint is None else [self._faults[endpoint]]:
+                armed.clear()
+
+    # -- querying -------------------------------------------------------------------------
+
+    def requests(self, endpoint: Endpoint | None = None) -> list[RecordedRequest]:
+        with self._changed:
+            return [r for r in self._requests if endpoint is None or r.endpoint is endpoint]
+
+    def claims(self) -> list[Any]:
+        return [r.body for r in self.requests(Endpoint.CLAIM)]
+
+    def heartbeats(self, worker_id: str | None = None) -> list[Any]:
+        return [
+            r.body for r in self.requests(Endpoint.HEARTBEAT) if worker_id is None or r.ident == worker_id
+        ]
+
+    def statuses(self, buffer_job_id: str, *, recorded_only: bool = True) -> list[Any]:
+        """Status bodies for a job: those it recorded (answered 2xx), or every one received."""
+        return [
+            r.body
+            for r in self.requests(Endpoint.STATUS)
+            if r.ident == buffer_job_id and (r.answered_ok or not recorded_only)
+        ]
+
+    def terminal_statuses(self, buffer_job_id: str) -> list[Any]:
+        """Recorded terminal statuses; the contract allows exactly one per claimed job."""
+        return [body for body in self.statuses(buffer_job_id) if body.get("status") in _TERMINAL]
+
+    def progress(self, job_id: str) -> list[Any]:
+        return [r.body for r in self.requests(Endpoint.PROGRESS) if r.ident == job_id]
+
+    def job_state(self, buffer_job_id: str) -> str:
+        """``queued``, ``claimed``, or the last recorded status."""
+        with self._changed:
+            return self._slot(buffer_job_id).state
+
+    def wait_for(self, condition: Callable[[Self], bool], timeout: float = 5.0) -> bool:
+        """Wait until ``condition(self)`` holds (re-checked on every request); ``False`` on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: condition(self), timeout)
+
+    # -- answering ------------------------------------------------------------------------
+
+    def _respond(self, request: RecordedRequest, readable: bool) -> tuple[int, Any]:
+        refusal = self._refusal(request, readable)
+        if refusal is not None:
+            return refusal
+        if request.endpoint is Endpoint.CLAIM:
+            return self._claim(request.body)
+        if request.endpoint is Endpoint.HEARTBEAT:
+            answer: dict[str, Any] = {"detail": "ok"}
+            if self._cancels:
+                answer["cancel_job_ids"] = sorted(self._cancels)
+            return 200, answer
+        if request.endpoint is Endpoint.STATUS:
+            return self._status(request.ident or "", request.body)
+        return 200, {"detail": "ok"}
+
+    def _refusal(self, request: RecordedRequest, readable: bool) -> tuple[int, Any] | None:
+        if request.endpoint is None:
+            return 404, {"detail": "Not Found"}
+        if request.method != "POST":
+            return 405, {"detail": "Method Not Allowed"}
+        given = request.headers.get("x-internal-api-key", "").encode()
+        if not hmac.compare_digest(given, self.api_key.encode()):
+            return 401, {"detail": "Invalid internal API key"}
+        if not readable or not isinstance(request.body, dict):
+            return 422, {"detail": "the body must be a JSON object"}
+        return None
+
+    def _claim(self, body: dict[str, Any]) -> tuple[int, Any]:
+        worker_id = body.get("worker_id")
+        if not isinstance(worker_id, str) or not worker_id:
+            return 422, {"detail": "worker_id is required"}
+        if not self._queue:
+            return 200, {"job": None, "error": None}
+        slot = self._slots[self._queue.popleft()]
+        slot.state, slot.worker_id = "claimed", worker_id
+        return 200, {"job": dict(slot.job), "error": None}
+
+    def _status(self, buffer_job_id: str, body: dict[str, Any]) -> tuple[int, Any]:
+        slot = self._slots.get(buffer_job_id)
+        if slot is None:
+            return 404, {"detail": f"buffer job {buffer_job_id} not found"}
+        if slot.gone_status is not None:
+            return slot.gone_status, {
+                "detail": f"buffer job {buffer_job_id} is no longer assigned to this worker"
+            }
+        status = body.get("status")
+        if status not in _STATUSES:
+            return 422, {"detail": f"status must be one of {sorted(_STATUSES)}, got {status!r}"}
+        sender = body.get("worker_id")
+        if slot.state == "queued" or (sender is not None and sender != slot.worker_id):
+            return 409, {"detail": f"buffer job {buffer_job_id} is not claimed by this worker"}
+        if slot.state in _TERMINAL and self.terminal_conflict:
+            return 409, {"detail": f"buffer job {buffer_job_id} is already {slot.state}"}
+        slot.state = status
+        return 200, {"detail": "ok"}
+
+    def _take_fault(self, endpoint: Endpoint | None) -> Fault | None:
+        if endpoint is None or not self._faults[endpoint]:
+            return None
+        armed = self._faults[endpoint][0]
+        armed.remaining -= 1
+        if armed.remaining == 0:
+            self._faults[endpoint].popleft()
+        return armed.fault
+
+    def _record_answer(self, index: int, code: int | None) -> None:
+        with self._changed:
+            self._requests[index] = attrs.evolve(self._requests[index], answer=code)
+            self._changed.notify_all()
+
+    def _slot(self, buffer_job_id: str) -> _Slot:
+        try:
+            return self._slots[buffer_job_id]
+        except KeyError:
+            raise KeyError(f"buffer_job_id {buffer_job_id!r} was never added to the double") from None
+
+    def _new_id(self) -> str:
+        self._next_id += 1
+        return f"b-{self._next_id:04d}"
