@@ -25,7 +25,7 @@ from typing import Final, TypeVar
 import attrs
 import tenacity
 
-from fastwan_adapters.config import ConfigError, env_str
+from fastwan_adapters.config import ConfigError, env_float, env_str
 from fastwan_adapters.generator.errors import ModelDownloadFailed, ModelUnavailableError
 from fastwan_adapters.generator.hub_failures import classify_hub_failure
 
@@ -157,14 +157,12 @@ def _reason(state: tenacity.RetryCallState) -> str:
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float, *, allow_zero: bool) -> float:
-    raw = env_str(env, name)
-    if raw is None:
-        return default
+    bound = "at least 0" if allow_zero else "more than 0"
+    problem = f"{name} must be a finite number of seconds, {bound}, got {env_str(env, name)!r}"
     try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
+        value = env_float(env, name, default)
+    except ConfigError:
+        raise ConfigError(problem) from None
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = "at least 0" if allow_zero else "more than 0"
-        raise ConfigError(f"{name} must be a finite number of seconds, {bound}, got {raw!r}")
+        raise ConfigError(problem)
     return value
