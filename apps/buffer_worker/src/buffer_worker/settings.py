@@ -112,8 +112,20 @@ class BufferWorkerSettings:
             shutdown_grace_s=env_float(env, "SHUTDOWN_GRACE_S", DEFAULT_SHUTDOWN_GRACE_S, minimum=0.0),
             state_dir=Path(env_str(env, "STATE_DIR", DEFAULT_STATE_DIR) or DEFAULT_STATE_DIR).expanduser(),
             metrics_port=_metrics_port(env),
-            retry_initial_s=_retry_initial(env),
-            call_deadline_s=_call_deadline(env),
+            retry_initial_s=env_float(
+                env,
+                "ORCHESTRATOR_RETRY_INITIAL_S",
+                DEFAULT_RETRY_INITIAL_S,
+                minimum=0.01,
+                maximum=_MAX_BACKOFF_S,
+            ),
+            call_deadline_s=env_float(
+                env,
+                "ORCHESTRATOR_CALL_DEADLINE_S",
+                DEFAULT_CALL_DEADLINE_S,
+                minimum=0.1,
+                maximum=_MAX_CALL_DEADLINE_S,
+            ),
             worker_version=worker_version(),
             restarts=env_int(env, "BUFFER_WORKER_RESTARTS", 0, minimum=0),
         )
@@ -162,22 +174,6 @@ def _check_capacity(env: Mapping[str, str]) -> None:
             f"BUFFER_CAPACITY must be 1, got {capacity}: this worker runs one job at a time"
             " (run more containers for more at once)"
         )
-
-
-def _retry_initial(env: Mapping[str, str]) -> float:
-    value = env_float(env, "ORCHESTRATOR_RETRY_INITIAL_S", DEFAULT_RETRY_INITIAL_S, minimum=0.01)
-    if value > _MAX_BACKOFF_S:
-        raise ConfigError(f"ORCHESTRATOR_RETRY_INITIAL_S must be at most {_MAX_BACKOFF_S:g}, got {value:g}")
-    return value
-
-
-def _call_deadline(env: Mapping[str, str]) -> float:
-    value = env_float(env, "ORCHESTRATOR_CALL_DEADLINE_S", DEFAULT_CALL_DEADLINE_S, minimum=0.1)
-    if value > _MAX_CALL_DEADLINE_S:
-        raise ConfigError(
-            f"ORCHESTRATOR_CALL_DEADLINE_S must be at most {_MAX_CALL_DEADLINE_S:g}, got {value:g}"
-        )
-    return value
 
 
 def _metrics_port(env: Mapping[str, str]) -> int | None:

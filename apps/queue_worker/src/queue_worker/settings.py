@@ -8,7 +8,6 @@ created here, though: this app serves it under ``/outputs`` from the first secon
 
 from __future__ import annotations
 
-import math
 import socket
 from collections.abc import Mapping
 from importlib import metadata
@@ -113,7 +112,7 @@ def _outputs_url(public_base_url: str) -> str:
 
 def _body_timeout_s(env: Mapping[str, str]) -> float:
     value = env_float(env, "BODY_TIMEOUT_S", DEFAULT_BODY_TIMEOUT_S)
-    if not (math.isfinite(value) and value > 0):
+    if value <= 0:
         raise ConfigError(f"BODY_TIMEOUT_S must be a number of seconds above 0, got {value}")
     return value
 

@@ -11,6 +11,7 @@ documented name first, so that an error names the variable that was actually use
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping
 
 __all__ = ["ConfigError", "env_bool", "env_choice", "env_float", "env_int", "env_name", "env_str"]
@@ -56,7 +57,15 @@ def env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int | N
     return value
 
 
-def env_float(env: Mapping[str, str], name: str, default: float, *, minimum: float | None = None) -> float:
+def env_float(
+    env: Mapping[str, str],
+    name: str,
+    default: float,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> float:
+    """A finite number (``nan`` and ``inf`` parse as floats, and pass every bound unnoticed)."""
     raw = env_str(env, name)
     if raw is None:
         return default
@@ -64,8 +73,12 @@ def env_float(env: Mapping[str, str], name: str, default: float, *, minimum: flo
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a number, got {raw!r}")
     if minimum is not None and value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be at most {maximum:g}, got {value:g}")
     return value
 
 

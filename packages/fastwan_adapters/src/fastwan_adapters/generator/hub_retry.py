@@ -16,7 +16,6 @@ The waits come from tenacity (already the orchestrator client's and the B2 store
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -163,6 +162,6 @@ def _seconds(env: Mapping[str, str], name: str, default: float, *, allow_zero: b
         value = env_float(env, name, default)
     except ConfigError:
         raise ConfigError(problem) from None
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+    if value < 0 or (value == 0 and not allow_zero):
         raise ConfigError(problem)
     return value
