@@ -5,6 +5,9 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -202,3 +205,46 @@ def test_without_b2_variables_the_local_store_is_chosen(tmp_path: Path) -> None:
 def test_half_set_b2_variables_stop_start_up_instead_of_falling_back(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="B2_APP_KEY, B2_BUCKET_NAME must be set"):
         store_settings_from_env({"OUTPUT_DIR": str(tmp_path), "B2_KEY_ID": "kid"})
+
+
+def test_a_read_only_output_dir_is_a_configuration_error_for_root_too(tmp_path: Path) -> None:
+    """Permission bits do not stop root, a read-only mount does: the check writes a file."""
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    check = (
+        "from fastwan_adapters.config import ConfigError\n"
+        "from fastwan_adapters.storage import LocalStoreSettings\n"
+        "try:\n"
+        f"    LocalStoreSettings.from_env({{'OUTPUT_DIR': {str(outputs)!r}}}).create_directory()\n"
+        "except ConfigError as error:\n"
+        "    print(error)\n"
+    )
+    command = [sys.executable, "-c", check]
+    if os.geteuid() != 0:
+        outputs.chmod(0o555)
+    else:
+        read_only = [
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" && exec "$@"',
+        ]
+        probe = [
+            *read_only,
+            str(outputs),
+            "sh",
+            "-c",
+            'touch "$0"/probe 2>/dev/null && exit 1 || exit 0',
+            str(outputs),
+        ]
+        if (
+            shutil.which("unshare") is None
+            or subprocess.run(probe, capture_output=True, check=False).returncode
+        ):
+            pytest.skip("root without a private mount namespace: no read-only folder to test with")
+        command = [*read_only, str(outputs), *command]
+
+    run = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+    assert f"OUTPUT_DIR {str(outputs)!r} cannot be written" in run.stdout, run.stdout + run.stderr

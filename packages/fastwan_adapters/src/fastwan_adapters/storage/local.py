@@ -10,7 +10,6 @@ in place, sidecar first, so that a full disk changes nothing and a video always 
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,7 +19,7 @@ from urllib.parse import quote
 import attrs
 
 from fastwan_adapters.config import ConfigError, env_str
-from fastwan_adapters.durable import fsync_directory, write_temp
+from fastwan_adapters.durable import check_writable_folder, fsync_directory, write_temp
 from fastwan_adapters.storage.names import checked_name
 from fastwan_core import EncodedVideo, ErrorCode, JobFailure
 
@@ -56,11 +55,10 @@ class LocalStoreSettings:
         """
         directory = self.directory
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            check_writable_folder(directory)  # by writing: a read-only mount stops root too
         except OSError as exc:
-            raise ConfigError(f"OUTPUT_DIR {str(directory)!r} cannot be created: {exc.strerror}") from None
-        if not os.access(directory, os.W_OK | os.X_OK):
-            raise ConfigError(f"OUTPUT_DIR {str(directory)!r} is not writable")
+            reason = exc.strerror or type(exc).__name__
+            raise ConfigError(f"OUTPUT_DIR {str(directory)!r} cannot be written: {reason}") from None
 
 
 @attrs.frozen
