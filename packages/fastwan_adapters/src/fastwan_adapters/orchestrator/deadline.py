@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Final, Generic, TypeVar
 
 from fastwan_adapters.orchestrator.backoff import StopSignal
+from fastwan_adapters.threads import daemon_thread
 
 __all__ = ["CallAbandoned", "DeadlinePassed", "StopCame", "call_within"]
 
@@ -62,7 +63,7 @@ def call_within(function: Callable[[], _T], *, deadline_s: float, stop: StopSign
         StopCame: ``stop`` was set while the call ran.
     """
     call: _Call[_T] = _Call(function)
-    threading.Thread(target=call.run, name="orchestrator-call", daemon=True).start()
+    daemon_thread(call.run, name="orchestrator-call").start()  # the job id travels with it
     watch = stop if stop is not None and not stop.is_set() else None
     deadline = time.monotonic() + deadline_s
     while not call.done.wait(max(0.0, min(_SLICE_S, deadline - time.monotonic()))):
