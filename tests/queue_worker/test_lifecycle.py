@@ -121,6 +121,31 @@ def test_after_sigterm_no_new_job_is_taken_and_the_one_in_hand_finishes(tmp_path
     assert stopped and container.process_exit().code is ExitCode.OK
 
 
+def test_after_sigterm_the_server_keeps_listening_until_the_job_in_hand_is_answered(tmp_path: Path) -> None:
+    """Salad's binary is stopped only once this process has exited: a job it sends meanwhile must
+    get a retryable 503, and the probes their answers, not a refused connection."""
+    fakes = Fakes()
+    fakes.generator.on_step = lambda _index: time.sleep(0.3)
+    container = fake_container(settings_for(tmp_path, SHUTDOWN_GRACE_S="10"), fakes)
+    answers: list[httpx.Response] = []
+    with serving(container) as worker:
+        job = threading.Thread(target=lambda: answers.append(worker.client.post("/generate", json=T2V)))
+        job.start()
+        wait_until(lambda: fakes.generator.steps_run == [1], 10, "the job's first step")
+        worker.server.handle_exit(signal.SIGTERM, None)
+        with httpx.Client(base_url=worker.url) as other:
+            late = other.post("/generate", json={**T2V, "musetalk_job_id": "late-2"})
+            health = other.get("/health")
+        job.join(15)
+        worker.thread.join(15)
+        stopped = not worker.thread.is_alive()
+
+    assert late.status_code == 503 and late.json()["error_code"] == "worker_shutdown"
+    assert health.status_code == 200 and health.json()["state"] == "stopping"
+    assert answers[0].status_code == 200 and fakes.generator.steps_run == [1, 2, 3]
+    assert stopped and container.process_exit().code is ExitCode.OK
+
+
 def test_a_job_still_running_when_the_grace_runs_out_is_answered_worker_shutdown(tmp_path: Path) -> None:
     fakes = Fakes()
     fakes.generator.on_step = lambda _index: time.sleep(0.6)

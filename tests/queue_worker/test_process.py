@@ -5,12 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
-import subprocess
-import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,55 +15,12 @@ import pytest
 
 from fastwan_adapters.testing import Endpoint, OrchestratorDouble
 from fastwan_adapters.testing.hub_double import HubDouble, HubFault
-from tests.queue_worker.support import free_port, wait_until
+from tests.queue_worker.support import free_port, get, wait_ready, wait_until, worker_process
 from tests.unreachable_b2 import INTERNAL_API_KEY, REASON, SECRETS, unreachable_b2_env
 
 pytestmark = pytest.mark.slow
 
 SECRET = "sekret-internal-key-0042"
-
-
-@contextmanager
-def worker_process(
-    env: Mapping[str, str], tmp_path: Path
-) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
-    """``python -m queue_worker`` on a free port; yields the process, its URL and its log file."""
-    port = free_port()
-    log_path = tmp_path / "worker.log"
-    full_env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": os.environ.get("HOME", str(tmp_path)),
-        "HF_HUB_OFFLINE": "1",
-        "PORT": str(port),
-        "OUTPUT_DIR": str(tmp_path / "outputs"),
-        **env,
-    }
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "queue_worker"], env=full_env, stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
-        yield process, f"http://127.0.0.1:{port}", log_path
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
-
-
-def get(url: str) -> httpx.Response | None:
-    try:
-        return httpx.get(url, timeout=2)
-    except httpx.TransportError:
-        return None
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    def ready() -> bool:
-        assert process.poll() is None, "the worker exited before it was ready"
-        answer = get(f"{url}/ready")
-        return answer is not None and answer.status_code == 200
-
-    wait_until(ready, timeout, "the worker to be ready", interval=0.2)
 
 
 def json_lines(log_path: Path) -> list[dict[str, Any]]:
