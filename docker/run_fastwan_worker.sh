@@ -64,15 +64,20 @@ require_program() {
 }
 
 # Printed once at start-up: the first thing to read when a node misbehaves. A host without a GPU
-# (or without nvidia-smi) still starts, and the worker itself reports what it finds.
+# (or without nvidia-smi) still starts, and the worker itself reports what it finds. A driver in
+# trouble can leave nvidia-smi hanging: it gets NVIDIA_SMI_TIMEOUT_S, then SIGTERM (SIGKILL 2 s on).
+readonly NVIDIA_SMI_TIMEOUT_S=10
 print_gpu_diagnostics() {
   if ! command -v nvidia-smi >/dev/null 2>&1; then
     log "GPU: nvidia-smi not found; no GPU diagnostics"
     return 0
   fi
   local status=0
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || status=$?
-  if ((status != 0)); then
+  timeout -k 2 "${NVIDIA_SMI_TIMEOUT_S}" nvidia-smi --query-gpu=name,memory.total,driver_version \
+    --format=csv,noheader || status=$?
+  if ((status == 124 || status == 137)); then
+    log "GPU: nvidia-smi did not answer within ${NVIDIA_SMI_TIMEOUT_S}s; starting anyway"
+  elif ((status != 0)); then
     log "GPU: nvidia-smi failed with status ${status}; starting anyway"
   fi
 }
@@ -94,9 +99,10 @@ terminate() {
   done
 }
 
-# SIGINT is forwarded as SIGTERM: children started in the background by a non-interactive shell
-# ignore SIGINT, and both programs treat SIGTERM as "finish up and exit". The first signal goes
-# to the app alone (see the header: the binary must outlive the answer); a second one to both.
+# SIGINT and SIGHUP are forwarded as SIGTERM: children started in the background by a
+# non-interactive shell ignore SIGINT, and both programs treat SIGTERM as "finish up and exit".
+# The first signal goes to the app alone (see the header: the binary must outlive the answer);
+# a second one to both.
 # shellcheck disable=SC2317 # called by the traps set in run_queue_mode
 on_stop_signal() {
   if ((stop_requested)); then
@@ -194,6 +200,7 @@ run_queue_mode() {
 
   trap 'on_stop_signal SIGTERM' TERM
   trap 'on_stop_signal SIGINT' INT
+  trap 'on_stop_signal SIGHUP' HUP # its default action would end this script alone, not the two
 
   # The app first: it starts loading the model while Salad's binary waits for /ready.
   "${QUEUE_BIN}" "$@" &

@@ -63,7 +63,7 @@ echo "NVIDIA GeForce RTX 4090, 24564 MiB, 570.86.10"
 exit "${NVIDIA_SMI_STUB_EXIT:-0}"
 """
 
-TOOLS = ("bash", "env", "cat", "sleep", "mv")
+TOOLS = ("bash", "env", "cat", "sleep", "mv", "timeout")
 
 
 class Sandbox:
@@ -286,6 +286,22 @@ def test_the_binary_gets_the_handoff_time_after_the_app_exits(sandbox: Sandbox) 
     assert f"{SALAD} has 1s to report its last answer" in stderr
 
 
+def test_sighup_drains_as_sigterm_does(sandbox: Sandbox) -> None:
+    sandbox.stub(APP, SALAD)
+    sandbox.on_term(APP, exit_code=0)
+    sandbox.on_term(SALAD, exit_code=0)
+    process = sandbox.start(SALAD_HANDOFF_S="0")
+    app_pid = sandbox.wait_started(APP)
+    salad_pid = sandbox.wait_started(SALAD)
+
+    process.send_signal(signal.SIGHUP)
+
+    status, _ = finished(process)
+    assert status == 0
+    assert sandbox.signals(APP) == ["TERM"] and sandbox.signals(SALAD) == ["TERM"]
+    assert not is_running(app_pid) and not is_running(salad_pid)
+
+
 def test_sigint_is_forwarded_as_sigterm(sandbox: Sandbox) -> None:
     sandbox.stub(APP, SALAD)
     sandbox.on_term(APP, exit_code=0)
@@ -469,6 +485,26 @@ def test_gpu_diagnostics_are_printed_once(sandbox: Sandbox) -> None:
 
     assert stdout.count("NVIDIA GeForce RTX 4090, 24564 MiB, 570.86.10") == 1
     assert len(sandbox.record("nvidia-smi", "calls").read_text().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_a_hanging_nvidia_smi_delays_the_start_by_its_timeout_only(sandbox: Sandbox) -> None:
+    sandbox.stub(APP, SALAD)
+    (sandbox.bin_dir / "nvidia-smi").write_text("#!/usr/bin/env bash\nexec sleep 600\n")
+    (sandbox.bin_dir / "nvidia-smi").chmod(0o755)
+    started = time.monotonic()
+    process = sandbox.start()
+
+    deadline = time.monotonic() + 20
+    while not sandbox.started(APP) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    took_s = time.monotonic() - started
+    sandbox.set_exit(APP, 0)
+    status, stderr = finished(process)
+
+    assert sandbox.started(APP), f"the app had not started {took_s:.0f} s in"
+    assert status == 0
+    assert "nvidia-smi did not answer within 10s; starting anyway" in stderr
 
 
 @pytest.mark.parametrize(
