@@ -165,6 +165,57 @@ def test_a_hub_answering_503_is_retried_then_the_start_up_fails_with_exit_1(
     assert "ModelDownloadFailed" in log and "start the worker again later" in log
 
 
+def hub_download_env(tiny_dir: Path, tmp_path: Path, **retry: str) -> dict[str, str]:
+    """A start-up that downloads the tiny decoder (FASTWAN_TINY_DECODER) from the Hub."""
+    return {
+        "FASTWAN_MODEL": "tiny",
+        "FASTWAN_TINY_DIR": str(tiny_dir),
+        "FASTWAN_WARMUP": "0",
+        "FASTWAN_VAE_DECODER": "tiny",
+        "FASTWAN_TINY_DECODER": "org/taehv/taew2_2.pth",
+        "HF_HUB_OFFLINE": "0",
+        "HF_HOME": str(tmp_path / "hf"),
+        "FATAL_EXIT_DELAY_S": "0.5",
+        **retry,
+    }
+
+
+def test_sigterm_during_a_retried_download_ends_it_at_once_and_exits_0(
+    tiny_dir: Path, tmp_path: Path
+) -> None:
+    env = hub_download_env(
+        tiny_dir,
+        tmp_path,
+        FASTWAN_DOWNLOAD_RETRY_S="600",
+        FASTWAN_DOWNLOAD_RETRY_INITIAL_S="0.5",
+        FASTWAN_DOWNLOAD_RETRY_MAX_WAIT_S="1",
+    )
+    with HubDouble({"org/taehv": {"taew2_2.pth": b"never served"}}) as hub:
+        hub.fail(HubFault(503, method="GET", path_part="/resolve/"))
+        with worker_process({**env, "HF_ENDPOINT": hub.url}, tmp_path) as (process, _url, log_path):
+            wait_until(lambda: "download attempt 2 failed" in log_path.read_text(), 120, "a retry")
+            process.send_signal(signal.SIGTERM)
+            code = process.wait(15)
+        log = log_path.read_text()
+
+    assert code == 0, log[-3000:]
+    assert "start-up stopped: FASTWAN_TINY_DECODER='org/taehv/taew2_2.pth': the download was stopped" in log
+    assert "start-up failed" not in log
+
+
+def test_a_start_that_is_not_offline_asks_the_hub_for_the_model_only(tiny_dir: Path, tmp_path: Path) -> None:
+    """huggingface_hub's telemetry also fetched /api/agent-harnesses at the first request."""
+    env = hub_download_env(tiny_dir, tmp_path, FASTWAN_DOWNLOAD_RETRY_S="0")
+    with HubDouble({"org/taehv": {"taew2_2.pth": b"never served"}}) as hub:
+        hub.fail(HubFault(503, method="GET", path_part="/resolve/"))
+        with worker_process({**env, "HF_ENDPOINT": hub.url}, tmp_path) as (process, _url, log_path):
+            code = process.wait(120)
+        asked = [path for _method, path in hub.requests]
+
+    assert code == 1, log_path.read_text()[-3000:]
+    assert asked and all(path.startswith("/org/taehv/resolve/") for path in asked), asked
+
+
 @pytest.mark.parametrize("log_format", ["console", "json"])
 def test_a_start_up_failure_logs_its_reason_and_trace_with_no_secret(
     log_format: str, tiny_dir: Path, tmp_path: Path

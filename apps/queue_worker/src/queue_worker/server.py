@@ -19,6 +19,7 @@ import functools
 import logging
 import math
 import socket
+import threading
 import time
 from types import FrameType
 from typing import Final, cast
@@ -44,10 +45,17 @@ class QueueServer(uvicorn.Server):
     """uvicorn's server, which drains the job in hand before it stops listening."""
 
     def __init__(
-        self, config: uvicorn.Config, *, runner: JobRunner, grace_s: float, guard: ConnectionGuard
+        self,
+        config: uvicorn.Config,
+        *,
+        runner: JobRunner,
+        grace_s: float,
+        guard: ConnectionGuard,
+        startup_stop: threading.Event,
     ) -> None:
         super().__init__(config)
         self._runner = runner
+        self._startup_stop = startup_stop
         self._grace_s = grace_s
         self._guard = guard
         self._drain_until: float | None = None
@@ -56,12 +64,14 @@ class QueueServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """The first stop signal starts the drain; a second one is uvicorn's (it stops now).
 
-        Runs in a signal handler: it only sets state and starts the runner's grace timer.
+        Runs in a signal handler: it only sets state (the start-up's stop too: a model download
+        still being retried ends at once) and starts the runner's grace timer.
         """
         if self._drain_until is not None or self.should_exit:
             super().handle_exit(sig, frame)
             return
         self._drain_until = time.monotonic() + self._grace_s + STOP_MARGIN_S
+        self._startup_stop.set()
         self._runner.begin_shutdown(self._grace_s)
 
     def request_stop(self) -> None:
@@ -128,6 +138,12 @@ def build_server(
         http=cast("type[asyncio.Protocol]", functools.partial(BoundedH11Protocol, guard=guard)),
         backlog=ACCEPT_BURST,
     )
-    server = QueueServer(config, runner=container.runner(), grace_s=settings.shutdown_grace_s, guard=guard)
+    server = QueueServer(
+        config,
+        runner=container.runner(),
+        grace_s=settings.shutdown_grace_s,
+        guard=guard,
+        startup_stop=container.startup_stop(),
+    )
     container.process_exit().stop_server = server.request_stop
     return server
