@@ -15,7 +15,7 @@ import pytest
 
 from fastwan_adapters.testing import Endpoint, OrchestratorDouble
 from fastwan_adapters.testing.hub_double import HubDouble, HubFault
-from tests.queue_worker.support import free_port, get, wait_ready, wait_until, worker_process
+from tests.queue_worker.support import T2V, free_port, get, wait_ready, wait_until, worker_process
 from tests.unreachable_b2 import INTERNAL_API_KEY, REASON, SECRETS, unreachable_b2_env
 
 pytestmark = pytest.mark.slow
@@ -163,6 +163,21 @@ def test_a_hub_answering_503_is_retried_then_the_start_up_fails_with_exit_1(
     assert log.count("download attempt") >= 2, log[-3000:]
     assert "download attempt 1 failed: the Hub answered HTTP 503" in log
     assert "ModelDownloadFailed" in log and "start the worker again later" in log
+
+
+def test_with_json_logs_every_line_from_the_first_is_json(tiny_dir: Path, tmp_path: Path) -> None:
+    """transformers wrote ``[transformers] ...`` through a handler of its own at every start."""
+    env = {"FASTWAN_MODEL": "tiny", "FASTWAN_TINY_DIR": str(tiny_dir), "LOG_FORMAT": "json"}
+    with worker_process(env, tmp_path) as (process, url, log_path):
+        wait_ready(url, process)
+        answer = httpx.post(f"{url}/generate", json={**T2V, "musetalk_job_id": "json-1"}, timeout=60)
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(30)
+    lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+
+    assert answer.status_code == 200 and code == 0
+    assert [line for line in lines if not line.startswith("{")] == []
+    assert all(isinstance(json.loads(line), dict) for line in lines)
 
 
 def hub_download_env(tiny_dir: Path, tmp_path: Path, **retry: str) -> dict[str, str]:
