@@ -10,7 +10,6 @@ written for that). PATH holds only the stubs and the few tools the scripts use, 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import shutil
@@ -20,15 +19,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
 
-from tests.queue_worker.support import free_port
+from tests.queue_worker.support import free_port, png_server
 
 SCRIPT = Path(__file__).resolve().parents[2] / "docker" / "run_fastwan_worker.sh"
 DEADLINE_S = 5.0
@@ -534,34 +531,10 @@ STAND_IN = Path(__file__).resolve().parent / "salad_stand_in.py"
 
 @pytest.fixture
 def held_image() -> Iterator[tuple[str, threading.Event, threading.Event]]:
-    """A PNG on 127.0.0.1 that is sent only once ``release`` is set; ``asked`` says it was fetched.
-
-    It keeps a job in hand for as long as a test needs, whatever the machine's speed."""
-    buffer = io.BytesIO()
-    Image.new("RGB", (200, 250), (40, 200, 40)).save(buffer, format="PNG")
-    png = buffer.getvalue()
-    asked, release = threading.Event(), threading.Event()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            asked.set()
-            release.wait(60)
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(png)))
-            self.end_headers()
-            self.wfile.write(png)
-
-        def log_message(self, *_args: object) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/face.png", asked, release
-    release.set()
-    server.shutdown()
-    server.server_close()
+    """A PNG sent only once ``release`` is set; ``asked``: it was asked for (a job is in hand)."""
+    release = threading.Event()
+    with png_server(release) as (url, asked):
+        yield url, asked, release
 
 
 def events(record: Path) -> list[dict[str, Any]]:

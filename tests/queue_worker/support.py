@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import resource
 import socket
@@ -11,12 +12,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import attrs
 import httpx
 from dependency_injector import providers
+from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from fastwan_core import ProgressUpdate
@@ -220,3 +223,39 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120)
         return answer is not None and answer.status_code == 200
 
     wait_until(ready, timeout, "the worker to be ready", interval=0.2)
+
+
+@contextmanager
+def png_server(release: threading.Event | None = None) -> Iterator[tuple[str, threading.Event]]:
+    """A PNG served from 127.0.0.1 (private: the worker must be told to allow it), and an event
+    set once it was asked for. With ``release``, it is sent only once that is set: a job holds
+    its first frame for as long as a test needs, whatever the machine's speed."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (200, 250), (200, 40, 40)).save(buffer, format="PNG")
+    png = buffer.getvalue()
+    asked = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.set()
+            if release is not None:
+                release.wait(60)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(png)))
+            self.end_headers()
+            self.wfile.write(png)
+
+        def log_message(self, *_args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/face.png", asked
+    finally:
+        if release is not None:
+            release.set()
+        server.shutdown()
+        server.server_close()

@@ -135,12 +135,9 @@ def test_a_real_model_without_a_gpu_is_reported_then_exits_2(tmp_path: Path) -> 
     assert "needs a CUDA GPU" in log_path.read_text()
 
 
-def test_a_hub_answering_503_is_retried_then_the_start_up_fails_with_exit_1(
-    tiny_dir: Path, tmp_path: Path
-) -> None:
-    """A download failing for a passing reason is retried in the process (logged), then ends the
-    start-up like any other failed start-up: /health says why and the process exits 1."""
-    env = {
+def hub_download_env(tiny_dir: Path, tmp_path: Path, **retry: str) -> dict[str, str]:
+    """A start-up that downloads the tiny decoder (FASTWAN_TINY_DECODER) from the Hub."""
+    return {
         "FASTWAN_MODEL": "tiny",
         "FASTWAN_TINY_DIR": str(tiny_dir),
         "FASTWAN_WARMUP": "0",
@@ -148,11 +145,23 @@ def test_a_hub_answering_503_is_retried_then_the_start_up_fails_with_exit_1(
         "FASTWAN_TINY_DECODER": "org/taehv/taew2_2.pth",
         "HF_HUB_OFFLINE": "0",
         "HF_HOME": str(tmp_path / "hf"),
-        "FASTWAN_DOWNLOAD_RETRY_S": "1",
-        "FASTWAN_DOWNLOAD_RETRY_INITIAL_S": "0.05",
-        "FASTWAN_DOWNLOAD_RETRY_MAX_WAIT_S": "0.2",
         "FATAL_EXIT_DELAY_S": "0.5",
+        **retry,
     }
+
+
+def test_a_hub_answering_503_is_retried_then_the_start_up_fails_with_exit_1(
+    tiny_dir: Path, tmp_path: Path
+) -> None:
+    """A download failing for a passing reason is retried in the process (logged), then ends the
+    start-up like any other failed start-up: /health says why and the process exits 1."""
+    env = hub_download_env(
+        tiny_dir,
+        tmp_path,
+        FASTWAN_DOWNLOAD_RETRY_S="1",
+        FASTWAN_DOWNLOAD_RETRY_INITIAL_S="0.05",
+        FASTWAN_DOWNLOAD_RETRY_MAX_WAIT_S="0.2",
+    )
     with HubDouble({"org/taehv": {"taew2_2.pth": b"never served"}}) as hub:
         hub.fail(HubFault(503, method="GET", path_part="/resolve/"))
         with worker_process({**env, "HF_ENDPOINT": hub.url}, tmp_path) as (process, _url, log_path):
@@ -178,21 +187,6 @@ def test_with_json_logs_every_line_from_the_first_is_json(tiny_dir: Path, tmp_pa
     assert answer.status_code == 200 and code == 0
     assert [line for line in lines if not line.startswith("{")] == []
     assert all(isinstance(json.loads(line), dict) for line in lines)
-
-
-def hub_download_env(tiny_dir: Path, tmp_path: Path, **retry: str) -> dict[str, str]:
-    """A start-up that downloads the tiny decoder (FASTWAN_TINY_DECODER) from the Hub."""
-    return {
-        "FASTWAN_MODEL": "tiny",
-        "FASTWAN_TINY_DIR": str(tiny_dir),
-        "FASTWAN_WARMUP": "0",
-        "FASTWAN_VAE_DECODER": "tiny",
-        "FASTWAN_TINY_DECODER": "org/taehv/taew2_2.pth",
-        "HF_HUB_OFFLINE": "0",
-        "HF_HOME": str(tmp_path / "hf"),
-        "FATAL_EXIT_DELAY_S": "0.5",
-        **retry,
-    }
 
 
 def test_sigterm_during_a_retried_download_ends_it_at_once_and_exits_0(
