@@ -17,7 +17,7 @@ encoder with other settings, interleaved with the rest.
 
     python bench/encode.py                      # 5 runs, the encoder's defaults
     python bench/encode.py --preset faster --crf 20 --runs 3
-    python bench/encode.py --variant x264-params=mbtree=1 --variant crf=21   # against the defaults
+    python bench/encode.py --variant crf=22,mbtree=1 --variant crf=24   # against the defaults
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def main() -> None:
         action="append",
         default=[],
         metavar="FIELD=VALUE[,FIELD=VALUE]",
-        help="one more row of ours: the encoder's fields changed, e.g. crf=21,x264-params=mbtree=1",
+        help="one more row of ours: the encoder's fields changed, e.g. crf=22,mbtree=1",
     )
     args = parser.parse_args()
 
@@ -220,7 +220,12 @@ def _fields(spec: str) -> dict[str, object]:
     for part in spec.split(","):
         key, _, value = part.partition("=")
         name = key.strip().replace("-", "_")
-        fields[name] = int(value) if name in ("crf", "threads") else value
+        if name in ("crf", "threads"):
+            fields[name] = int(value)
+        elif name == "mbtree":
+            fields[name] = value.strip().lower() in ("1", "true", "on")
+        else:
+            fields[name] = value
     return fields
 
 

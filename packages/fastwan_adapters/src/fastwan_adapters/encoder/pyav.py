@@ -63,13 +63,15 @@ class PyAVEncoder:
         codec: ``libx264`` (CRF and preset apply) or ``h264_nvenc`` (its own CQ settings).
         queue_chunks: in the streaming form, how many decoded chunks may wait for the encoder
             before the decoder waits for it (bounded memory).
-        x264_params: extra libx264 options (``key=value:key=value``). libx264's default
-            macroblock-tree rate control (``mbtree``) does not give the same bytes twice for
-            the same frames (measured here, at every thread count); ``mbtree=0`` does, which
-            the tests that compare MP4 bytes use.
+        mbtree: libx264's macroblock-tree rate control, off by default: with it the same frames
+            do not give the same bytes twice (measured at every thread count, more often under
+            CPU load: ``bench/encode.py``'s "MP4s" column), so a seeded job would not give the
+            same MP4 (nor ``metrics.sha1``) twice. Off costs about 14 % of file size at the
+            same PSNR (hence CRF 23 where it was 22 with it).
+        x264_params: extra libx264 options (``key=value:key=value``).
     """
 
-    crf: int = attrs.field(default=22, validator=[attrs.validators.ge(0), attrs.validators.le(51)])
+    crf: int = attrs.field(default=23, validator=[attrs.validators.ge(0), attrs.validators.le(51)])
     preset: str = attrs.field(default="veryfast", validator=attrs.validators.in_(X264_PRESETS))
     threads: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     resize_filter: ResizeFilter = attrs.field(
@@ -78,6 +80,7 @@ class PyAVEncoder:
     temp_dir: Path | None = None
     codec: Codec = attrs.field(default="libx264", validator=attrs.validators.in_(CODECS))
     queue_chunks: int = attrs.field(default=2, validator=attrs.validators.ge(1))
+    mbtree: bool = False
     x264_params: str = ""
 
     def open(self, size: Size, fps: int, *, cover: bool = False) -> EncodingSession:
