@@ -5,7 +5,15 @@ from __future__ import annotations
 from buffer_worker.board import JobTicket, StopReason
 from buffer_worker.control import Leaving
 from buffer_worker.outcomes import final_result
-from fastwan_core import ErrorCode, JobResult, JobState, Metrics
+from fastwan_core import ErrorCode, GenerateVideo, Job, JobFailure, JobResult, JobState, Metrics
+from fastwan_core.testing import (
+    FakeClock,
+    FakeEncoder,
+    FakeGenerator,
+    FakeImageLoader,
+    InMemoryResultStore,
+    RecordingProgressReporter,
+)
 
 OWN = Metrics(duration_sec=4.2, steps=3)
 FALLBACK = Metrics(duration_sec=9.9, worker_id="w-1")
@@ -49,9 +57,17 @@ def test_jobs_that_ended_on_their_own_are_reported_as_they_ended() -> None:
 
 
 def test_a_fatal_failure_is_always_retryable() -> None:
-    fatal = JobResult.failure(
-        ErrorCode.GENERATION_FAILED, "CUDA error", job_id="j-1", retryable=False, fatal=True
+    # Built as the worker gets it: the core's answer to an adapter's fatal failure.
+    failure = JobFailure(ErrorCode.GENERATION_FAILED, "CUDA error", retryable=False, fatal=True)
+    usecase = GenerateVideo(
+        FakeImageLoader(),
+        FakeGenerator(failure=failure),
+        FakeEncoder(),
+        InMemoryResultStore(),
+        RecordingProgressReporter(),
+        FakeClock(),
     )
+    fatal = usecase.run(Job(musetalk_job_id="j-1", prompt="a fox"))
 
     result = final(stopped(None), fatal)
 

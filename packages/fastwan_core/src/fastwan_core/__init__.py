@@ -14,13 +14,14 @@ The public API, all importable from here:
 - :mod:`fastwan_core.ports`: the Protocols adapters implement.
 - :class:`GenerateVideo`: the use case that runs a job through the ports (and refuses a
   bad one, ``GenerateVideo.refuse``);
-  :class:`Cancellation` stops it between steps, with the reason it is reported with.
+  :class:`Cancellation` stops it between steps, with the reason it is reported with
+  (:data:`SHUTDOWN_MESSAGE`: the one error of a job the leaving worker ended).
 - :mod:`fastwan_core.testing`: a fake for every port.
 """
 
 from __future__ import annotations
 
-from fastwan_core.cancellation import Cancellation
+from fastwan_core.cancellation import SHUTDOWN_MESSAGE, Cancellation
 from fastwan_core.errors import ErrorCode, JobCancelled, JobFailure, JobValidationError
 from fastwan_core.job import Job
 from fastwan_core.lifecycle import IllegalTransition, JobRun, JobState, Phase
@@ -42,6 +43,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FASTWAN_TIMESTEPS",
+    "SHUTDOWN_MESSAGE",
     "Cancellation",
     "EncodedVideo",
     "ErrorCode",

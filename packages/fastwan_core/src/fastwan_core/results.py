@@ -14,7 +14,7 @@ from typing import Final
 
 import attrs
 
-from fastwan_core.errors import ErrorCode
+from fastwan_core.errors import ErrorCode, retry_decision
 from fastwan_core.lifecycle import JobState, Phase
 from fastwan_core.values import Size
 
@@ -178,14 +178,15 @@ class JobResult:
         stage: str | None = None,
         fatal: bool = False,
     ) -> JobResult:
-        """A failed (or, for ``ErrorCode.CANCELLED``, cancelled) result."""
+        """A failed (or, for ``ErrorCode.CANCELLED``, cancelled) result; ``retryable``: the
+        decision its ``JobFailure`` carries, else the code's own flag (``retry_decision``)."""
         return cls(
             status=JobState.CANCELLED if code is ErrorCode.CANCELLED else JobState.FAILED,
             job_id=job_id,
             metrics=metrics,
             error=message,
             error_code=code,
-            retryable=code.retryable if retryable is None else retryable,
+            retryable=retry_decision(code, retryable),
             stage=stage,
             fatal=fatal,
         )
