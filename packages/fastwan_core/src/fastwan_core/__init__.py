@@ -8,7 +8,8 @@ The public API, all importable from here:
   :func:`result_to_wire`, :func:`result_from_wire`, :func:`progress_to_wire`,
   :func:`job_json_schema`.
 - :func:`plan_generation` and :class:`GenerationPlan`: what the model is asked to do.
-- :class:`JobRun`, :class:`JobState`, :class:`Phase`: the job's life cycle.
+- :class:`JobRun`, :class:`JobState`, :class:`Stage`: the job's life cycle and where it is
+  (every other name for that, :class:`Phase` the contract's, derived from :class:`Stage`).
 - :class:`JobResult`, :class:`Metrics`, :class:`Timings`, :class:`ProgressUpdate`,
   :class:`ErrorCode`, :class:`JobFailure`: what a job produces and how it fails.
 - :mod:`fastwan_core.ports`: the Protocols adapters implement.
@@ -24,9 +25,9 @@ from __future__ import annotations
 from fastwan_core.cancellation import SHUTDOWN_MESSAGE, Cancellation
 from fastwan_core.errors import ErrorCode, JobCancelled, JobFailure, JobValidationError
 from fastwan_core.job import Job
-from fastwan_core.lifecycle import IllegalTransition, JobRun, JobState, Phase
+from fastwan_core.lifecycle import IllegalTransition, JobRun, JobState, Phase, Stage
 from fastwan_core.plan import FASTWAN_TIMESTEPS, GenerationPlan, plan_generation
-from fastwan_core.ports import EncodedVideo, GeneratedVideo, Stage
+from fastwan_core.ports import EncodedVideo, GeneratedVideo
 from fastwan_core.results import JobResult, Metrics, ProgressUpdate, Timings
 from fastwan_core.usecase import GenerateVideo
 from fastwan_core.values import ImageSource, Size, WorkerInfo, is_job_id

@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
 from fastwan_core.errors import ErrorCode, JobCancelled, JobFailure
 from fastwan_core.job import Job
-from fastwan_core.lifecycle import JobRun, JobState, Phase
+from fastwan_core.lifecycle import UNKNOWN_STAGE, JobRun, JobState, Stage
 from fastwan_core.plan import GenerationPlan, plan_generation
 from fastwan_core.ports import (
     CancelSignal,
@@ -26,20 +26,16 @@ from fastwan_core.ports import (
     ImageLoader,
     Picture,
     ResultStore,
-    Stage,
     VideoEncoder,
     VideoGenerator,
 )
-from fastwan_core.results import STAGE_OF_PHASE, UNKNOWN_STAGE, JobResult, Metrics, ProgressUpdate, Timings
+from fastwan_core.results import JobResult, Metrics, ProgressUpdate, Timings
 from fastwan_core.streaming import StreamedEncoding
 from fastwan_core.values import WorkerInfo
 
 __all__ = ["Execution"]
 
 log = logging.getLogger("fastwan_core.usecase")
-
-# Share of the inference phase given to text encoding; the steps share the rest.
-_TEXT_ENCODE_SHARE: Final = 0.1
 
 
 class _UseCase(Protocol):
@@ -118,20 +114,20 @@ class Execution:
         usecase = self.usecase
         image: Picture | None = None
         if (source := self.job.image_source) is not None:
-            self._enter(Phase.DOWNLOADING)
-            with self._timed("download_s"):
+            self._enter(Stage.DOWNLOAD)
+            with self._timed(Stage.DOWNLOAD):
                 image = usecase.images.load(source)
         self._check_cancelled()
-        self._enter(Phase.INFERENCE)
+        self._enter(Stage.TEXT_ENCODE)
         self.encoded = self._generate_and_encode(image)
         self._check_cancelled()  # a cancelled job uploads nothing
-        self._enter(Phase.UPLOADING)
+        self._enter(Stage.UPLOAD)
         metadata = {
             "job_id": self.job.musetalk_job_id,
             "seed": str(self.job.seed),
             "model": usecase.generator.model_id,
         }
-        with self._timed("upload_s"):
+        with self._timed(Stage.UPLOAD):
             return usecase.store.put(self.job.output_name, self.encoded, metadata)
 
     def _generate_and_encode(self, image: Picture | None) -> EncodedVideo:
@@ -145,7 +141,7 @@ class Execution:
             finally:
                 events.close()
             self._check_cancelled()
-            self._enter(Phase.ENCODING)
+            self._enter(Stage.ENCODE)
             tail_started = self.clock.now()
             encoded = encoding.finish(self.generated.frames)
         except BaseException:
@@ -154,14 +150,18 @@ class Execution:
         finished = self.clock.now()
         self.record("encode_tail_s", finished - tail_started)
         started = encoding.started_at if encoding.started_at is not None else tail_started
-        self.record("encode_s", encoded.encoding_s if encoded.encoding_s is not None else finished - started)
+        self.record(
+            Stage.ENCODE.timing, encoded.encoding_s if encoded.encoding_s is not None else finished - started
+        )
         return encoded
 
     # -- progress -------------------------------------------------------------------------
 
-    def _enter(self, phase: Phase) -> None:
-        self.entity.enter(phase)
-        self._report(force=True)
+    def _enter(self, stage: Stage) -> None:
+        """Move the job on; a new phase is always reported, a new stage within one is not."""
+        phase = self.entity.phase
+        self.entity.enter(stage)
+        self._report(force=stage.phase is not phase)
 
     def advance(self, fraction: float, step: int | None = None, total: int | None = None) -> None:
         self.entity.advance(fraction)
@@ -189,12 +189,12 @@ class Execution:
     # -- timings and the end --------------------------------------------------------------
 
     @contextmanager
-    def _timed(self, name: str) -> Iterator[None]:
+    def _timed(self, stage: Stage) -> Iterator[None]:
         start = self.clock.now()
         try:
             yield
         finally:
-            self.timings[name] = self.timings.get(name, 0.0) + self.clock.now() - start
+            self.record(stage.timing, self.clock.now() - start)
 
     def record(self, name: str, seconds: float) -> None:
         self.timings[name] = self.timings.get(name, 0.0) + seconds
@@ -218,7 +218,7 @@ class Execution:
             job_id=self.job.musetalk_job_id,
             retryable=retryable,
             metrics=self._metrics(),
-            stage=STAGE_OF_PHASE[self.entity.phase] if self.entity.phase else UNKNOWN_STAGE,
+            stage=self.entity.stage.failure_stage if self.entity.stage else UNKNOWN_STAGE,
             fatal=fatal,
         )
 
@@ -249,13 +249,6 @@ class Execution:
         )
 
 
-_STAGE_TIMING: Final = {
-    Stage.TEXT_ENCODE: "text_encode_s",
-    Stage.DENOISE: "denoise_s",
-    Stage.DECODE: "decode_s",
-}
-
-
 class _Events:
     """The generator's view of the job: stages are timed, steps advance progress."""
 
@@ -267,19 +260,16 @@ class _Events:
     def stage(self, stage: Stage) -> None:
         self.close()
         self.current, self.since = stage, self.execution.clock.now()
-        if stage is Stage.DECODE:
-            self.execution._enter(Phase.DECODING)
-        elif stage is Stage.DENOISE:
-            self.execution.advance(_TEXT_ENCODE_SHARE)
+        if stage is not self.execution.entity.stage:  # the use case entered text encoding itself
+            self.execution._enter(stage)
 
     def step(self, index: int, total: int) -> None:
-        fraction = _TEXT_ENCODE_SHARE + (1 - _TEXT_ENCODE_SHARE) * index / total
-        self.execution.advance(fraction, step=index, total=total)
+        self.execution.advance(index / total, step=index, total=total)
 
     def check_cancelled(self) -> None:
         self.execution._check_cancelled()
 
     def close(self) -> None:
         if self.current is not None:
-            self.execution.record(_STAGE_TIMING[self.current], self.execution.clock.now() - self.since)
+            self.execution.record(self.current.timing, self.execution.clock.now() - self.since)
             self.current = None

@@ -14,7 +14,6 @@ never exists at once and a stop can land between two chunks.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 from collections.abc import Mapping
 from typing import Protocol
@@ -22,6 +21,7 @@ from typing import Protocol
 import attrs
 
 from fastwan_core.errors import ErrorCode
+from fastwan_core.lifecycle import Stage
 from fastwan_core.plan import GenerationPlan
 from fastwan_core.results import ProgressUpdate
 from fastwan_core.values import ImageSource, Size
@@ -78,14 +78,6 @@ class Frames(Protocol):
     def __len__(self) -> int: ...
 
 
-class Stage(enum.Enum):
-    """The generator's own stages, timed separately in ``metrics.timings``."""
-
-    TEXT_ENCODE = "text_encode"
-    DENOISE = "denoise"
-    DECODE = "decode"
-
-
 @attrs.frozen
 class GeneratedVideo:
     """The generator's output: frames at ``plan.generated_size``, what it cost and how it was made.
@@ -137,7 +129,8 @@ class GenerationEvents(Protocol):
     """Given by the use case to the generator: report stages and steps, honour cancellation."""
 
     def stage(self, stage: Stage) -> None:
-        """A new stage begins (the previous one ends)."""
+        """A new stage of the generator's own begins (``text_encode``, ``denoise``, ``decode``,
+        in that order); the previous one ends."""
         ...
 
     def step(self, index: int, total: int) -> None:
