@@ -44,10 +44,8 @@ class StreamedEncoding:
         self._session.add(frames)
         self.frames_added += len(frames)
 
-    def finish(self, leftover: Frames | None = None) -> EncodedVideo:
-        """The MP4; ``leftover`` is a batch generator's frames, when the sink got none."""
-        if leftover is not None and self.frames_added == 0:
-            self.add(leftover)
+    def finish(self) -> EncodedVideo:
+        """The MP4 of every frame added."""
         if self._session is None:
             raise RuntimeError("the generator produced no frames for the encoder")
         return self._session.finish()

@@ -196,7 +196,7 @@ class _Run:
             self.check_cancelled()
             self._enter(Stage.ENCODE)
             tail_started = self.clock.now()
-            encoded = encoding.finish(self.generated.frames)
+            encoded = encoding.finish()
         except BaseException:
             encoding.abort()
             raise

@@ -46,7 +46,7 @@ from fastwan_adapters.generator.vsa import (
 )
 from fastwan_core.errors import JobFailure
 from fastwan_core.plan import GenerationPlan, model_size_for
-from fastwan_core.ports import FrameSink, GeneratedVideo, GenerationEvents, Picture
+from fastwan_core.ports import Frames, FrameSink, GeneratedVideo, GenerationEvents, Picture
 from fastwan_core.values import Size
 
 __all__ = ["MAX_TEXT_TOKENS", "DiffusersGenerator"]
@@ -170,7 +170,8 @@ class DiffusersGenerator:
         started = time.perf_counter()
         self._check_attention(grids=PRODUCTION_GRIDS)
         try:
-            self.generate(plan, Image.new("RGB", (size.width, size.height), (128, 128, 128)), NO_EVENTS)
+            picture = Image.new("RGB", (size.width, size.height), (128, 128, 128))
+            self.generate(plan, picture, NO_EVENTS, _DROPPED)
         except JobFailure as failure:
             raise RuntimeError(f"warm-up generation failed: {failure.message}") from None
         self._warmup_seconds = time.perf_counter() - started
@@ -214,13 +215,12 @@ class DiffusersGenerator:
         plan: GenerationPlan,
         image: Picture | None,
         events: GenerationEvents,
-        sink: FrameSink | None = None,
+        sink: FrameSink,
     ) -> GeneratedVideo:
         """Generate ``plan``: T2V without ``image``, I2V with it as the first frame.
 
-        Returns frames as a ``(num_frames, height, width, 3)`` uint8 array at
-        ``plan.generated_size`` (or, with ``sink``, puts them into it chunk by chunk, each
-        ``(n, height, width, 3)``) and the peak GPU memory of the run.
+        Puts the frames into ``sink`` chunk by chunk, each a ``(n, height, width, 3)`` uint8
+        array at ``plan.generated_size``; returns the peak GPU memory of the run and how it ran.
 
         Raises:
             JobCancelled: from ``events.check_cancelled`` (before each step and each decode chunk).
@@ -266,3 +266,13 @@ class DiffusersGenerator:
         if self._stages is None:
             raise RuntimeError("the generator is closed")
         return self._stages
+
+
+class _Dropped:
+    """The warm-up's frames: decoded as a job's are, then dropped."""
+
+    def add(self, frames: Frames) -> None:
+        return None
+
+
+_DROPPED: Final = _Dropped()

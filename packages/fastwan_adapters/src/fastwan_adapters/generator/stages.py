@@ -15,7 +15,6 @@ import logging
 import time
 
 import attrs
-import numpy as np
 import torch
 
 from fastwan_adapters.generator.denoising import denoise
@@ -38,14 +37,6 @@ log = logging.getLogger("fastwan_adapters.generator.diffusers_generator")
 
 
 @attrs.frozen
-class _Outcome:
-    """What one run made: every frame (None when they went to the sink), and the cache's answer."""
-
-    frames: np.ndarray | None
-    prompt_cache: str | None
-
-
-@attrs.frozen
 class GenerationStages:
     """A loaded model's three stages, run for one job at a time (the generator holds the lock).
 
@@ -64,13 +55,13 @@ class GenerationStages:
     prompt_cache: PromptCache
 
     def attempt(
-        self, plan: GenerationPlan, image: Picture | None, events: GenerationEvents, sink: FrameSink | None
+        self, plan: GenerationPlan, image: Picture | None, events: GenerationEvents, sink: FrameSink
     ) -> GeneratedVideo | Exception:
         """Run ``plan`` once: the video made, or the cancellation or failure that ended the run."""
         started = time.perf_counter()
         reset_peak_memory(self.device)
         try:
-            outcome = self._run(plan, image, events, sink)
+            cache = self._run(plan, image, events, sink)
         except (JobCancelled, JobFailure) as stop:
             return stop.with_traceback(None)
         except Exception as error:
@@ -95,18 +86,18 @@ class GenerationStages:
             peak,
         )
         return GeneratedVideo(
-            frames=outcome.frames,
             peak_vram_gb=peak,
             vae_decoder=self.settings.vae_decoder,
-            prompt_cache=outcome.prompt_cache,
+            prompt_cache=cache,
             attention=self.attention.kind,
             vsa_sparsity=self.attention.sparsity,
         )
 
     @torch.no_grad()
     def _run(
-        self, plan: GenerationPlan, image: Picture | None, events: GenerationEvents, sink: FrameSink | None
-    ) -> _Outcome:
+        self, plan: GenerationPlan, image: Picture | None, events: GenerationEvents, sink: FrameSink
+    ) -> str | None:
+        """The stages, the frames into ``sink``; returns the prompt cache's answer."""
         pipelines = self.pipelines
         events.stage(Stage.TEXT_ENCODE)
         prompt_embeds, cache = encode_prompt(
@@ -119,5 +110,5 @@ class GenerationStages:
             pipeline, pipelines.scheduler, plan, image=image, prompt_embeds=prompt_embeds, events=events
         )
         events.stage(Stage.DECODE)
-        frames = pipelines.decoder.deliver(plan, latents, events.check_cancelled, sink)
-        return _Outcome(frames, cache)
+        pipelines.decoder.deliver(plan, latents, events.check_cancelled, sink)
+        return cache
