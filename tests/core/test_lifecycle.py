@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastwan_core import IllegalTransition, JobRun, JobState, Phase, Stage
+from fastwan_core import IllegalTransition, JobLifecycle, JobState, Phase, Stage
 
 
-def running() -> JobRun:
-    run = JobRun("j1")
+def running() -> JobLifecycle:
+    run = JobLifecycle("j1")
     run.start()
     return run
 
@@ -56,11 +56,11 @@ def test_each_stage_says_its_phase_in_the_contracts_words() -> None:
     ]
 
 
-@pytest.mark.parametrize("end", [JobRun.succeed, JobRun.fail, JobRun.cancel])
+@pytest.mark.parametrize("end", [JobLifecycle.succeed, JobLifecycle.fail, JobLifecycle.cancel])
 def test_exactly_one_terminal_state(end: object) -> None:
     run = running()
     end(run)  # type: ignore[operator]
-    for other in (JobRun.succeed, JobRun.fail, JobRun.cancel):
+    for other in (JobLifecycle.succeed, JobLifecycle.fail, JobLifecycle.cancel):
         with pytest.raises(IllegalTransition, match="already"):
             other(run)
     with pytest.raises(IllegalTransition):
@@ -68,7 +68,7 @@ def test_exactly_one_terminal_state(end: object) -> None:
 
 
 def test_nothing_before_start() -> None:
-    run = JobRun("j1")
+    run = JobLifecycle("j1")
     with pytest.raises(IllegalTransition, match="cannot enter denoise while pending"):
         run.enter(Stage.DENOISE)
     run.start()

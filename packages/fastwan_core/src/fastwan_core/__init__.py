@@ -8,7 +8,7 @@ The public API, all importable from here:
   :func:`result_to_wire`, :func:`result_from_wire`, :func:`progress_to_wire`,
   :func:`job_json_schema`.
 - :func:`plan_generation` and :class:`GenerationPlan`: what the model is asked to do.
-- :class:`JobRun`, :class:`JobState`, :class:`Stage`: the job's life cycle and where it is
+- :class:`JobLifecycle`, :class:`JobState`, :class:`Stage`: the job's life cycle and where it is
   (every other name for that, :class:`Phase` the contract's, derived from :class:`Stage`).
 - :class:`JobResult`, :class:`Metrics`, :class:`Timings`, :class:`ProgressUpdate`,
   :class:`ErrorCode`, :class:`JobFailure`: what a job produces and how it fails.
@@ -25,7 +25,7 @@ from __future__ import annotations
 from fastwan_core.cancellation import SHUTDOWN_MESSAGE, Cancellation
 from fastwan_core.errors import ErrorCode, JobCancelled, JobFailure, JobValidationError
 from fastwan_core.job import Job
-from fastwan_core.lifecycle import IllegalTransition, JobRun, JobState, Phase, Stage
+from fastwan_core.lifecycle import IllegalTransition, JobLifecycle, JobState, Phase, Stage
 from fastwan_core.plan import FASTWAN_TIMESTEPS, GenerationPlan, plan_generation
 from fastwan_core.ports import EncodedVideo, GeneratedVideo
 from fastwan_core.results import JobResult, Metrics, ProgressUpdate, Timings
@@ -57,7 +57,7 @@ __all__ = [
     "JobCancelled",
     "JobFailure",
     "JobResult",
-    "JobRun",
+    "JobLifecycle",
     "JobState",
     "JobValidationError",
     "Metrics",

@@ -17,7 +17,15 @@ from typing import Final
 
 import attrs
 
-__all__ = ["UNKNOWN_STAGE", "VALIDATION_STAGE", "IllegalTransition", "JobRun", "JobState", "Phase", "Stage"]
+__all__ = [
+    "UNKNOWN_STAGE",
+    "VALIDATION_STAGE",
+    "IllegalTransition",
+    "JobLifecycle",
+    "JobState",
+    "Phase",
+    "Stage",
+]
 
 
 class JobState(enum.Enum):
@@ -117,7 +125,7 @@ class IllegalTransition(RuntimeError):
 
 
 @attrs.define
-class JobRun:
+class JobLifecycle:
     """The mutable record of one job's life. Every change goes through a method that checks it.
 
     Attributes:

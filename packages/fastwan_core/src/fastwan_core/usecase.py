@@ -21,7 +21,7 @@ import attrs
 from fastwan_core.cancellation import NEVER_CANCELLED
 from fastwan_core.errors import ErrorCode, JobCancelled, JobFailure, JobValidationError
 from fastwan_core.job import Job
-from fastwan_core.lifecycle import UNKNOWN_STAGE, JobRun, JobState, Stage
+from fastwan_core.lifecycle import UNKNOWN_STAGE, JobLifecycle, JobState, Stage
 from fastwan_core.plan import GenerationPlan, plan_generation
 from fastwan_core.ports import (
     CancelSignal,
@@ -104,7 +104,7 @@ def _report(progress: ProgressReporter, job_id: str, update: ProgressUpdate) -> 
 
 
 class _Run:
-    """One job's way through the ports: its life (:class:`JobRun`), timings and progress throttle.
+    """One job's way through the ports: its life cycle, timings and progress throttle.
 
     It is also the generator's view of the job (the ``GenerationEvents`` port): the generator's
     stages are timed, its steps advance progress, and it asks here whether to stop.
@@ -115,7 +115,7 @@ class _Run:
         self.job = job
         self.cancel = cancel
         self.clock = usecase.clock
-        self.life = JobRun(job.musetalk_job_id)
+        self.lifecycle = JobLifecycle(job.musetalk_job_id)
         self.timings: dict[str, float] = {}
         self.plan: GenerationPlan = plan_generation(job)
         self.started = self.clock.now()
@@ -126,7 +126,7 @@ class _Run:
         self.stage_started = 0.0
 
     def result(self) -> JobResult:
-        self.life.start()
+        self.lifecycle.start()
         try:
             url = self._through_the_ports()
         except JobCancelled:
@@ -150,13 +150,13 @@ class _Run:
             )
         except Exception as error:  # an adapter's bug must never take the worker down
             log.exception("job %s: unexpected error", self.job.musetalk_job_id)
-            phase = self.life.phase.value if self.life.phase else "start"
+            phase = self.lifecycle.phase.value if self.lifecycle.phase else "start"
             return self._end(
                 JobState.FAILED,
                 ErrorCode.INTERNAL_ERROR,
                 f"internal error during {phase}: {type(error).__name__}",
             )
-        self.life.succeed()
+        self.lifecycle.succeed()
         return JobResult(
             status=JobState.SUCCEEDED,
             job_id=self.job.musetalk_job_id,
@@ -213,11 +213,11 @@ class _Run:
     def stage(self, stage: Stage) -> None:
         self._end_stage()
         self.timed_stage, self.stage_started = stage, self.clock.now()
-        if stage is not self.life.stage:  # text encoding was entered before the generator ran
+        if stage is not self.lifecycle.stage:  # text encoding was entered before the generator ran
             self._enter(stage)
 
     def step(self, index: int, total: int) -> None:
-        self.life.advance(index / total)
+        self.lifecycle.advance(index / total)
         self._report(force=False, step=index, total=total)
 
     def check_cancelled(self) -> None:
@@ -233,8 +233,8 @@ class _Run:
 
     def _enter(self, stage: Stage) -> None:
         """Move the job on; a new phase is always reported, a new stage within one is not."""
-        phase = self.life.phase
-        self.life.enter(stage)
+        phase = self.lifecycle.phase
+        self.lifecycle.enter(stage)
         self._report(force=stage.phase is not phase)
 
     def _report(self, *, force: bool, step: int | None = None, total: int | None = None) -> None:
@@ -244,8 +244,8 @@ class _Run:
         self.last_report = now
         update = ProgressUpdate(
             status=JobState.RUNNING,
-            phase=self.life.phase,
-            progress=round(self.life.progress, 4),
+            phase=self.lifecycle.phase,
+            progress=round(self.lifecycle.progress, 4),
             step=step,
             total_steps=total,
             worker_id=self.usecase.worker.worker_id,
@@ -275,16 +275,16 @@ class _Run:
         fatal: bool = False,
     ) -> JobResult:
         if state is JobState.CANCELLED:
-            self.life.cancel()
+            self.lifecycle.cancel()
         else:
-            self.life.fail()
+            self.lifecycle.fail()
         return JobResult.failure(
             code,
             message,
             job_id=self.job.musetalk_job_id,
             retryable=retryable,
             metrics=self._metrics(),
-            stage=self.life.stage.failure_stage if self.life.stage else UNKNOWN_STAGE,
+            stage=self.lifecycle.stage.failure_stage if self.lifecycle.stage else UNKNOWN_STAGE,
             fatal=fatal,
         )
 

@@ -26,7 +26,6 @@ import attrs
 import torch
 from PIL import Image
 
-from fastwan_adapters.generator.denoising import NO_EVENTS
 from fastwan_adapters.generator.device import release_memory, select_device
 from fastwan_adapters.generator.hub import resolve_model_folder
 from fastwan_adapters.generator.loading import WanComponents, load_components
@@ -46,7 +45,7 @@ from fastwan_adapters.generator.vsa import (
 )
 from fastwan_core.errors import JobFailure
 from fastwan_core.plan import GenerationPlan, model_size_for
-from fastwan_core.ports import Frames, FrameSink, GeneratedVideo, GenerationEvents, Picture
+from fastwan_core.ports import Frames, FrameSink, GeneratedVideo, GenerationEvents, Picture, Stage
 from fastwan_core.values import Size
 
 __all__ = ["MAX_TEXT_TOKENS", "DiffusersGenerator"]
@@ -171,7 +170,7 @@ class DiffusersGenerator:
         self._check_attention(grids=PRODUCTION_GRIDS)
         try:
             picture = Image.new("RGB", (size.width, size.height), (128, 128, 128))
-            self.generate(plan, picture, NO_EVENTS, _DROPPED)
+            self.generate(plan, picture, _UNHEARD, _DROPPED)
         except JobFailure as failure:
             raise RuntimeError(f"warm-up generation failed: {failure.message}") from None
         self._warmup_seconds = time.perf_counter() - started
@@ -268,6 +267,19 @@ class DiffusersGenerator:
         return self._stages
 
 
+class _Unheard:
+    """The warm-up's events: nobody listens to them and nothing cancels it."""
+
+    def stage(self, stage: Stage) -> None:
+        return None
+
+    def step(self, index: int, total: int) -> None:
+        return None
+
+    def check_cancelled(self) -> None:
+        return None
+
+
 class _Dropped:
     """The warm-up's frames: decoded as a job's are, then dropped."""
 
@@ -275,4 +287,5 @@ class _Dropped:
         return None
 
 
+_UNHEARD: Final = _Unheard()
 _DROPPED: Final = _Dropped()
