@@ -60,59 +60,49 @@ class Stage(enum.Enum):
     The generator reports its own three (``text_encode``, ``denoise``, ``decode``); the use case
     the others. ``encode`` is what is left to encode once the last frame was decoded (the
     encoder works while the decoder decodes: its own time is ``timings.encode_s``).
+
+    Attributes:
+        phase: the contract's progress ``phase`` while the job is here.
+        timing: the ``Timings`` field with the seconds this stage took.
+        stage_times_key: the sibling's ``stage_times`` key for those seconds (its
+            ``inference`` is the denoising).
+        failure_stage: a failure's ``stage`` when the job failed here: the sibling's word for
+            the phase.
+        span: the slice of overall progress this stage covers (text encoding takes a tenth of
+            the inference phase's).
     """
 
-    DOWNLOAD = "download"
-    TEXT_ENCODE = "text_encode"
-    DENOISE = "denoise"
-    DECODE = "decode"
-    ENCODE = "encode"
-    UPLOAD = "upload"
-
-    @property
-    def phase(self) -> Phase:
-        """The contract's progress ``phase`` while the job is here."""
-        return _NAMES[self].phase
-
-    @property
-    def timing(self) -> str:
-        """The ``Timings`` field with the seconds this stage took."""
-        return _NAMES[self].timing
-
-    @property
-    def stage_times_key(self) -> str:
-        """The sibling's ``stage_times`` key for those seconds (``inference``: the denoising)."""
-        return _NAMES[self].stage_times_key
-
-    @property
-    def failure_stage(self) -> str:
-        """A failure's ``stage`` when the job failed here: the sibling's word for the phase."""
-        return _NAMES[self].failure_stage
-
-    @property
-    def span(self) -> tuple[float, float]:
-        """The slice of overall progress this stage covers."""
-        return _NAMES[self].span
-
-
-@attrs.frozen
-class _Names:
+    _value_: str
     phase: Phase
     timing: str
     stage_times_key: str
     failure_stage: str
     span: tuple[float, float]
 
+    def __new__(  # noqa: PLR0917 - a row of the table below, column by column
+        cls,
+        value: str,
+        phase: Phase,
+        timing: str,
+        stage_times_key: str,
+        failure_stage: str,
+        span: tuple[float, float],
+    ) -> Stage:
+        stage = object.__new__(cls)
+        stage._value_, stage.phase, stage.timing = value, phase, timing
+        stage.stage_times_key, stage.failure_stage, stage.span = stage_times_key, failure_stage, span
+        return stage
 
-#: Every name of each stage. Text encoding takes a tenth of the inference phase's progress.
-_NAMES: Final = {
-    Stage.DOWNLOAD: _Names(Phase.DOWNLOADING, "download_s", "download", "download", (0.0, 0.05)),
-    Stage.TEXT_ENCODE: _Names(Phase.INFERENCE, "text_encode_s", "text_encode", "inference", (0.05, 0.125)),
-    Stage.DENOISE: _Names(Phase.INFERENCE, "denoise_s", "inference", "inference", (0.125, 0.8)),
-    Stage.DECODE: _Names(Phase.DECODING, "decode_s", "decode", "decode", (0.8, 0.9)),
-    Stage.ENCODE: _Names(Phase.ENCODING, "encode_s", "encode", "encode", (0.9, 0.96)),
-    Stage.UPLOAD: _Names(Phase.UPLOADING, "upload_s", "upload", "upload", (0.96, 1.0)),
-}
+    # The one table of every name of each stage:
+    #   value          phase              timing           stage_times    failure      span
+    DOWNLOAD = "download", Phase.DOWNLOADING, "download_s", "download", "download", (0.0, 0.05)
+    TEXT_ENCODE = "text_encode", Phase.INFERENCE, "text_encode_s", "text_encode", "inference", (0.05, 0.125)
+    DENOISE = "denoise", Phase.INFERENCE, "denoise_s", "inference", "inference", (0.125, 0.8)
+    DECODE = "decode", Phase.DECODING, "decode_s", "decode", "decode", (0.8, 0.9)
+    ENCODE = "encode", Phase.ENCODING, "encode_s", "encode", "encode", (0.9, 0.96)
+    UPLOAD = "upload", Phase.UPLOADING, "upload_s", "upload", "upload", (0.96, 1.0)
+
+
 #: A failure's ``stage`` for a job refused before it ran (its body broke the rules), and for
 #: one whose stage is not known (the sibling's catch-all).
 VALIDATION_STAGE: Final = "validation"
