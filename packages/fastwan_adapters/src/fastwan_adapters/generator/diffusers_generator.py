@@ -170,7 +170,7 @@ class DiffusersGenerator:
         self._check_attention(grids=PRODUCTION_GRIDS)
         try:
             picture = Image.new("RGB", (size.width, size.height), (128, 128, 128))
-            self.generate(plan, picture, _UNHEARD, _DROPPED)
+            self.generate(plan, picture, _WARM_UP_EVENTS, _DROP_FRAMES)
         except JobFailure as failure:
             raise RuntimeError(f"warm-up generation failed: {failure.message}") from None
         self._warmup_seconds = time.perf_counter() - started
@@ -267,7 +267,7 @@ class DiffusersGenerator:
         return self._stages
 
 
-class _Unheard:
+class _WarmUpEvents:
     """The warm-up's events: nobody listens to them and nothing cancels it."""
 
     def stage(self, stage: Stage) -> None:
@@ -280,12 +280,12 @@ class _Unheard:
         return None
 
 
-class _Dropped:
+class _DropFrames:
     """The warm-up's frames: decoded as a job's are, then dropped."""
 
     def add(self, frames: Frames) -> None:
         return None
 
 
-_UNHEARD: Final = _Unheard()
-_DROPPED: Final = _Dropped()
+_WARM_UP_EVENTS: Final = _WarmUpEvents()
+_DROP_FRAMES: Final = _DropFrames()
