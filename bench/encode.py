@@ -176,16 +176,20 @@ def main() -> None:
             for picture in pictures
         ]
     )
+
+    def ours(frames: np.ndarray, *, cover: bool = False, encoder: PyAVEncoder = ours_encoder) -> bytes:
+        session = encoder.open(size, args.fps, cover=cover)
+        session.add(frames)
+        return session.finish().data
+
     jobs: dict[str, Callable[[], bytes]] = {
         "diffusers export_to_video": lambda: export_to_video_bytes(pictures, args.fps),
-        "ours (PyAVEncoder)": lambda: ours_encoder.encode(frames, size, args.fps).data,
-        f"ours, cover + crop {generated_size} -> {size}": lambda: (
-            ours_encoder.encode(generated, size, args.fps, cover=True).data
-        ),
+        "ours (PyAVEncoder)": lambda: ours(frames),
+        f"ours, cover + crop {generated_size} -> {size}": lambda: ours(generated, cover=True),
     }
     for spec in args.variant:
         variant = attrs.evolve(ours_encoder, **_fields(spec))
-        jobs[f"ours, {spec}"] = lambda variant=variant: variant.encode(frames, size, args.fps).data
+        jobs[f"ours, {spec}"] = lambda variant=variant: ours(frames, encoder=variant)
     outputs: dict[str, set[bytes]] = {name: set() for name in jobs}
     for name, job in jobs.items():  # warm-up: first-call costs are not what a worker pays per job
         outputs[name].add(job())
