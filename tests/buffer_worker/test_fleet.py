@@ -108,6 +108,7 @@ def test_a_hanging_nvidia_smi_is_given_up_on_and_is_an_error_not_one_quiet_worke
         ("echo 'No devices'", "'No devices\\n', not as indices"),
     ],
 )
+@pytest.mark.usefixtures("restored_logging")
 def test_a_gpu_list_that_cannot_be_read_ends_the_supervisor_with_status_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], body: str, message: str
 ) -> None:
