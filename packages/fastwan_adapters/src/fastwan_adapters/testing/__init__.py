@@ -1,10 +1,27 @@
 """Test doubles for what the adapters talk to, shipped so that other services' tests can use
-them: an orchestrator that speaks the whole contract over real HTTP."""
+them: an orchestrator that speaks the whole contract over real HTTP (with lease rules, opt-in),
+SaladCloud's job-queue binary, and B2 (b2sdk's own simulator behind B2's HTTP API)."""
 
 from __future__ import annotations
 
 from fastwan_adapters.testing.orchestrator_double import OrchestratorDouble
 from fastwan_adapters.testing.orchestrator_faults import Endpoint, Fault, RecordedRequest, RecordingSleep
+from fastwan_adapters.testing.orchestrator_leases import Claim, LeaseRules
 from fastwan_adapters.testing.orchestrator_state import DEFAULT_API_KEY
+from fastwan_adapters.testing.salad_double import Attempt, JobState, Outcome, SaladJob, SaladQueueDouble
 
-__all__ = ["DEFAULT_API_KEY", "Endpoint", "Fault", "OrchestratorDouble", "RecordedRequest", "RecordingSleep"]
+__all__ = [
+    "DEFAULT_API_KEY",
+    "Attempt",
+    "Claim",
+    "Endpoint",
+    "Fault",
+    "JobState",
+    "LeaseRules",
+    "OrchestratorDouble",
+    "Outcome",
+    "RecordedRequest",
+    "RecordingSleep",
+    "SaladJob",
+    "SaladQueueDouble",
+]
