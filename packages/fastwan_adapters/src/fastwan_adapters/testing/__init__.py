@@ -4,6 +4,7 @@ SaladCloud's job-queue binary, and B2 (b2sdk's own simulator behind B2's HTTP AP
 
 from __future__ import annotations
 
+from fastwan_adapters.testing.b2_double import B2Call, B2Double
 from fastwan_adapters.testing.orchestrator_double import OrchestratorDouble
 from fastwan_adapters.testing.orchestrator_faults import Endpoint, Fault, RecordedRequest, RecordingSleep
 from fastwan_adapters.testing.orchestrator_leases import Claim, LeaseRules
@@ -13,6 +14,8 @@ from fastwan_adapters.testing.salad_double import Attempt, JobState, Outcome, Sa
 __all__ = [
     "DEFAULT_API_KEY",
     "Attempt",
+    "B2Call",
+    "B2Double",
     "Claim",
     "Endpoint",
     "Fault",
