@@ -257,6 +257,54 @@ def test_a_job_left_in_the_claim_journal_is_reported_failed_retryable_once_befor
     assert ClaimJournal(tmp_path / "state").orphans() == []
 
 
+def test_an_orphan_whose_job_is_no_longer_ours_gets_no_final_progress(
+    make_rig: Callable[..., Rig], orch: OrchestratorDouble, tmp_path: Path
+) -> None:
+    # Killed mid-job, restarted late: meanwhile the lease ran out and another worker finished
+    # the job. The orphan's status is answered 409; nothing at all may be said for the job then
+    # (issue 21: the orchestrator got `failed` progress after `succeeded`).
+    orphan = add(orch, "finished-elsewhere")
+    with OrchestratorClient(orch.url, orch.api_key) as previous_life:
+        assert previous_life.claim("w-1") is not None
+    ClaimJournal(tmp_path / "state").record(orphan, "finished-elsewhere")
+    orch.take_away(orphan, status=409)
+
+    rig = make_rig().start()
+    rig.wait(lambda o: bool(o.statuses(orphan, recorded_only=False)), "the orphan's status")
+    rig.wait(lambda o: bool(o.requests(Endpoint.CLAIM)), "a claim")
+    rig.worker.request_stop()
+    rig.join()
+
+    assert [s["status"] for s in orch.statuses(orphan, recorded_only=False)] == ["failed"]
+    assert rig.sent_progress.for_job("finished-elsewhere") == []
+    assert ClaimJournal(tmp_path / "state").orphans() == []
+
+
+def test_an_orphans_final_progress_waits_for_its_status_to_be_taken(
+    make_rig: Callable[..., Rig], orch: OrchestratorDouble, tmp_path: Path
+) -> None:
+    orphan = add(orch, "refused-first")
+    with OrchestratorClient(orch.url, orch.api_key) as previous_life:
+        assert previous_life.claim("w-1") is not None
+    ClaimJournal(tmp_path / "state").record(orphan, "refused-first")
+    orch.refuse(503, buffer_job_id=orphan)
+
+    rig = make_rig().start()
+    rig.wait(lambda o: len(o.statuses(orphan, recorded_only=False)) >= 2, "two refused tries")
+    assert rig.sent_progress.for_job("refused-first") == []  # not while its status is refused
+    orch.clear_refusals()
+    rig.wait(rig.ended(orphan), "the orphan's status taken")
+    deadline = time.monotonic() + TIMEOUT
+    while not rig.sent_progress.for_job("refused-first") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    rig.worker.request_stop()
+    rig.join()
+
+    assert [(u.status.value, u.error_code) for u in rig.sent_progress.for_job("refused-first")] == [
+        ("failed", ErrorCode.WORKER_SHUTDOWN)
+    ]
+
+
 def test_a_claim_whose_status_reached_the_outbox_before_the_crash_is_sent_as_written_only(
     make_rig: Callable[..., Rig], orch: OrchestratorDouble, tmp_path: Path
 ) -> None:
