@@ -5,6 +5,7 @@ that waits on an event), which a real generator cannot be made to do on cue.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -303,6 +304,35 @@ def test_an_orphans_final_progress_waits_for_its_status_to_be_taken(
     assert [(u.status.value, u.error_code) for u in rig.sent_progress.for_job("refused-first")] == [
         ("failed", ErrorCode.WORKER_SHUTDOWN)
     ]
+
+
+def test_an_orphans_cleanup_removes_only_what_its_dead_run_left_never_a_finished_or_live_write(
+    make_rig: Callable[..., Rig], orch: OrchestratorDouble, tmp_path: Path
+) -> None:
+    # OUTPUT_DIR is shared by the supervisor's workers: while this worker was down, a sibling
+    # claimed the job again; it finished it once (the video and its sidecar) and is writing it
+    # again right now (its temp files, fresh). Only the dead run's temp file may go.
+    orphan = add(orch, "shared")
+    with OrchestratorClient(orch.url, orch.api_key) as previous_life:
+        assert previous_life.claim("w-1") is not None
+    ClaimJournal(tmp_path / "state").record(orphan, "shared")
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    finished = [outputs / "shared.mp4", outputs / "shared.mp4.json"]
+    live = [outputs / ".shared.mp4.live0001.tmp", outputs / ".shared.mp4.json.live0002.tmp"]
+    dead = outputs / ".shared.mp4.dead0001.tmp"
+    for path in [*finished, *live, dead]:
+        path.write_bytes(b"x")
+    an_hour_ago = time.time() - 3600
+    os.utime(dead, (an_hour_ago, an_hour_ago))  # last written before this process started
+
+    rig = make_rig().start()
+    rig.wait(rig.ended(orphan), "the orphan's status")
+    rig.worker.request_stop()
+    rig.join()
+
+    assert not dead.exists()
+    assert [path for path in [*finished, *live] if not path.exists()] == []
 
 
 def test_a_claim_whose_status_reached_the_outbox_before_the_crash_is_sent_as_written_only(

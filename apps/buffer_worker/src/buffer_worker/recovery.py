@@ -3,7 +3,9 @@
 A claim journal entry that is still there at start, without a terminal status in the outbox,
 is a job the worker was killed during (SIGKILL, OOM, power cut). It is reported ``failed``,
 ``worker_shutdown``, retryable, through the outbox (so exactly once, even if this start is cut
-short too), and what it left half-written is removed. An entry whose status already is in the
+short too), and what it left half-written is removed (only what is older than this process:
+``OUTPUT_DIR`` may be shared, and a sibling that got the job again may be writing it now). An
+entry whose status already is in the
 outbox (the worker died between writing the status and forgetting the claim) is only forgotten:
 the outbox sends that status.
 
