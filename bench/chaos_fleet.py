@@ -136,15 +136,8 @@ class BufferFleet:
         for hold in (self.folder / "hold").iterdir():
             hold.unlink()
         self.starts += 1
-        log = (self.folder / "logs" / f"supervisor-{self.starts}.log").open("ab")
-        self.supervisor = subprocess.Popen(
-            [sys.executable, "-m", "buffer_worker.fleet"],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        log = self.folder / "logs" / f"supervisor-{self.starts}.log"
+        self.supervisor = _spawn("buffer_worker.fleet", self.env, log)
 
     def stop(self, timeout: float = _STOP_WAIT_S) -> int | None:
         """SIGTERM to the supervisor (a container stop): every worker finishes or reports its job
@@ -242,15 +235,8 @@ class QueueNode:
 
     def start(self) -> None:
         """The container starts: the app, and the binary beside it (which waits for /ready)."""
-        log = (self.folder / f"{self.name}-{len(self.lives) + 1}.log").open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "queue_worker"],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        log = self.folder / f"{self.name}-{len(self.lives) + 1}.log"
+        self.process = _spawn("queue_worker", self.env, log)
         self.lives.append(Life(f"chaos-{self.name}", self.process.pid, time.monotonic()))
         self.salad.attach(self.name, self.url)
         self.up_at = None
@@ -354,6 +340,19 @@ class RssMonitor:
         with self._lock:
             values = [rss for at, rss in self.samples.get(pid, []) if abs(at - when) <= seconds]
         return statistics.median(values) if values else None
+
+
+def _spawn(module: str, env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``python -m module`` in a session of its own (no signal meant for the run reaches it),
+    its output appended to ``log``."""
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", module],
+            env=dict(env),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def _alive(pid: int) -> bool:

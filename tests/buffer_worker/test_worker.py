@@ -227,13 +227,19 @@ def test_a_job_claimed_while_stopping_is_handed_back_as_worker_shutdown(make_rig
     assert rig.generator.calls == []
 
 
+def orphaned(orch: OrchestratorDouble, tmp_path: Path, job_id: str) -> str:
+    """A job the worker's previous run (``w-1``) claimed and died with: still in its claim journal."""
+    buffer_job_id = add(orch, job_id)
+    with OrchestratorClient(orch.url, orch.api_key) as previous_life:
+        assert previous_life.claim("w-1") is not None
+    ClaimJournal(tmp_path / "state").record(buffer_job_id, job_id)
+    return buffer_job_id
+
+
 def test_a_job_left_in_the_claim_journal_is_reported_failed_retryable_once_before_the_first_claim(
     make_rig: Callable[..., Rig], orch: OrchestratorDouble, tmp_path: Path
 ) -> None:
-    orphan = add(orch, "orphan")
-    with OrchestratorClient(orch.url, orch.api_key) as previous_life:
-        assert previous_life.claim("w-1") is not None
-    ClaimJournal(tmp_path / "state").record(orphan, "orphan")
+    orphan = orphaned(orch, tmp_path, "orphan")
     before = len(orch.requests())
 
     rig = make_rig().start()
@@ -264,10 +270,7 @@ def test_an_orphan_whose_job_is_no_longer_ours_gets_no_final_progress(
     # Killed mid-job, restarted late: meanwhile the lease ran out and another worker finished
     # the job. The orphan's status is answered 409; nothing at all may be said for the job then
     # (issue 21: the orchestrator got `failed` progress after `succeeded`).
-    orphan = add(orch, "finished-elsewhere")
-    with OrchestratorClient(orch.url, orch.api_key) as previous_life:
-        assert previous_life.claim("w-1") is not None
-    ClaimJournal(tmp_path / "state").record(orphan, "finished-elsewhere")
+    orphan = orphaned(orch, tmp_path, "finished-elsewhere")
     orch.take_away(orphan, status=409)
 
     rig = make_rig().start()
@@ -284,10 +287,7 @@ def test_an_orphan_whose_job_is_no_longer_ours_gets_no_final_progress(
 def test_an_orphans_final_progress_waits_for_its_status_to_be_taken(
     make_rig: Callable[..., Rig], orch: OrchestratorDouble, tmp_path: Path
 ) -> None:
-    orphan = add(orch, "refused-first")
-    with OrchestratorClient(orch.url, orch.api_key) as previous_life:
-        assert previous_life.claim("w-1") is not None
-    ClaimJournal(tmp_path / "state").record(orphan, "refused-first")
+    orphan = orphaned(orch, tmp_path, "refused-first")
     orch.refuse(503, buffer_job_id=orphan)
 
     rig = make_rig().start()
@@ -312,10 +312,7 @@ def test_an_orphans_cleanup_removes_only_what_its_dead_run_left_never_a_finished
     # OUTPUT_DIR is shared by the supervisor's workers: while this worker was down, a sibling
     # claimed the job again; it finished it once (the video and its sidecar) and is writing it
     # again right now (its temp files, fresh). Only the dead run's temp file may go.
-    orphan = add(orch, "shared")
-    with OrchestratorClient(orch.url, orch.api_key) as previous_life:
-        assert previous_life.claim("w-1") is not None
-    ClaimJournal(tmp_path / "state").record(orphan, "shared")
+    orphan = orphaned(orch, tmp_path, "shared")
     outputs = tmp_path / "outputs"
     outputs.mkdir()
     finished = [outputs / "shared.mp4", outputs / "shared.mp4.json"]
@@ -338,10 +335,7 @@ def test_an_orphans_cleanup_removes_only_what_its_dead_run_left_never_a_finished
 def test_a_claim_whose_status_reached_the_outbox_before_the_crash_is_sent_as_written_only(
     make_rig: Callable[..., Rig], orch: OrchestratorDouble, tmp_path: Path
 ) -> None:
-    buffer_job_id = add(orch, "written")
-    with OrchestratorClient(orch.url, orch.api_key) as previous_life:
-        assert previous_life.claim("w-1") is not None
-    ClaimJournal(tmp_path / "state").record(buffer_job_id, "written")
+    buffer_job_id = orphaned(orch, tmp_path, "written")
     StatusOutbox(tmp_path / "state").put(buffer_job_id, {"status": "succeeded", "output_url": "memory://x"})
 
     rig = make_rig().start()

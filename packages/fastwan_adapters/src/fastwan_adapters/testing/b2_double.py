@@ -44,7 +44,7 @@ from b2sdk.v2.exception import B2Error, FileSha1Mismatch, InvalidAuthToken, Unau
 
 from fastwan_adapters.testing.orchestrator_faults import Fault
 
-__all__ = ["REALM_ENV", "B2Call", "B2Double"]
+__all__ = ["REALM_ENV", "B2Call", "B2Double", "ProductionLikeSimulator"]
 
 #: Read by this folder's ``sitecustomize`` in a child process: where the production realm is.
 REALM_ENV: Final = "FASTWAN_TESTING_B2_REALM_URL"
@@ -68,9 +68,13 @@ class B2Call(enum.Enum):
     UPLOAD = "upload"
 
 
-class _Simulator(RawSimulator):  # type: ignore[misc]  # b2sdk is untyped
-    """The simulator with B2's real download host shape and part size (a video of a few MB is
-    one small upload, as on B2, not the large-file path of the stock 200-byte parts)."""
+class ProductionLikeSimulator(RawSimulator):  # type: ignore[misc]  # b2sdk is untyped
+    """The simulator with B2's real download host shape and part size.
+
+    The stock simulator recommends 200-byte parts, which would send every test upload down the
+    large-file path; real B2 recommends 100 MB, so a video of a few MB is one small upload.
+    Shared with the in-process store tests (tests/adapters/test_b2_store.py).
+    """
 
     MIN_PART_SIZE = 5_000_000
     DOWNLOAD_URL = "https://f005.backblazeb2.com"
@@ -96,7 +100,9 @@ class B2Double:
 
     def __init__(self, bucket_name: str = "fastwan-test-outputs") -> None:
         self.api = B2Api(
-            InMemoryAccountInfo(), InMemoryCache(), api_config=B2HttpApiConfig(_raw_api_class=_Simulator)
+            InMemoryAccountInfo(),
+            InMemoryCache(),
+            api_config=B2HttpApiConfig(_raw_api_class=ProductionLikeSimulator),
         )
         self._raw: Any = self.api.session.raw_api
         self.key_id, self.app_key = self._raw.create_account()
@@ -198,7 +204,7 @@ class B2Double:
 
     def object_name_of(self, url: str) -> str | None:
         """The object a download URL this double's account gave names, or ``None``."""
-        prefix = f"{_Simulator.DOWNLOAD_URL}/file/{self.bucket_name}/"
+        prefix = f"{ProductionLikeSimulator.DOWNLOAD_URL}/file/{self.bucket_name}/"
         return unquote(url[len(prefix) :]) if url.startswith(prefix) else None
 
     # -- serving ----------------------------------------------------------------------------
@@ -277,9 +283,11 @@ class B2Double:
             return self._authorize(auth)
         if name == "b2_list_buckets":
             ids = (params.get("accountId"), params.get("bucketId"), params.get("bucketName"))
-            return self._raw.list_buckets(_Simulator.API_URL, auth, *ids)
+            return self._raw.list_buckets(ProductionLikeSimulator.API_URL, auth, *ids)
         if name == "b2_get_upload_url":
-            answer = dict(self._raw.get_upload_url(_Simulator.API_URL, auth, params.get("bucketId")))
+            answer = dict(
+                self._raw.get_upload_url(ProductionLikeSimulator.API_URL, auth, params.get("bucketId"))
+            )
             answer["uploadUrl"] = f"{self.url}{_UPLOAD_PREFIX}{quote(answer['uploadUrl'], safe='')}"
             return answer
         return None
