@@ -4,14 +4,15 @@ checked against the doubles' ledgers and the store (issue 21).
 K buffer workers run under the image's real supervisor (``python -m buffer_worker.fleet``,
 ``BUFFER_WORKERS=K``, a stub ``nvidia-smi``) against the orchestrator double with its lease
 rules; K queue workers (``python -m queue_worker``) are fed by the Salad job-queue double, one
-binary per node. All run the tiny model on the CPU. The buffer workers and half of the queue
-nodes store to B2 (b2sdk's ``RawSimulator`` behind the production store, ``B2Double``), the
-other queue nodes to their local disk. J jobs (``chaos_jobs``) of mixed sizes, text- and
-image-to-video, some invalid, some cancelled, go half to each mode. Faults follow a schedule
-drawn from the seed (``chaos_faults``). Then the faults stop, every job is waited for, the
-buffer container is stopped and started once more so that every status left in an outbox is
-flushed, and everything is checked (``chaos_checks``). The workers are driven only as black
-boxes: programs, signals, HTTP, files and environment variables.
+binary per node. All run the tiny model on the CPU. The buffer container stores to B2 (b2sdk's
+``RawSimulator`` behind the production store, ``B2Double``) on odd seeds and to its local disk
+(one ``OUTPUT_DIR`` for all its workers) on even ones; the queue nodes alternate. J jobs
+(``chaos_jobs``) of mixed sizes, text- and image-to-video, some invalid, some cancelled, go half
+to each mode. Faults follow a schedule drawn from the seed (``chaos_faults``). Then the faults
+stop, every job is waited for, the buffer container is stopped and started once more so that
+every status left in an outbox is flushed, and everything is checked (``chaos_checks``). The
+workers are driven only as black boxes: programs, signals, HTTP, files and environment
+variables.
 
     python bench/chaos.py --seed 7 --jobs 40 --workers 2
 
@@ -188,6 +189,7 @@ def run(
             seconds=jobs_done - started,
             temp_root=folder / "tmp",
             heartbeat_interval_s=HEARTBEAT_INTERVAL_S,
+            cancelled=watch.cancelled,
         )
     raise AssertionError("unreachable")  # pragma: no cover  (ExitStack does not swallow)
 
@@ -301,7 +303,9 @@ class _Watch:
         self.buffer_ids = [ids[job.key] for job in planned if job.mode == "buffer"]
         self.queue_ids = [ids[job.key] for job in planned if job.mode == "queue"]
         self.cancelled: list[str] = []
-        self._keys = {salad_id: key for key, salad_id in ids.items()}
+        self._keys = {job_id: key for key, job_id in ids.items()}
+        self._scanned = 0
+        self._progress: dict[tuple[str, str | None], dict[str, Any]] = {}
 
     def all_done(self) -> bool:
         return (
@@ -336,33 +340,35 @@ class _Watch:
         return last is not None and last.get("phase") == "inference"
 
     def _last_progress(self, key: str, worker_id: str | None = None) -> dict[str, Any] | None:
-        for request in reversed(self.orch.requests(Endpoint.PROGRESS)):
+        """The last progress call for ``key`` (from ``worker_id``), read incrementally: the
+        ledger grows by thousands of calls a run, and the aims look at it every few ms."""
+        new = self.orch.requests(since=self._scanned)
+        self._scanned += len(new)
+        for request in new:
             body = request.body if isinstance(request.body, dict) else {}
-            if request.ident == key and (worker_id is None or body.get("worker_id") == worker_id):
-                return body
-        return None
+            if request.endpoint is Endpoint.PROGRESS and request.ident:
+                self._progress[(request.ident, None)] = body
+                self._progress[(request.ident, body.get("worker_id"))] = body
+        return self._progress.get((key, worker_id))
 
     def buffer_phase(self, worker: str) -> str:
         """What a buffer worker is doing, as the orchestrator sees it."""
         if self.fleet.current(worker) is None:
             return "down"
+        self._last_progress("")  # brings the recent requests up to date
         if any(
-            r.answer is None and isinstance(r.body, dict) and r.body.get("worker_id") == worker
-            for r in self.orch.requests(Endpoint.CLAIM)[-8:]
+            r.endpoint is Endpoint.CLAIM
+            and r.answer is None
+            and isinstance(r.body, dict)
+            and r.body.get("worker_id") == worker
+            for r in self.orch.requests(since=max(0, self._scanned - 64))
         ):
             return "claim"
         if any((self.fleet.state_dir(worker) / "status-outbox").glob("*.status.json")):
             return "flush"
-        for buffer_job_id in self.orch.job_ids():
-            claims = self.orch.claims_of(buffer_job_id)
-            if (
-                claims
-                and claims[-1].open
-                and claims[-1].worker_id == worker
-                and self.orch.job_state(buffer_job_id) in ("claimed", "running")
-            ):
-                key = next(k for k, v in self.ids.items() if v == buffer_job_id)
-                return _phase(self._last_progress(key, worker))
+        held = self.orch.held_by(worker)
+        if held:
+            return _phase(self._last_progress(self._keys[held[-1]], worker))
         return "idle"
 
     def queue_phase(self, node: QueueNode) -> str:

@@ -385,8 +385,9 @@ class RssLife:
     jobs: int
 
 
-#: A life with at least this many jobs is also checked for growth over its second half.
-LONG_LIFE_JOBS: Final = 20
+#: A life with at least this many jobs is also checked for growth over its second half (from
+#: its 20th job on, past the warm-up: a calm run's RSS plateaus within 15-25 jobs).
+LONG_LIFE_JOBS: Final = 40
 
 
 def check_rss(

@@ -67,6 +67,7 @@ class Outcome:
     seconds: float
     temp_root: Path
     heartbeat_interval_s: float
+    cancelled: list[str] = attrs.field(factory=list)  # the jobs the orchestrator cancelled mid-run
 
 
 @attrs.define
@@ -407,7 +408,8 @@ def render(outcome: Outcome, verdict: Verdict) -> str:
         f"| - late (12-20 s) | {len(late)}" + (f", {min(late):.1f}-{max(late):.1f} s |" if late else " |"),
         f"| buffer container restarts | {outcome.fleet.starts - 1} |",
         f"| queue nodes restarted | {node_restarts} |",
-        f"| cancels sent | {len([k for k in outcome.planned if k.cancel])} planned |",
+        f"| cancels sent mid-job (of those planned) | {len(outcome.cancelled)} "
+        f"(of {len([job for job in outcome.planned if job.cancel])}) |",
         f"| re-runs | {sum(verdict.reruns.values())} |",
         *(f"| - after {cause} | {count} |" for cause, count in sorted(verdict.reruns.items())),
         f"| lost | {len(verdict.lost)} |",

@@ -1,10 +1,12 @@
 """What the orchestrator double knows and how it answers, apart from HTTP: the tests' side.
 
-The jobs it hands out and the state of each, the faults and refusals armed, the cancels its
-heartbeat answers name, and every request it has recorded: what a test arranges and queries,
-under one lock that ``wait_for`` waits on. The contract's answer to each request (the key
-check, a claim, a status: 404 for a job it does not know, 409 for one that is not this
-worker's or already ended) is decided here too; ``orchestrator_double`` serves it over HTTP.
+The jobs it hands out and the state and claims of each, the faults and refusals armed, the
+cancels its heartbeat answers name, and every request it has recorded: what a test arranges,
+under one lock that ``wait_for`` waits on (what it queries is ``orchestrator_ledger``). The
+contract's answer to each request (the key check, a claim, a status: 404 for a job it does not
+know, 409 for one that is not this worker's or already ended) is decided here too, and so are
+the lease rules when they are on (``orchestrator_leases``); ``orchestrator_double`` serves it
+over HTTP.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import attrs
 
@@ -24,10 +26,10 @@ from fastwan_adapters.testing.orchestrator_leases import (
     STATUSES,
     TAKEN_BACK,
     TERMINAL,
-    Claim,
     JobSlot,
     LeaseRules,
 )
+from fastwan_adapters.testing.orchestrator_ledger import OrchestratorLedger
 
 __all__ = ["DEFAULT_API_KEY", "OrchestratorState"]
 
@@ -40,7 +42,7 @@ class _Armed:
     remaining: int
 
 
-class OrchestratorState:
+class OrchestratorState(OrchestratorLedger):
     """The double's jobs, faults and records (see :class:`OrchestratorDouble` for the arguments)."""
 
     def __init__(
@@ -138,60 +140,11 @@ class OrchestratorState:
             for armed in self._faults.values() if endpoint is None else [self._faults[endpoint]]:
                 armed.clear()
 
-    # -- querying -------------------------------------------------------------------------
-
-    def requests(self, endpoint: Endpoint | None = None) -> list[RecordedRequest]:
-        with self._changed:
-            return [r for r in self._requests if endpoint is None or r.endpoint is endpoint]
-
-    def claims(self) -> list[Any]:
-        return [r.body for r in self.requests(Endpoint.CLAIM)]
-
-    def heartbeats(self, worker_id: str | None = None) -> list[Any]:
-        return [
-            r.body for r in self.requests(Endpoint.HEARTBEAT) if worker_id is None or r.ident == worker_id
-        ]
-
-    def statuses(self, buffer_job_id: str, *, recorded_only: bool = True) -> list[Any]:
-        """Status bodies for a job: those it recorded (answered 2xx), or every one received."""
-        return [
-            r.body
-            for r in self.requests(Endpoint.STATUS)
-            if r.ident == buffer_job_id and (r.answered_ok or not recorded_only)
-        ]
-
-    def terminal_statuses(self, buffer_job_id: str) -> list[Any]:
-        """Recorded terminal statuses; the contract allows exactly one per claimed job."""
-        return [body for body in self.statuses(buffer_job_id) if body.get("status") in TERMINAL]
-
-    def progress(self, job_id: str) -> list[Any]:
-        return [r.body for r in self.requests(Endpoint.PROGRESS) if r.ident == job_id]
-
-    def claims_of(self, buffer_job_id: str) -> list[Claim]:
-        """Every claim of the job, in order (copies: what the double knew when asked)."""
-        with self._changed:
-            return [attrs.evolve(claim) for claim in self._slot(buffer_job_id).claims]
-
-    def job_ids(self) -> list[str]:
-        """Every buffer job id added, in order."""
-        with self._changed:
-            return list(self._slots)
-
     def expire_leases(self) -> list[str]:
         """Apply the lease rules now (the double also does before answering each request);
         returns the jobs that went back to the queue."""
         with self._changed:
             return self._expire()
-
-    def job_state(self, buffer_job_id: str) -> str:
-        """``queued``, ``claimed``, or the last recorded status."""
-        with self._changed:
-            return self._slot(buffer_job_id).state
-
-    def wait_for(self, condition: Callable[[Self], bool], timeout: float = 5.0) -> bool:
-        """Wait until ``condition(self)`` holds (re-checked on every request); ``False`` on timeout."""
-        with self._changed:
-            return self._changed.wait_for(lambda: condition(self), timeout)
 
     # -- answering ------------------------------------------------------------------------
 
@@ -288,12 +241,6 @@ class OrchestratorState:
         with self._changed:
             self._requests[index] = attrs.evolve(self._requests[index], answer=code)
             self._changed.notify_all()
-
-    def _slot(self, buffer_job_id: str) -> JobSlot:
-        try:
-            return self._slots[buffer_job_id]
-        except KeyError:
-            raise KeyError(f"buffer_job_id {buffer_job_id!r} was never added to the double") from None
 
     def _new_id(self) -> str:
         self._next_id += 1
