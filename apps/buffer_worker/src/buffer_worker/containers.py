@@ -15,6 +15,7 @@ import functools
 
 from dependency_injector import containers, providers
 
+from buffer_worker import STARTED_AT
 from buffer_worker.board import WorkerBoard
 from buffer_worker.control import StopControl
 from buffer_worker.gpu import detect_gpu_name
@@ -119,9 +120,13 @@ class Container(containers.DeclarativeContainer):
         outbox,
         client,
         progress=generation.progress_sender,
-        # Temp files in OUTPUT_DIR with local storage; nothing with B2 (an object appears whole).
+        # Temp files in OUTPUT_DIR with local storage, those the dead run left (written before
+        # this process started); nothing with B2 (an object appears whole).
         discard_partial_output=providers.Callable(
-            functools.partial, discard_partial_output, settings.provided.common.storage
+            functools.partial,
+            discard_partial_output,
+            settings.provided.common.storage,
+            older_than=STARTED_AT,
         ),
         worker=worker_info,
         stop=control.provided.stop,

@@ -1,7 +1,9 @@
 """At start: what an earlier run left to report, sent on a thread of its own while the worker works.
 
 An earlier run may leave terminal statuses in the outbox (the orchestrator was down) and claims
-in the journal (it was killed mid-job; ``recovery.py`` turns those into statuses). Sending them
+in the journal (it was killed mid-job; ``recovery.py`` turns those into statuses, and an
+orphan's final progress call goes out here only once its status is taken: never for a job that
+the orchestrator says is no longer this worker's). Sending them
 before anything else kept the worker offline for as long as the orchestrator refused one (no
 heartbeat, no claim). So they go out here, in rounds: every status tried once per round, oldest
 first, a backoff between rounds, until all are taken or the worker stops (what is left stays in
@@ -19,7 +21,7 @@ from typing import Final
 
 from tenacity import RetryCallState, Retrying, retry_if_result, stop_never
 
-from buffer_worker.recovery import report_orphans
+from buffer_worker.recovery import OrphanProgress, report_orphans
 from fastwan_adapters.logs import bind_job
 from fastwan_adapters.orchestrator import (
     Backoff,
@@ -29,6 +31,7 @@ from fastwan_adapters.orchestrator import (
     OrchestratorError,
     PendingStatus,
     StatusOutbox,
+    StatusOutcome,
     StopSignal,
 )
 from fastwan_adapters.orchestrator.backoff import pause_for
@@ -73,6 +76,7 @@ class LeftoverStatuses:
         self._stop = stop
         self._backoff = backoff
         self._left: list[PendingStatus] = []
+        self._orphans: dict[str, OrphanProgress | None] = {}
         self._last_error = ""
         self.first_try = threading.Event()
         self.first_round = threading.Event()
@@ -87,12 +91,8 @@ class LeftoverStatuses:
 
     def _run(self) -> None:
         try:
-            report_orphans(
-                self._journal,
-                self._outbox,
-                progress=self._progress,
-                discard_partial_output=self._discard,
-                worker=self._worker,
+            self._orphans = report_orphans(
+                self._journal, self._outbox, discard_partial_output=self._discard, worker=self._worker
             )
             self._left = self._outbox.pending()
             if not self._left:
@@ -122,7 +122,8 @@ class LeftoverStatuses:
             job_id = entry.body.get("musetalk_job_id")
             with bind_job(job_id if isinstance(job_id, str) else None, buffer_job_id=entry.buffer_job_id):
                 try:
-                    self._outbox.send(self._client, entry, stop=self._stop, max_attempts=1)
+                    outcome = self._outbox.send(self._client, entry, stop=self._stop, max_attempts=1)
+                    self._announce(entry.buffer_job_id, outcome)
                 except DeliveryInterrupted:
                     raise
                 except OrchestratorError as error:
@@ -143,6 +144,12 @@ class LeftoverStatuses:
         self.first_round.set()
         self._left = left
         return left
+
+    def _announce(self, buffer_job_id: str, outcome: StatusOutcome) -> None:
+        """An orphan's final progress call, once its status is taken; none if the job is gone."""
+        orphan = self._orphans.pop(buffer_job_id, None)
+        if orphan is not None and outcome is StatusOutcome.RECORDED:
+            self._progress.report(orphan.job_id, orphan.update)
 
     def _log_round(self, state: RetryCallState) -> None:
         wait = state.next_action.sleep if state.next_action is not None else 0.0

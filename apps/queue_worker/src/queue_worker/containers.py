@@ -19,6 +19,7 @@ from queue_worker import factories
 from queue_worker.loader import ModelLoader
 from queue_worker.metrics import QueueMetrics
 from queue_worker.process import ProcessExit
+from queue_worker.progress import CallerProgressReporter
 from queue_worker.readiness import Readiness
 from queue_worker.runner import JobRunner
 from queue_worker.settings import QueueWorkerSettings
@@ -73,3 +74,6 @@ class Container(containers.DeclarativeContainer):
         process_exit=process_exit,
         fatal_exit_delay_s=settings.provided.fatal_exit_delay_s,
     )
+    # What the core reports goes out only while the job's caller waits for it (progress.py).
+    progress = providers.Singleton(CallerProgressReporter, generation.progress_sender, runner)
+    generation.progress.override(progress)
