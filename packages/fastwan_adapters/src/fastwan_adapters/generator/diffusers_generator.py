@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from fastwan_adapters.generator.denoising import NO_EVENTS
-from fastwan_adapters.generator.device import release_memory, select_device
+from fastwan_adapters.generator.device import release_memory, select_device, usable_memory
 from fastwan_adapters.generator.hub import resolve_model_folder
 from fastwan_adapters.generator.loading import WanComponents, load_components
 from fastwan_adapters.generator.pipelines import Pipelines
@@ -118,7 +118,7 @@ class DiffusersGenerator:
         Raises:
             ConfigError: the attention asked for cannot run with this checkpoint or on this GPU.
         """
-        total = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else None
+        total = usable_memory(device, settings.gpu_memory_cap_gib)
         profile = choose_profile(settings.memory_profile, total)
         attention = choose_attention(components.transformer, settings, device)
         place_components(components, profile, device)
