@@ -45,6 +45,7 @@ from typing import Any
 
 import torch
 
+from fastwan_adapters.config import ConfigError
 from fastwan_adapters.generator.random_model import FULL_SIZE, TINY_SIZE, ensure_model, is_complete
 
 SIZES = {"full": FULL_SIZE, "tiny": TINY_SIZE}
@@ -82,7 +83,13 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     reused = is_complete(args.out, size, not args.dense)
-    folder = ensure_model(args.out, size, seed=args.seed, sparse=not args.dense, owner="--out", device=device)
+    try:
+        folder = ensure_model(
+            args.out, size, seed=args.seed, sparse=not args.dense, owner="--out", device=device
+        )
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     seconds = time.perf_counter() - started
     sizes = folder_bytes(folder)
     summary: dict[str, Any] = {

@@ -2,7 +2,8 @@
 # Everything a session lent a GPU should learn, in one command that ends inside 8 minutes on an
 # H100/H200 (bench/README.md, "On a lent GPU"). First the carried wheels and a preflight that says
 # in one line what this Python lacks; then the parts, in order of value, each under its own time
-# limit, and a part whose limit is more than what is left of the budget is skipped, and says so:
+# limit and none past the budget's end; a part that cannot get the least time it needs from what
+# is left of the budget is skipped, and says so (the worker's parts also when the model failed):
 #
 #   model         bench/full_size_model.py: the full-size random-weight checkpoint, written here
 #   e2e-resident  bench/worker_e2e.py: the worker process on it, I2V 720x1280 and T2V 1280x704, 121 frames
@@ -17,14 +18,18 @@
 #
 # Each part ends with one line "== <part>: <what happened>, exit <status>" ("exit skipped" when it
 # did not run). $OUT gets session.log (everything printed) and results.json (each part's JSON and
-# those lines), rewritten after each part. BUDGET_S (450; TINY 1200), WORK_DIR (where the model and
-# the wheels' site go; a model already there is reused), PYTHON (python3) may be set.
+# those lines), rewritten after each part. May be set: BUDGET_S (450; TINY 1200), PARTS (the names
+# of the parts to run, e.g. "decode e2e-16gib" for a second call), WORK_DIR (where the model and the
+# wheels' site go; a model already there is reused), PYTHON (python3).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 tiny=${TINY:-0}
 out=${OUT:-bench-out}
 work=${WORK_DIR:-/tmp/fastwan-gpu-session}
 python=${PYTHON:-python3}
+if [ -z "${PYTHON:-}" ] && ! "$python" -c "import torch" 2>/dev/null && [ -x /opt/torch/.venv/bin/python3 ]; then
+  python=/opt/torch/.venv/bin/python3  # the GPU machine's Python with torch, should python3 be another
+fi
 if [ "$tiny" = 1 ]; then budget=${BUDGET_S:-1200}; else budget=${BUDGET_S:-450}; fi
 started=$SECONDS
 mkdir -p "$out" "$work"
@@ -63,12 +68,18 @@ Path(sys.argv[2]).write_text(json.dumps({"parts": lines, **results}, indent=1))
 EOF
 }
 
-part() {  # part NAME LIMIT COMMAND...: run it under its own limit, unless it would overrun the budget
-  local name=$1 limit=$2 left=$((budget - (SECONDS - started))) begin=$SECONDS status verdict line
-  shift 2
-  if [ "$limit" -gt "$left" ]; then
-    line="== $name: skipped, it may take ${limit} s and ${left} s of the ${budget} s budget are left, exit skipped"
+part() {  # part NAME NEED LIMIT COMMAND...: run it until its limit or the budget's end, whichever
+  # comes first; skipped when less than NEED seconds (the least in which it can finish) are left
+  local name=$1 need=$2 limit=$3 left=$((budget - (SECONDS - started))) begin=$SECONDS status verdict line
+  shift 3
+  if [ -n "${PARTS:-}" ] && [[ " $PARTS " != *" $name "* ]]; then
+    line="== $name: skipped, not in PARTS, exit skipped"
+  elif [ "$need" -gt "$left" ]; then
+    line="== $name: skipped, it needs ${need} s and ${left} s of the ${budget} s budget are left, exit skipped"
+  elif [ -n "${missing_model:-}" ] && [[ "$name" == e2e-* ]]; then
+    line="== $name: skipped, no model ($missing_model), exit skipped"
   else
+    [ "$limit" -gt "$left" ] && limit=$left
     echo "-- $name (limit ${limit} s): $*"
     timeout -k 10 "$limit" "$@"
     status=$?
@@ -78,6 +89,7 @@ part() {  # part NAME LIMIT COMMAND...: run it under its own limit, unless it wo
       *) verdict=failed ;;
     esac
     line="== $name: $verdict in $((SECONDS - begin)) s (limit ${limit} s), exit $status"
+    [ "$name" = model ] && [ "$status" != 0 ] && missing_model="the model part ended with exit $status"
   fi
   echo "$line"
   echo "$line" >>"$work/parts.txt"
@@ -93,41 +105,47 @@ session() {
   export PYTHONPATH PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
   local json=$work/json
   if [ "$tiny" = 1 ]; then
-    local model=$work/tiny-model e2e=(--tiny --ready-timeout 150 --job-timeout 150) long=240 short=180
+    local model=$work/tiny-model
     echo "gpu: none (TINY=1: small shapes on the CPU; its figures mean nothing)"
   else
-    local model=$work/model e2e=() long=200 short=60
+    local model=$work/model
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | sed 's/^/gpu: /'
   fi
-  part preflight 120 "$python" bench/preflight.py
   if [ "$tiny" = 1 ]; then
-    part model "$long" "$python" bench/full_size_model.py --out "$model" --size tiny --json "$json/model.json"
-  else
-    part model 150 "$python" bench/full_size_model.py --out "$model" --size full --json "$json/model.json"
-  fi
-  part e2e-resident "$long" "$python" bench/worker_e2e.py --model "$model" "${e2e[@]}" --jobs i2v,t2v \
-    --json "$json/e2e-resident.json"
-  part e2e-10gib "$long" "$python" bench/worker_e2e.py --model "$model" "${e2e[@]}" --jobs i2v \
-    --memory-cap-gib 10 --json "$json/e2e-10gib.json"
-  if [ "$tiny" = 1 ]; then
+    part preflight 10 120 "$python" bench/preflight.py
+    part model 10 240 "$python" bench/full_size_model.py --out "$model" --size tiny --json "$json/model.json"
+    part e2e-resident 20 240 "$python" bench/worker_e2e.py --model "$model" --tiny --jobs i2v,t2v \
+      --json "$json/e2e-resident.json"
+    part e2e-10gib 20 240 "$python" bench/worker_e2e.py --model "$model" --tiny --jobs i2v --memory-cap-gib 10 \
+      --json "$json/e2e-10gib.json"
     # flex_attention uncompiled: torch.compile takes ~40 s on a cold CPU cache, and the compiled
     # path is checked against the reference by tests/adapters/test_vsa_kernels.py.
-    part attention "$short" env TORCHDYNAMO_DISABLE=1 "$python" bench/attention.py --grid 3,8,8 --heads 2 \
+    part attention 10 180 env TORCHDYNAMO_DISABLE=1 "$python" bench/attention.py --grid 3,8,8 --heads 2 \
       --head-dim 32 --runs 2
-    part steps "$long" "$python" bench/gpu_generate.py --tiny --profiles resident --attention dense,vsa \
+    part steps 10 240 "$python" bench/gpu_generate.py --tiny --profiles resident --attention dense,vsa \
       --runs 1 --frames 5 --no-decode-rows --json "$json/steps.json"
-    part decode "$short" "$python" bench/decode_encode.py --frames 5 --width 128 --height 128 --runs 1 \
+    part decode 10 180 "$python" bench/decode_encode.py --frames 5 --width 128 --height 128 --runs 1 \
       --json "$json/decode.json"
+    for gib in 16 24; do
+      part "e2e-${gib}gib" 20 240 "$python" bench/worker_e2e.py --model "$model" --tiny --jobs i2v \
+        --memory-cap-gib "$gib" --json "$json/e2e-${gib}gib.json"
+    done
   else
-    part attention "$short" "$python" bench/attention.py --runs 10
-    part steps 210 "$python" bench/gpu_generate.py --profiles resident --attention dense,vsa --runs 1 \
+    part preflight 20 90 "$python" bench/preflight.py
+    part model 60 200 "$python" bench/full_size_model.py --out "$model" --size full --json "$json/model.json"
+    part e2e-resident 120 240 "$python" bench/worker_e2e.py --model "$model" --jobs i2v,t2v \
+      --json "$json/e2e-resident.json"
+    part e2e-10gib 120 240 "$python" bench/worker_e2e.py --model "$model" --jobs i2v --memory-cap-gib 10 \
+      --json "$json/e2e-10gib.json"
+    part attention 30 75 "$python" bench/attention.py --runs 10
+    part steps 120 210 "$python" bench/gpu_generate.py --profiles resident --attention dense,vsa --runs 1 \
       --no-decode-rows --budget-s 170 --json "$json/steps.json"
-    part decode 150 "$python" bench/decode_encode.py --gpu --runs 2 --json "$json/decode.json"
+    part decode 60 150 "$python" bench/decode_encode.py --gpu --runs 2 --json "$json/decode.json"
+    for gib in 16 24; do
+      part "e2e-${gib}gib" 120 240 "$python" bench/worker_e2e.py --model "$model" --jobs i2v \
+        --memory-cap-gib "$gib" --json "$json/e2e-${gib}gib.json"
+    done
   fi
-  part e2e-16gib "$long" "$python" bench/worker_e2e.py --model "$model" "${e2e[@]}" --jobs i2v \
-    --memory-cap-gib 16 --json "$json/e2e-16gib.json"
-  part e2e-24gib "$long" "$python" bench/worker_e2e.py --model "$model" "${e2e[@]}" --jobs i2v \
-    --memory-cap-gib 24 --json "$json/e2e-24gib.json"
   echo "gpu session: done in $((SECONDS - started)) s; results in $out/results.json, everything in $out/session.log"
 }
 

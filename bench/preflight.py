@@ -118,9 +118,21 @@ def check() -> tuple[str, bool]:
         versions.append(f"{name} {version}" + (f" (lock {lock})" if lock and lock != version else ""))
     line = (
         f"preflight: Python {sys.version.split()[0]}; missing: {', '.join(missing) or 'none'}; "
-        f"imports: {'; '.join(broken) or 'ok'}; versions: {', '.join(versions)}"
+        f"imports: {'; '.join(broken) or 'ok'}; versions: {', '.join(versions)}; cuda: {cuda()}"
     )
     return line, not missing and not broken
+
+
+def cuda() -> str:
+    """The GPU torch sees, or why none."""
+    try:
+        import torch
+    except ImportError:
+        return "no torch"
+    if not torch.cuda.is_available():
+        return f"none (torch built for CUDA {torch.version.cuda or 'none'})"
+    properties = torch.cuda.get_device_properties(0)
+    return f"{properties.name}, {properties.total_memory / 1024**3:.1f} GiB, CUDA {torch.version.cuda}"
 
 
 def locked(lock: Path = ROOT / "locks" / "cu128.txt") -> dict[str, str]:

@@ -64,6 +64,14 @@ LOGGED = {
 }
 
 
+class Stopped(Exception):
+    """SIGTERM: ``timeout`` ends the part at its limit."""
+
+
+def stopped(signum: int, _frame: object) -> None:
+    raise Stopped(f"stopped by signal {signum} (the part's time limit)")
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -109,6 +117,7 @@ def worker_env(args: argparse.Namespace, scratch: Path, port: int) -> dict[str, 
         "LOG_FORMAT": "console",
         "GPU_MEMORY_PROFILE": args.profile,
         "WORKER_ID": "gpu-session",
+        "SHUTDOWN_GRACE_S": "5",
     }
     for name in ("ORCHESTRATOR_BASE_URL", "B2_KEY_ID", "B2_APP_KEY", "B2_BUCKET_NAME", "FASTWAN_MODEL"):
         env.pop(name, None)  # local storage, no orchestrator: nothing leaves the machine
@@ -185,6 +194,16 @@ def logged(log_text: str) -> dict[str, Any]:
     return found
 
 
+def keep(report: dict[str, Any], log_path: Path, json_path: Path | None) -> None:
+    """What the worker logged so far into ``report``, and ``report`` into ``json_path``: written at
+    each step, so that a run stopped at its time limit still leaves what it had measured."""
+    log_text = log_path.read_text(errors="replace")
+    report["worker"] = logged(log_text)
+    report["worker_log_tail"] = log_text[-4000:]
+    if json_path is not None:
+        json_path.write_text(json.dumps(report, indent=2))
+
+
 def row(result: dict[str, Any]) -> str:
     metrics = result["answer"].get("metrics", {})
     timings = metrics.get("timings", {})
@@ -216,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job-timeout", type=float, default=300.0, help="seconds one job may take")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, stopped)
     sizes = TINY_JOBS if args.tiny else FULL_JOBS
     kinds = [kind.strip() for kind in args.jobs.split(",") if kind.strip()]
     if unknown := [kind for kind in kinds if kind not in sizes]:
@@ -247,29 +267,31 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 report["ready_s"] = round(wait_ready(url, process, args.ready_timeout), 2)
                 print(f"worker ready after {report['ready_s']:.1f} s", file=sys.stderr)
+                keep(report, log_path, args.json)
                 for kind in kinds:
                     result = run_job(url, images, kind, sizes[kind], args.job_timeout)
                     report["jobs"].append(result)
+                    keep(report, log_path, args.json)
                     print(
                         f"{kind} {result['size']}: {result['status']} in {result['wall_s']:.1f} s",
                         file=sys.stderr,
                     )
                     if result["status"] != 200:
                         break  # the worker may be gone (a fatal failure): nothing more to learn
-            except (RuntimeError, httpx.HTTPError) as error:
+            except (RuntimeError, httpx.HTTPError, Stopped) as error:
                 report["error"] = f"{type(error).__name__}: {error}"
             finally:
+                # Stopped at the part's limit, the worker must not outlive this script: the next
+                # part needs the GPU (timeout signals this process only).
                 if process.poll() is None:
                     process.send_signal(signal.SIGTERM)
                 try:
-                    report["exit_code"] = process.wait(60)
+                    report["exit_code"] = process.wait(5 if "error" in report else 60)
                 except subprocess.TimeoutExpired:
                     process.kill()
                     report["exit_code"] = process.wait(10)
         report["wall_s"] = round(time.perf_counter() - started, 2)
-        log_text = log_path.read_text(errors="replace")
-        report["worker"] = logged(log_text)
-        report["worker_log_tail"] = log_text[-4000:]
+        keep(report, log_path, args.json)
 
     worker = report["worker"]
     print(json.dumps({key: value for key, value in report.items() if key not in ("jobs", "worker_log_tail")}))
@@ -289,8 +311,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"worker log (last lines):\n{report['worker_log_tail'][-2500:]}", file=sys.stderr)
         if "error" in report:
             print(f"error: {report['error']}")
-    if args.json is not None:
-        args.json.write_text(json.dumps(report, indent=2))
     return 0 if ok else 1
 
 
