@@ -42,6 +42,9 @@ from fastwan_adapters.generator.architecture import (
 
 if TYPE_CHECKING:
     import torch
+    from diffusers.models.autoencoders.autoencoder_kl_wan import AutoencoderKLWan
+    from diffusers.models.transformers.transformer_wan import WanTransformer3DModel
+    from transformers import UMT5EncoderModel
 
 __all__ = [
     "FULL_SIZE",
@@ -99,9 +102,9 @@ TINY_SIZE: Final = ModelSize(
     max_shard_size=None,
 )
 #: FastWan 2.2 TI2V-5B at full size: the 5.0 B-parameter transformer (and 0.28 B of gates) and
-#: the 5.7 B-parameter UMT5-XXL encoder in bf16, the 0.7 B-parameter Wan 2.2 VAE in fp32: 24.8 GB,
-#: about what the worker downloads (``hub``); shards of 5 GB, as diffusers' Wan conversion script
-#: saves (``scripts/convert_wan_to_diffusers.py``).
+#: the 5.7 B-parameter UMT5-XXL encoder in bf16, the 0.7 B-parameter Wan 2.2 VAE in fp32: 24.8 GB
+#: by parameter count, about what the worker downloads (``hub``); shards of 5 GB, as diffusers'
+#: Wan conversion script saves (``scripts/convert_wan_to_diffusers.py``).
 FULL_SIZE: Final = ModelSize(
     "full",
     WAN22_TI2V_5B_TRANSFORMER,
@@ -118,9 +121,9 @@ class RandomModel:
     """The modules of a random-weight checkpoint, in memory (the bench uses them unsaved)."""
 
     tokenizer: Any
-    text_encoder: torch.nn.Module
-    transformer: Any  # diffusers' WanTransformer3DModel
-    vae: Any  # diffusers' AutoencoderKLWan
+    text_encoder: UMT5EncoderModel
+    transformer: WanTransformer3DModel
+    vae: AutoencoderKLWan
 
     def save(self, folder: Path, size: ModelSize) -> None:
         """Write the checkpoint to ``folder`` as FastWan's is laid out (``model_index.json`` naming
