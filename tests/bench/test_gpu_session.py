@@ -90,7 +90,7 @@ def test_without_a_model_the_workers_parts_are_skipped(tmp_path: Path) -> None:
 
     assert lines[1].startswith("== model: failed in "), result.stdout[-3000:]
     assert "--out: " in result.stdout and "holds no tiny model built by this worker" in result.stdout
-    assert lines[2] == "== e2e-resident: skipped, no model (the model part ended with exit 1), exit skipped"
+    assert lines[2] == "== e2e-resident: skipped, no model (the model part ended with exit 2), exit skipped"
     assert [line for line in lines if "not in PARTS" in line] == [
         f"== {part}: skipped, not in PARTS, exit skipped"
         for part in PARTS
