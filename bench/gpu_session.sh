@@ -33,7 +33,7 @@ fi
 if [ "$tiny" = 1 ]; then budget=${BUDGET_S:-1200}; else budget=${BUDGET_S:-450}; fi
 started=$SECONDS
 mkdir -p "$out" "$work"
-rm -rf "$work/json" "$work/parts.txt"
+rm -rf "$work/json" "$work/parts.txt" "$work"/.model-* "$work"/.tiny-model-*  # and a model half written
 mkdir -p "$work/json"
 
 install_wheels() {  # the carried wheels into $work/site, first on the path after our sources
