@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import attrs
-
 from buffer_worker.board import JobTicket
 from buffer_worker.control import Leaving
-from fastwan_core import ErrorCode, JobResult, Metrics
+from fastwan_core import SHUTDOWN_MESSAGE, ErrorCode, JobResult, Metrics
 
 __all__ = ["final_result", "leaving_result"]
 
@@ -27,15 +25,9 @@ def leaving_result(
             ErrorCode.INTERNAL_ERROR,
             f"the worker is restarting: {restart_reason or 'it cannot go on'}",
             job_id=job_id,
-            retryable=True,
             metrics=metrics,
         )
-    return JobResult.failure(
-        ErrorCode.WORKER_SHUTDOWN,
-        "the worker is shutting down and the job could not finish within its grace period",
-        job_id=job_id,
-        metrics=metrics,
-    )
+    return JobResult.failure(ErrorCode.WORKER_SHUTDOWN, SHUTDOWN_MESSAGE, job_id=job_id, metrics=metrics)
 
 
 def final_result(
@@ -49,12 +41,9 @@ def final_result(
     """What to report for ``ticket``, given the core's ``result`` (``None``: the job thread
     did not end in time) and why the worker is leaving, if it is.
 
-    A job that ended (on its own or stopped at a step) is reported as the core ended it; a job
-    that failed with ``fatal`` (GPU unusable) is made retryable, since the fault is this
-    worker's, not the job's.
+    A job that ended (on its own or stopped at a step) is reported as the core ended it (a
+    ``fatal`` failure is already retryable: ``fastwan_core.errors.retry_decision``).
     """
     if result is None:
         return leaving_result(leaving or Leaving.SHUTDOWN, ticket.job_id, fallback_metrics(), restart_reason)
-    if result.fatal and not result.retryable:
-        return attrs.evolve(result, retryable=True)
     return result
