@@ -7,8 +7,8 @@ the transformer's safetensors as FastWan stores them, shards with an index. So a
 that reaches no model hub can run the worker end to end: only the weights are random, and a
 run's time and memory depend on the shapes, not the values.
 
-One builder, two sizes (``fastwan_adapters.generator.random_model``): the tiny model is its
-small size. The full size's numbers, and where they come from:
+One builder, two sizes (``generator.random_model``; ``generator.model_folder`` keeps the
+folder): the tiny model is its small size. The full size's numbers, and where they come from:
 
 - transformer (``architecture.WAN22_TI2V_5B_TRANSFORMER``): 30 layers, 24 heads of 128 (3072
   wide), FFN 14336, 48 latent channels in and out, text width 4096, patch 1x2x2, RMS q/k norm
@@ -48,7 +48,8 @@ from typing import Any
 import torch
 
 from fastwan_adapters.config import ConfigError
-from fastwan_adapters.generator.random_model import FULL_SIZE, TINY_SIZE, ensure_model, is_complete
+from fastwan_adapters.generator.model_folder import ensure_model, is_complete
+from fastwan_adapters.generator.random_model import FULL_SIZE, TINY_SIZE
 
 SIZES = {"full": FULL_SIZE, "tiny": TINY_SIZE}
 

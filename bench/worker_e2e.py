@@ -47,6 +47,8 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from fastwan_adapters.generator.model_folder import MARKER
+
 #: The default job (720x1280, image-to-video) and the trained landscape size (text-to-video).
 FULL_JOBS = {"i2v": (720, 1280, 121), "t2v": (1280, 704, 121)}
 TINY_JOBS = {"i2v": (256, 320, 5), "t2v": (320, 256, 5)}
@@ -123,7 +125,7 @@ def worker_env(args: argparse.Namespace, scratch: Path, port: int) -> dict[str, 
         env.pop(name, None)  # local storage, no orchestrator: nothing leaves the machine
     if args.memory_cap_gib is not None:
         env["FASTWAN_GPU_MEMORY_CAP_GIB"] = str(args.memory_cap_gib)
-    marker = args.model / "fastwan-tiny.json"
+    marker = args.model / MARKER
     if marker.is_file() and "size" not in json.loads(marker.read_text()):
         sparse = json.loads(marker.read_text()).get("sparse", False)
         # The worker finds the tiny model in FASTWAN_TINY_DIR (tiny-sparse: beside it, "-sparse").

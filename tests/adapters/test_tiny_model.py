@@ -17,7 +17,8 @@ from fastwan_adapters.config import ConfigError
 from fastwan_adapters.generator import ModelUnavailableError
 from fastwan_adapters.generator.architecture import TINY_TEXT_ENCODER, TINY_TRANSFORMER, TINY_VAE
 from fastwan_adapters.generator.loading import load_components
-from fastwan_adapters.generator.random_model import FULL_SIZE, TINY_SIZE, ensure_model, is_complete
+from fastwan_adapters.generator.model_folder import ensure_model, is_complete
+from fastwan_adapters.generator.random_model import FULL_SIZE, TINY_SIZE
 from fastwan_adapters.generator.tiny import build_tiny_model, ensure_tiny_model
 from fastwan_adapters.generator.vsa.gates import has_gates
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
-from fastwan_adapters.generator.random_model import TINY_SIZE, ensure_model, write_model
+from fastwan_adapters.generator.model_folder import ensure_model, write_model
+from fastwan_adapters.generator.random_model import TINY_SIZE
 
 __all__ = ["TINY_SEED", "build_tiny_model", "ensure_tiny_model"]
 
