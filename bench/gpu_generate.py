@@ -50,7 +50,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import numpy as np
 import torch
 from PIL import Image
 
@@ -58,7 +57,7 @@ from fastwan_adapters.generator import PROFILES, DiffusersGenerator, GeneratorSe
 from fastwan_adapters.generator.loading import WanComponents, load_components
 from fastwan_adapters.generator.random_model import FULL_SIZE, random_model
 from fastwan_adapters.generator.tiny import ensure_tiny_model
-from fastwan_adapters.testing import FrameCollector
+from fastwan_adapters.testing import FrameCollector, gradient_frame
 from fastwan_core.job import Job
 from fastwan_core.plan import GenerationPlan, plan_generation
 from fastwan_core.ports import Stage
@@ -145,16 +144,6 @@ def build_tiny(folder: Path, *, gates: bool) -> WanComponents:
 # -- running ----------------------------------------------------------------------------------
 
 
-def first_frame(width: int, height: int) -> Image.Image:
-    """A smooth colour gradient: a plausible first frame, cheap to make."""
-    x = np.linspace(0, 255, width, dtype=np.float32)[None, :]
-    y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
-    rgb = np.stack(
-        [np.broadcast_to(x, (height, width)), np.broadcast_to(y, (height, width)), (x + y) / 2], axis=-1
-    )
-    return Image.fromarray(rgb.astype(np.uint8))
-
-
 def measure(
     generator: DiffusersGenerator, plan: GenerationPlan, image: Image.Image | None, sync: Callable[[], None]
 ) -> dict[str, float]:
@@ -220,7 +209,7 @@ def run(args: argparse.Namespace, scratch: Path) -> tuple[list[Measurement], lis
                     musetalk_job_id="bench", prompt=args.prompt, width=width, height=height, num_frames=frames
                 )
                 plan = plan_generation(job)
-                image = first_frame(plan.generated_size.width, plan.generated_size.height)
+                image = gradient_frame(plan.generated_size.width, plan.generated_size.height)
                 runs: list[dict[str, float]] = []
                 for index in range(args.runs):
                     remaining = args.budget_s - (time.perf_counter() - started)

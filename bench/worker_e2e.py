@@ -44,10 +44,9 @@ from typing import Any
 
 import av
 import httpx
-import numpy as np
-from PIL import Image
 
 from fastwan_adapters.generator.model_folder import MARKER
+from fastwan_adapters.testing import gradient_frame
 
 #: The default job (720x1280, image-to-video) and the trained landscape size (text-to-video).
 FULL_JOBS = {"i2v": (720, 1280, 121), "t2v": (1280, 704, 121)}
@@ -78,16 +77,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def first_frame(width: int, height: int) -> Image.Image:
-    """A smooth colour gradient: a plausible first frame, cheap to make."""
-    x = np.linspace(0, 255, width, dtype=np.float32)[None, :]
-    y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
-    rgb = np.stack(
-        [np.broadcast_to(x, (height, width)), np.broadcast_to(y, (height, width)), (x + y) / 2], axis=-1
-    )
-    return Image.fromarray(rgb.astype(np.uint8))
 
 
 @contextmanager
@@ -254,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         scratch = Path(name)
         (scratch / "images").mkdir()
         for width, height, _ in sizes.values():
-            first_frame(width, height).save(scratch / "images" / f"first-{width}x{height}.png")
+            gradient_frame(width, height).save(scratch / "images" / f"first-{width}x{height}.png")
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         log_path = scratch / "worker.log"

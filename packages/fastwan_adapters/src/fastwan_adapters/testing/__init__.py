@@ -1,10 +1,10 @@
 """Test doubles for what the adapters talk to, shipped so that other services' tests (and the
-benches) can use them: an orchestrator that speaks the whole contract over real HTTP, and a
-frame sink that collects a whole video."""
+benches) can use them: an orchestrator that speaks the whole contract over real HTTP, a frame
+sink that collects a whole video, and a first frame to send."""
 
 from __future__ import annotations
 
-from fastwan_adapters.testing.frames import FrameCollector
+from fastwan_adapters.testing.frames import FrameCollector, gradient_frame
 from fastwan_adapters.testing.orchestrator_double import OrchestratorDouble
 from fastwan_adapters.testing.orchestrator_faults import Endpoint, Fault, RecordedRequest, RecordingSleep
 from fastwan_adapters.testing.orchestrator_state import DEFAULT_API_KEY
@@ -17,4 +17,5 @@ __all__ = [
     "OrchestratorDouble",
     "RecordedRequest",
     "RecordingSleep",
+    "gradient_frame",
 ]
