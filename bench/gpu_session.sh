@@ -20,7 +20,8 @@
 # did not run). $OUT gets session.log (everything printed) and results.json (each part's JSON and
 # those lines), rewritten after each part. May be set: BUDGET_S (450; TINY 1200), PARTS (the names
 # of the parts to run, e.g. "decode e2e-16gib" for a second call), WORK_DIR (where the model and the
-# wheels' site go; a model already there is reused), PYTHON (python3).
+# wheels' site go; a model already there is reused), PYTHON (python3), WHEELS=1 (TINY=1 installs
+# .whl/ too, for a Python they were fetched for).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 tiny=${TINY:-0}
@@ -41,14 +42,23 @@ install_wheels() {  # the carried wheels into $work/site, first on the path afte
     echo "wheels: none in .whl/ (bench/README.md says how to fetch them)"
     return
   fi
+  if [ "$tiny" = 1 ] && [ "${WHEELS:-0}" != 1 ]; then
+    echo "wheels: .whl/ left alone (TINY=1 runs on this Python's packages; WHEELS=1 installs them)"
+    return
+  fi
   rm -rf "$work/site"
-  if "$python" -m pip --version >/dev/null 2>&1; then
-    "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$work/site" .whl/*.whl \
-      || echo "wheels: pip failed to install some of .whl/"
-  else  # a wheel is a zip laid out for site-packages
+  local how=pip
+  if ! "$python" -m pip --version >/dev/null 2>&1; then
+    how="unzipped (this Python has no pip)"
+  elif ! "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$work/site" \
+    .whl/*.whl; then
+    how="unzipped (pip refused them, above; the preflight says what does not import)"
+  fi
+  if [ "$how" != pip ]; then  # a wheel is a zip laid out for site-packages
+    rm -rf "$work/site"
     for wheel in .whl/*.whl; do "$python" -m zipfile -e "$wheel" "$work/site"; done
   fi
-  echo "wheels: $(compgen -G ".whl/*.whl" | wc -l) from .whl/ in $work/site"
+  echo "wheels: $(compgen -G ".whl/*.whl" | wc -l) from .whl/ in $work/site, $how"
   PYTHONPATH="$work/site${PYTHONPATH:+:$PYTHONPATH}"
 }
 
