@@ -119,7 +119,7 @@ session() {
     echo "gpu: none (TINY=1: small shapes on the CPU; its figures mean nothing)"
   else
     local model=$work/model
-    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | sed 's/^/gpu: /'
+    timeout -k 2 10 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | sed 's/^/gpu: /'
   fi
   if [ "$tiny" = 1 ]; then
     part preflight 10 120 "$python" bench/preflight.py

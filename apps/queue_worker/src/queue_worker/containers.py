@@ -9,6 +9,8 @@ adapters are created on first use, by the loading thread. Tests override provide
 
 from __future__ import annotations
 
+import threading
+
 from dependency_injector import containers, providers
 
 from fastwan_adapters.container import GenerationContainer, open_orchestrator_client
@@ -29,6 +31,8 @@ class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=QueueWorkerSettings)
 
     # -- the worker's own state -----------------------------------------------------------
+    # Set by the first stop signal: a start-up still under way (a retried download) ends at once.
+    startup_stop = providers.Singleton(threading.Event)
     metrics = providers.Singleton(QueueMetrics)
     readiness = providers.Singleton(Readiness)
     process_exit = providers.Singleton(ProcessExit)
@@ -41,6 +45,7 @@ class Container(containers.DeclarativeContainer):
         GenerationContainer,
         settings=settings.provided.common,
         orchestrator=orchestrator,
+        stop=startup_stop,
         worker=providers.Singleton(
             WorkerInfo,
             worker_id=settings.provided.worker_id,

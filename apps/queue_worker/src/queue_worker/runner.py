@@ -162,7 +162,11 @@ class JobRunner:
             log.debug("watching for the caller's disconnect failed", exc_info=True)
             return
         if cancel.cancel(ErrorCode.CANCELLED, "the caller disconnected before the job finished"):
-            log.warning("job %s: the caller disconnected; stopping the job at its next step", self._job_id)
+            # This task runs in the request's log context, bound before the job's id was known.
+            with bind_job(self._job_id):
+                log.warning(
+                    "job %s: the caller disconnected; stopping the job at its next step", self._job_id
+                )
 
     def _release(self) -> None:
         self._cancel, self._job_id = None, None
