@@ -59,6 +59,7 @@ class Container:
             action = self.scripts.get(name, [200]).pop(0) if self.scripts.get(name) else 200
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        landed = False
         try:
             if action == DROP:
                 handler.close_connection = True
@@ -72,14 +73,22 @@ class Container:
                         return
                 action = 200
             data = self.bodies.get(name, json.dumps({"status": "ok", "name": name, "code": action}).encode())
+            # Out of flight before the answer leaves: the node may post its next job as soon as
+            # it has read this answer, before this thread runs again.
+            landed = self._land()
             handler.send_response(action)
             handler.send_header("Content-Type", "application/json")
             handler.send_header("Content-Length", str(len(data)))
             handler.end_headers()
             handler.wfile.write(data)
         finally:
-            with self._lock:
-                self.in_flight -= 1
+            if not landed:
+                self._land()
+
+    def _land(self) -> bool:
+        with self._lock:
+            self.in_flight -= 1
+        return True
 
 
 def _hung_up(connection: socket.socket) -> bool:
