@@ -1,10 +1,9 @@
-"""The terminal status of a job the worker, not the job, ended."""
+"""The terminal status of a job the worker, not the job, ended; and why a job in hand is stopped."""
 
 from __future__ import annotations
 
-from buffer_worker.board import JobTicket, StopReason
-from buffer_worker.control import Leaving
 from buffer_worker.outcomes import final_result
+from buffer_worker.ticket import JobTicket, StopReason
 from fastwan_core import ErrorCode, JobResult, JobState, Metrics
 
 OWN = Metrics(duration_sec=4.2, steps=3)
@@ -20,19 +19,13 @@ def stopped(reason: StopReason | None) -> JobTicket:
     return ticket
 
 
-def final(ticket: JobTicket, result: JobResult | None, leaving: Leaving | None = None) -> JobResult:
-    return final_result(
-        ticket,
-        result,
-        leaving=leaving,
-        restart_reason="the heartbeat thread stopped",
-        fallback_metrics=lambda: FALLBACK,
-    )
+def final(ticket: JobTicket, result: JobResult | None, restart_reason: str | None = None) -> JobResult:
+    return final_result(ticket, result, restart_reason=restart_reason, fallback_metrics=lambda: FALLBACK)
 
 
 def test_a_job_that_did_not_stop_in_time_gets_the_fallback_metrics() -> None:
-    shutdown = final(stopped(StopReason.SHUTDOWN), None, Leaving.SHUTDOWN)
-    restart = final(stopped(StopReason.RESTART), None, Leaving.RESTART)
+    shutdown = final(stopped(StopReason.SHUTDOWN), None)
+    restart = final(stopped(StopReason.RESTART), None, "the heartbeat thread stopped")
 
     assert (shutdown.error_code, shutdown.metrics, shutdown.job_id) == (
         ErrorCode.WORKER_SHUTDOWN,
@@ -40,11 +33,12 @@ def test_a_job_that_did_not_stop_in_time_gets_the_fallback_metrics() -> None:
         "j-1",
     )
     assert restart.error_code is ErrorCode.INTERNAL_ERROR and restart.retryable
+    assert restart.error == "the worker is restarting: the heartbeat thread stopped"
 
 
 def test_jobs_that_ended_on_their_own_are_reported_as_they_ended() -> None:
-    assert final(stopped(StopReason.CANCELLED), CANCELLED, Leaving.SHUTDOWN) is CANCELLED
-    assert final(stopped(StopReason.SHUTDOWN), SUCCEEDED, Leaving.SHUTDOWN) is SUCCEEDED
+    assert final(stopped(StopReason.CANCELLED), CANCELLED) is CANCELLED
+    assert final(stopped(StopReason.SHUTDOWN), SUCCEEDED) is SUCCEEDED
     assert final(stopped(None), SUCCEEDED) is SUCCEEDED
 
 
@@ -57,3 +51,19 @@ def test_a_fatal_failure_is_always_retryable() -> None:
 
     assert result.retryable is True and result.fatal
     assert result.error_code is ErrorCode.GENERATION_FAILED
+
+
+def test_the_first_reason_to_stop_stands_and_tells_the_core_how_to_report_the_job() -> None:
+    for reason, code, message in [
+        (StopReason.CANCELLED, ErrorCode.CANCELLED, "job cancelled by the orchestrator"),
+        (StopReason.LEASE_LOST, ErrorCode.CANCELLED, "job cancelled"),
+        (StopReason.SHUTDOWN, ErrorCode.WORKER_SHUTDOWN, "the worker is shutting down"),
+        (StopReason.RESTART, ErrorCode.INTERNAL_ERROR, "the worker is restarting: the heartbeat thread died"),
+    ]:
+        held = JobTicket("b-1", "j-1", started=0.0)
+        assert not held.cancellation.is_set()
+        assert held.stop(reason, detail="the heartbeat thread died")
+        assert not held.stop(StopReason.CANCELLED)
+        assert held.reason is reason
+        assert held.cancellation.is_set() and held.cancellation.code is code
+        assert held.cancellation.message.startswith(message)

@@ -211,7 +211,7 @@ def caller_left(caplog: pytest.LogCaptureFixture) -> Callable[[], bool]:
 def test_a_caller_who_hangs_up_cancels_the_job_at_its_next_step(
     worker: Served, fakes: Fakes, caplog: pytest.LogCaptureFixture
 ) -> None:
-    runner = worker.container.runner()
+    runner = worker.container.slot()
     seen = caller_left(caplog)
     fakes.generator.on_step = lambda index: (
         wait_until(seen, 10, "the server to see the caller leave") if index == 1 else None
@@ -240,7 +240,7 @@ def test_a_caller_who_hangs_up_cancels_the_job_at_its_next_step(
 def test_a_caller_who_hangs_up_during_decode_stops_the_job_within_one_chunk(
     worker: Served, fakes: Fakes, caplog: pytest.LogCaptureFixture
 ) -> None:
-    runner = worker.container.runner()
+    runner = worker.container.slot()
     seen = caller_left(caplog)
     fakes.generator.on_chunk = lambda index: (
         wait_until(seen, 10, "the server to see the caller leave") if index == 2 else None

@@ -104,7 +104,7 @@ def test_after_sigterm_no_new_job_is_taken_and_the_one_in_hand_finishes(tmp_path
         job = threading.Thread(target=lambda: answers.append(worker.client.post("/generate", json=T2V)))
         job.start()
         wait_until(lambda: fakes.generator.steps_run == [1], 10, "the job's first step")
-        container.runner().begin_shutdown(10.0)  # what SIGTERM does first, before uvicorn closes its socket
+        container.slot().begin_shutdown(10.0)  # what SIGTERM does first, before uvicorn closes its socket
         with httpx.Client(base_url=worker.url) as other:
             refused = other.post("/generate", json={**T2V, "musetalk_job_id": "late-1"})
             ready = other.get("/ready")

@@ -2,7 +2,8 @@
 
 A job stopped between steps is reported by the core with the reason its ticket gives
 (``cancelled``, ``worker_shutdown``, ``internal_error``). A job that did not even stop in time
-has no result at all and gets one here.
+has no result at all and gets one here: ``worker_shutdown``, or ``internal_error`` when the
+worker is restarting (``restart_reason``).
 """
 
 from __future__ import annotations
@@ -11,21 +12,18 @@ from collections.abc import Callable
 
 import attrs
 
-from buffer_worker.board import JobTicket
-from buffer_worker.control import Leaving
+from buffer_worker.ticket import JobTicket
 from fastwan_core import ErrorCode, JobResult, Metrics
 
 __all__ = ["final_result", "leaving_result"]
 
 
-def leaving_result(
-    leaving: Leaving, job_id: str | None, metrics: Metrics, restart_reason: str | None = None
-) -> JobResult:
-    """The failure for a job the worker gives up because it is leaving."""
-    if leaving is Leaving.RESTART:
+def leaving_result(job_id: str | None, metrics: Metrics, restart_reason: str | None = None) -> JobResult:
+    """The failure for a job the worker gives up because it is leaving (to restart, with a reason)."""
+    if restart_reason is not None:
         return JobResult.failure(
             ErrorCode.INTERNAL_ERROR,
-            f"the worker is restarting: {restart_reason or 'it cannot go on'}",
+            f"the worker is restarting: {restart_reason}",
             job_id=job_id,
             retryable=True,
             metrics=metrics,
@@ -42,19 +40,18 @@ def final_result(
     ticket: JobTicket,
     result: JobResult | None,
     *,
-    leaving: Leaving | None,
     restart_reason: str | None,
     fallback_metrics: Callable[[], Metrics],
 ) -> JobResult:
-    """What to report for ``ticket``, given the core's ``result`` (``None``: the job thread
-    did not end in time) and why the worker is leaving, if it is.
+    """What to report for ``ticket``, given the core's ``result`` (``None``: the job did not end
+    in time) and why the worker must restart, if it must.
 
     A job that ended (on its own or stopped at a step) is reported as the core ended it; a job
     that failed with ``fatal`` (GPU unusable) is made retryable, since the fault is this
     worker's, not the job's.
     """
     if result is None:
-        return leaving_result(leaving or Leaving.SHUTDOWN, ticket.job_id, fallback_metrics(), restart_reason)
+        return leaving_result(ticket.job_id, fallback_metrics(), restart_reason)
     if result.fatal and not result.retryable:
         return attrs.evolve(result, retryable=True)
     return result

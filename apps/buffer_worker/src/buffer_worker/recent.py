@@ -9,7 +9,6 @@ left out: claiming such a job again is how the orchestrator retries it.
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from typing import Final
 
@@ -25,24 +24,21 @@ class RecentResults:
 
     def __init__(self, size: int = _KEPT) -> None:
         self._size = size
-        self._lock = threading.Lock()
         self._results: OrderedDict[str, tuple[str | None, JobResult]] = OrderedDict()
 
     def remember(self, buffer_job_id: str, job_id: str | None, result: JobResult) -> None:
         final = result.status is JobState.SUCCEEDED or (
             result.status is JobState.FAILED and not result.retryable
         )
-        with self._lock:
-            self._results.pop(buffer_job_id, None)
-            if final:
-                self._results[buffer_job_id] = (job_id, result)
-                while len(self._results) > self._size:
-                    self._results.popitem(last=False)
+        self._results.pop(buffer_job_id, None)
+        if final:
+            self._results[buffer_job_id] = (job_id, result)
+            while len(self._results) > self._size:
+                self._results.popitem(last=False)
 
     def recall(self, buffer_job_id: str, job_id: str | None) -> JobResult | None:
         """The result to report again for this claim, if it is the same job ended here."""
-        with self._lock:
-            kept = self._results.get(buffer_job_id)
+        kept = self._results.get(buffer_job_id)
         if kept is None or kept[0] != job_id:
             return None
         return kept[1]

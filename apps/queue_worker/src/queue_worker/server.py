@@ -45,7 +45,7 @@ def build_server(
 ) -> QueueServer:
     """The server for ``app``; ``host`` and ``port`` override the settings (tests use port 0)."""
     settings = container.settings()
-    runner = container.runner()
+    slot = container.slot()
     config = uvicorn.Config(
         app,
         host=settings.host if host is None else host,
@@ -55,6 +55,6 @@ def build_server(
         access_log=False,  # probes every few seconds would drown the job lines; /generate logs its own
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s + STOP_MARGIN_S),
     )
-    server = QueueServer(config, on_stop_signal=lambda: runner.begin_shutdown(settings.shutdown_grace_s))
+    server = QueueServer(config, on_stop_signal=lambda: slot.begin_shutdown(settings.shutdown_grace_s))
     container.process_exit().stop_server = server.request_stop
     return server
