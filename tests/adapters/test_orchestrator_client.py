@@ -12,9 +12,6 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, TypeVar
 
 import pytest
 
@@ -48,40 +45,18 @@ from fastwan_core import (
     result_to_wire,
 )
 from fastwan_core.testing import FakeClock, FakeEncoder, FakeGenerator, FakeImageLoader, InMemoryResultStore
+from tests.adapters.support import opened
 
 SECRET_KEY = "sk-live-Zq8v1-DO-NOT-LOG"
 JOB = {"musetalk_job_id": "job-1", "prompt": "a cat on a sofa"}
 TIMEOUT = 0.1  # seconds; the delay faults below are ten times longer
 DEFAULT_BACKOFF = RetryPolicy()
-_T = TypeVar("_T")
-Run = Callable[[Awaitable[_T]], _T]
 
 
 @pytest.fixture
 def orch():
     with OrchestratorDouble(api_key=SECRET_KEY) as double:
         yield double
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    made = asyncio.new_event_loop()
-    yield made
-    made.close()
-
-
-@pytest.fixture
-def run(loop: asyncio.AbstractEventLoop) -> Run[Any]:
-    return loop.run_until_complete
-
-
-@contextmanager
-def opened(run: Run[Any], *args: Any, **options: Any) -> Iterator[OrchestratorClient]:
-    client = OrchestratorClient(*args, **options)
-    try:
-        yield client
-    finally:
-        run(client.aclose())
 
 
 @pytest.fixture
@@ -595,7 +570,7 @@ def test_reporter_never_raises_when_the_orchestrator_is_down(refused_url, run):
         run(scenario(c))
 
 
-def test_the_use_case_reports_every_phase_to_the_orchestrator_from_its_thread(orch, client, run):
+def test_the_use_case_reports_every_phase_to_the_orchestrator(orch, client, run):
     clock = FakeClock(tick=0.01)
     reporter = OrchestratorProgressReporter(client)
     usecase = GenerateVideo(
@@ -610,8 +585,8 @@ def test_the_use_case_reports_every_phase_to_the_orchestrator_from_its_thread(or
     job = parse_job({**JOB, "image_url": "https://example.com/face.png"})
 
     async def scenario() -> JobResult:
-        async with reporter:  # as a worker runs its job: on a thread beside the event loop
-            return await asyncio.to_thread(usecase.run, job)
+        async with reporter:
+            return usecase.run(job)  # reports queue while the job runs; they go out after it
 
     result = run(scenario())
 

@@ -13,21 +13,18 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import pytest
 
 from fastwan_adapters.orchestrator import (
     DeliveryInterrupted,
-    OrchestratorClient,
     OrchestratorUnavailable,
     RetryPolicy,
     StatusOutbox,
     StatusOutcome,
 )
 from fastwan_adapters.testing import Endpoint, Fault, OrchestratorDouble, RecordingSleep
+from tests.adapters.support import opened
 
 BODY = {"status": "succeeded", "output_url": "https://f005.example/file/b/job-1.mp4", "worker_id": "w-1"}
 
@@ -36,22 +33,6 @@ BODY = {"status": "succeeded", "output_url": "https://f005.example/file/b/job-1.
 def orch():
     with OrchestratorDouble() as double:
         yield double
-
-
-@pytest.fixture
-def run() -> Iterator[Callable[[Awaitable[Any]], Any]]:
-    loop = asyncio.new_event_loop()
-    yield loop.run_until_complete
-    loop.close()
-
-
-@contextmanager
-def opened(run: Callable[[Awaitable[Any]], Any], *args: Any, **options: Any) -> Iterator[OrchestratorClient]:
-    client = OrchestratorClient(*args, **options)
-    try:
-        yield client
-    finally:
-        run(client.aclose())
 
 
 @pytest.fixture

@@ -10,11 +10,10 @@ from dependency_injector import containers, providers
 
 from buffer_worker.gpu import worker_info
 from buffer_worker.metrics import WorkerMetrics
-from buffer_worker.progress import JobProgress
 from buffer_worker.reporting import StatusDelivery
 from buffer_worker.settings import BufferWorkerSettings
 from buffer_worker.state_dir import kept_in, usable_state_dir
-from buffer_worker.worker import BufferWorker
+from buffer_worker.worker import BufferWorker, JobProgress
 from fastwan_adapters.container import GenerationContainer
 from fastwan_adapters.orchestrator import ClaimJournal, OrchestratorClient, RetryPolicy, StatusOutbox
 from fastwan_adapters.orchestrator import OrchestratorProgressReporter as Sender

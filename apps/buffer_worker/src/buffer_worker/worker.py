@@ -1,28 +1,24 @@
 """The buffer worker: one asyncio program that claims, runs and reports jobs until told to stop.
 
-One event loop runs everything but the GPU. Its tasks: the claim loop (``_work``: load the
-model, then claim, run, report, claim again), the heartbeat (every ``HEARTBEAT_INTERVAL_S``,
-from the first second to the last) and what the last run left to report (``reporting.py``),
-both side tasks watched by :meth:`BufferWorker._watch` (a heartbeat that ends stops the worker
-for a restart: the orchestrator must not give work to a worker it cannot see), and each job's
-``running`` beside the job. The model's load and each job run on the job thread
-(``fastwan_adapters.job_runner``); a job is stopped through its ticket, the core's cancellation
-signal.
+One event loop runs all but the GPU work: the claim loop (load the model, then claim, run,
+report, claim again), the heartbeat (every ``HEARTBEAT_INTERVAL_S``, from the first second to the
+last), the statuses the last run left (``reporting.py``) and each job's ``running``. The
+heartbeat and the leftovers are side tasks under :meth:`BufferWorker._watch`: a heartbeat that
+ends stops the worker for a restart, since the orchestrator must not give work to a worker it
+cannot see. The model's load and each job run on the job thread (``fastwan_adapters.job_runner``);
+a job is stopped through its ticket, the core's cancellation signal.
 
-A stop comes as :meth:`BufferWorker.stop` (the first SIGTERM/SIGINT: claim nothing more, the job
-in hand gets ``SHUTDOWN_GRACE_S``) or as a restart (the heartbeat died, the GPU is unusable: the
-job in hand is stopped now). Either way the job is then asked to stop, given ``stop_wait_s`` to
-reach its next step, and reported without a result of its own if it does not; statuses are
-retried for ``final_report_s`` more, then left in the outbox. :meth:`BufferWorker.stop_now`
-(the second signal) cancels the claim loop: the job in hand is reported ``worker_shutdown``
-with one try, and the worker leaves.
+A stop is :meth:`BufferWorker.stop` (the first SIGTERM/SIGINT: claim nothing more, the job in
+hand has ``SHUTDOWN_GRACE_S``) or a restart (the heartbeat died, the GPU is unusable: the job is
+stopped now). The job is then given ``stop_wait_s`` to reach its next step, else reported without
+a result of its own, and statuses are retried ``final_report_s`` more before they are left in the
+outbox (``_leave``). :meth:`BufferWorker.stop_now` (the second signal) cancels the claim loop: the
+job in hand is reported ``worker_shutdown`` with one try, and the worker leaves.
 
-Every claimed job ends with exactly one terminal status, written to the outbox the moment the
-job ends and then sent, except when the orchestrator says the job is no longer ours (404/409).
-A claimed job is in the claim journal from before its work starts until its status is in the
-outbox, so a worker killed in between still reports it at its next start (``recovery.py``).
-A job claimed again after it ended here is reported again from its recorded result, not run
-again (``recent.py``).
+Every claimed job ends with one terminal status, written to the outbox when the job ends and then
+sent, unless the orchestrator says the job is no longer ours (404/409). It is in the claim journal
+from before its work starts until its status is in the outbox, so a worker killed in between
+still reports it at its next start (``recovery.py``).
 """
 
 from __future__ import annotations
@@ -32,18 +28,17 @@ import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Final
 
 from buffer_worker.metrics import WorkerMetrics
 from buffer_worker.outcomes import final_result
-from buffer_worker.progress import JobProgress
 from buffer_worker.reporting import StatusDelivery
 from buffer_worker.settings import BufferWorkerSettings
 from buffer_worker.ticket import JobTicket, StopReason
 from fastwan_adapters.config import ConfigError
 from fastwan_adapters.container import on_the_loop
-from fastwan_adapters.deadline import pause
+from fastwan_adapters.deadline import first_of, pause
 from fastwan_adapters.exit_code import ExitCode
 from fastwan_adapters.job_runner import JobRunner
 from fastwan_adapters.logs import bind_job
@@ -69,8 +64,9 @@ from fastwan_core import (
     is_job_id,
     parse_job,
 )
+from fastwan_core.ports import ProgressReporter
 
-__all__ = ["BufferWorker"]
+__all__ = ["BufferWorker", "JobProgress"]
 
 log = logging.getLogger(__name__)
 # The loggers of these lines, as before the worker became one program.
@@ -87,18 +83,42 @@ _MAX_ERROR_CHARS: Final = 500
 _MAX_SILENCED: Final = 64  # jobs whose progress is no longer ours to send: only the last few matter
 
 
+class JobProgress:
+    """The progress port the core reports to (from the job thread): each update goes to the
+    worker's loop, where the worker judges it (its phase and progress go into the heartbeat;
+    nothing is sent for a job no longer ours), then to ``sender``. Never raises."""
+
+    def __init__(self, sender: ProgressReporter) -> None:
+        self.sender = sender
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._judge: Callable[[str, ProgressUpdate], bool] = lambda _job_id, _update: True
+
+    def attach(self, loop: asyncio.AbstractEventLoop, judge: Callable[[str, ProgressUpdate], bool]) -> None:
+        self._loop, self._judge = loop, judge
+
+    def report(self, job_id: str, update: ProgressUpdate) -> None:
+        try:
+            assert self._loop is not None, "the worker is not running"
+            self._loop.call_soon_threadsafe(self._take, job_id, update)
+        except Exception:  # not running, or the loop is closed: the worker is gone
+            log.warning("progress for job %s not reported", job_id, exc_info=True)
+
+    def _take(self, job_id: str, update: ProgressUpdate) -> None:
+        try:
+            if self._judge(job_id, update):
+                self.sender.report(job_id, update)
+        except Exception:
+            log.warning("progress for job %s not reported", job_id, exc_info=True)
+
+
 class BufferWorker:
-    """Claims and runs jobs one at a time; see the module's docstring. Composed by the
-    container (``containers.py``).
+    """Claims and runs jobs one at a time; see the module's docstring.
 
     Args:
         progress: the port the use case reports to; attached to this worker's loop when it runs.
-        load_usecase: loads and warms the model and returns the use case (slow: run once on the
-            job thread, after the heartbeat has started).
-        stop_wait_s: once the job in hand is asked to stop, how long it has to reach its next
-            step before it is reported without its own metrics.
-        final_report_s: after that, how long a terminal status may still be retried before the
-            worker leaves it in the outbox for its next start.
+        load_usecase: loads and warms the model (slow: once, on the job thread, heartbeating).
+        stop_wait_s: how long a job asked to stop has to reach its next step.
+        final_report_s: after that, how long a terminal status may still be retried.
     """
 
     def __init__(
@@ -114,15 +134,12 @@ class BufferWorker:
         stop_wait_s: float = 3.0,
         final_report_s: float = 5.0,
     ) -> None:
-        if worker.worker_id is None:
-            raise ValueError("a buffer worker needs its worker id (BUFFER_WORKER_ID)")
-        if worker.gpu_class is None:
-            raise ValueError("a heartbeat needs the GPU class (GPU_CLASS, else the GPU's name)")
+        if worker.worker_id is None or worker.gpu_class is None:
+            raise ValueError("a buffer worker needs its id (BUFFER_WORKER_ID) and GPU class (GPU_CLASS)")
         self._settings = settings
         self._client = client
         self._delivery = delivery
         self._progress = progress
-        self.runner = JobRunner()  # the model's load and the jobs, one at a time
         self._load_usecase = load_usecase
         self._metrics = metrics
         self._worker = worker
@@ -130,58 +147,52 @@ class BufferWorker:
         self._gpu_class: str = worker.gpu_class
         self._stop_wait_s = stop_wait_s
         self._final_report_s = final_report_s
-        # Leaving: why, since when, and what follows (see ``_leave``).
+        self.runner = JobRunner()  # the model's load and the jobs, one at a time
+        self._usecase: GenerateVideo | None = None
+        self._work: asyncio.Task[ExitCode] | None = None
+        # Leaving (``_leave``): since when, to restart or not, and what follows.
         self._stop = asyncio.Event()  # claim nothing more
         self._give_up = asyncio.Event()  # the job in hand had its time to stop
-        self._window = asyncio.Event()  # status deliveries end (tried once more at the most)
+        self._window = asyncio.Event()  # statuses are tried once more at the most
         self._since: float | None = None
         self._restart_reason: str | None = None
         self._timers: list[asyncio.TimerHandle] = []
         self._aborted = False
-        self._work_task: asyncio.Task[ExitCode] | None = None
         # What the heartbeat says.
+        self._beats_end = asyncio.Event()
         self._stopping = False
         self._ticket: JobTicket | None = None
         self._phase: Phase | None = None
         self._done: float | None = None
         self._error: str | None = None
         self._silenced: deque[str] = deque(maxlen=_MAX_SILENCED)
-        self._beats_end = asyncio.Event()
-        self._usecase: GenerateVideo | None = None
-
-    # -- the program --------------------------------------------------------------------------
 
     async def run(self) -> ExitCode:
-        """Start heartbeating and sending what the last run left, load the model, then claim
-        until stopped; returns the exit code."""
-        loop = asyncio.get_running_loop()
-        self._progress.attach(loop, self._judge)
+        """Heartbeat and send what the last run left, load the model, claim until stopped."""
+        self._progress.attach(asyncio.get_running_loop(), self._judge)
         async with on_the_loop(self._client, self._progress.sender):
             leftovers = self._watch(self._delivery.send_leftovers(self._stop), "leftovers")
-            # The last run's news first, if it is quick.
-            await _first(self._delivery.first_try.wait(), asyncio.sleep(HEAD_START_S))
+            await first_of(self._delivery.first_try.wait(), asyncio.sleep(HEAD_START_S))
             heartbeat = self._watch(self._heartbeats(), "heartbeat", must_run=True)
-            self._work_task = asyncio.create_task(self._work())
+            self._work = asyncio.create_task(self._load_and_claim())
             if self._aborted:
-                self._work_task.cancel()
+                self._work.cancel()
             try:
-                code = await self._work_task
+                code = await self._work
             except asyncio.CancelledError:
-                if not (self._aborted and self._work_task.cancelled()):
+                if not (self._aborted and self._work.cancelled()):
                     raise
                 code = ExitCode.OK  # the second signal
             except Exception:
                 log.critical("the claim loop failed", exc_info=True)
                 self._set_error("internal error in the claim loop")
                 code = ExitCode.RESTART
-            if self._restart_reason is not None and code is ExitCode.OK:
-                code = ExitCode.RESTART
             await self._goodbye(heartbeat)
             await asyncio.wait({leftovers}, timeout=_LEFTOVERS_END_S)  # stopped with the worker
             leftovers.cancel()
             if self._aborted and isinstance(self._progress.sender, OrchestratorProgressReporter):
                 await self._progress.sender.aclose(_ABORT_FLUSH_S)
-        return code
+        return ExitCode.RESTART if code is ExitCode.OK and self._restart_reason else code
 
     def stop(self) -> None:
         """The first signal: claim nothing more; the job in hand gets its grace period."""
@@ -195,12 +206,12 @@ class BufferWorker:
         self._aborted = True
         self._leave()
         self._window.set()
-        if self._work_task is not None:
-            self._work_task.cancel()
+        if self._work is not None:
+            self._work.cancel()
 
-    # -- the claim loop -------------------------------------------------------------------------
+    # -- the claim loop ---------------------------------------------------------------------------
 
-    async def _work(self) -> ExitCode:
+    async def _load_and_claim(self) -> ExitCode:
         try:
             usecase = self._usecase = await self.runner.run(self._load_usecase)
         except ConfigError as error:
@@ -213,31 +224,25 @@ class BufferWorker:
             return ExitCode.RESTART
         self._metrics.ready.set(1)
         # Every leftover tried once before the first claim (most often during the model load).
-        await _first(self._delivery.first_round.wait(), self._stop.wait())
+        await first_of(self._delivery.first_round.wait(), self._stop.wait())
         if not self._stop.is_set():
             log.info("ready: claiming jobs as %s (%s)", self._worker_id, self._gpu_class)
-        while not self._stop.is_set():  # a dead heartbeat sets it too (``_watch``)
-            await self._claim_once(usecase)
+        while not self._stop.is_set():  # a dead heartbeat sets it too
+            began = time.monotonic()
+            raw = await self._client.claim_with_backoff(
+                self._worker_id,
+                stop=self._stop,
+                gpu_class=self._gpu_class,
+                model_id=usecase.generator.model_id,
+                worker_version=self._worker.worker_version,
+            )
+            if raw is not None or not self._stop.is_set():
+                self._metrics.claimed(job=raw is not None)
+            if raw is not None:
+                await self._take(raw, usecase)
+            else:  # arq's poll: the time the claim took counts toward the interval
+                await pause(self._stop, self._settings.poll_interval_s - (time.monotonic() - began))
         return ExitCode.OK
-
-    async def _claim_once(self, usecase: GenerateVideo) -> None:
-        loop = asyncio.get_running_loop()
-        began = loop.time()
-        raw = await self._client.claim_with_backoff(
-            self._worker_id,
-            stop=self._stop,
-            gpu_class=self._gpu_class,
-            model_id=usecase.generator.model_id,
-            worker_version=self._worker.worker_version,
-        )
-        if raw is None:
-            if not self._stop.is_set():
-                self._metrics.claimed(job=False)
-            # arq's poll: the time the claim took counts toward the interval.
-            await pause(self._stop, self._settings.poll_interval_s - (loop.time() - began))
-            return
-        self._metrics.claimed(job=True)
-        await self._take(raw, usecase)
 
     async def _take(self, raw: Mapping[str, Any], usecase: GenerateVideo) -> None:
         buffer_job_id = raw.get("buffer_job_id")
@@ -257,10 +262,9 @@ class BufferWorker:
         ticket = JobTicket(buffer_job_id, job_id, time.monotonic())
         with bind_job(job_id, buffer_job_id=buffer_job_id):
             if not await self._delivery.admit(ticket, self._window):
-                return
+                return  # it ended here before: its end was reported again
             if isinstance(job, JobValidationError):
-                # The core's own answer to a bad job (and its final progress call).
-                await self._conclude(ticket, usecase.refuse(job))
+                await self._conclude(ticket, usecase.refuse(job))  # the core's answer to a bad job
             elif self._stop.is_set():
                 log.info("claimed while stopping: handing the job back as worker_shutdown")
                 ticket.stop(StopReason.SHUTDOWN)
@@ -268,11 +272,10 @@ class BufferWorker:
             else:
                 await self._run(job, ticket, usecase)
 
-    # -- the job in hand ------------------------------------------------------------------------
+    # -- the job in hand --------------------------------------------------------------------------
 
     async def _run(self, job: Job, ticket: JobTicket, usecase: GenerateVideo) -> None:
-        """Run ``job`` on the job thread, ``running`` beside it; wait for it (it is stopped when
-        the worker leaves), then end it."""
+        """The job on the job thread, ``running`` beside it; then its end."""
         log.info("claimed buffer job %s", ticket.buffer_job_id)
         self._ticket, self._phase, self._done = ticket, None, 0.0
         self._metrics.busy.set(1)
@@ -280,15 +283,17 @@ class BufferWorker:
         running = asyncio.create_task(self._delivery.announce_running(ticket, self._window))
         try:
             try:
-                result = await self._outcome(work)
+                await first_of(work, self._give_up.wait())
             except asyncio.CancelledError:  # the second signal: reported now, with one try
                 ticket.stop(StopReason.SHUTDOWN)
                 await self._conclude(ticket, None, running)
                 raise
+            if not work.done():
+                log.error("the job did not stop within %.1f s; reporting it now", self._stop_wait_s)
             if ticket.reason is StopReason.LEASE_LOST:
                 self._delivery.drop(ticket)
             else:
-                await self._conclude(ticket, result, running)
+                await self._conclude(ticket, work.result() if work.done() else None, running)
         finally:
             if ticket.reason is StopReason.LEASE_LOST:
                 self._silence(ticket.job_id)
@@ -308,25 +313,13 @@ class BufferWorker:
                 metrics=usecase.metrics_for(time.monotonic() - ticket.started),
             )
 
-    async def _outcome(self, work: asyncio.Future[JobResult]) -> JobResult | None:
-        """The job's result, or ``None`` if it did not stop when asked (``_leave``'s deadlines)."""
-        await _first(work, self._give_up.wait())
-        if work.done():
-            return work.result()
-        log.error("the job did not stop within %.1f s; reporting it now", self._stop_wait_s)
-        return None
-
     async def _conclude(
         self, ticket: JobTicket, result: JobResult | None, running: asyncio.Task[None] | None = None
     ) -> None:
         """Report the job's one terminal status: the core's ``result``, or the worker's own when
-        it has none (``outcomes.py``)."""
-        final = final_result(
-            ticket,
-            result,
-            restart_reason=self._restart_reason,
-            fallback_metrics=lambda: self._fallback_metrics(ticket),
-        )
+        it has none (``outcomes.py``). A success clears the heartbeat's last error, a failure is it."""
+        own = functools.partial(self._metrics_of, ticket)
+        final = final_result(ticket, result, restart_reason=self._restart_reason, fallback_metrics=own)
         replaced = result is None or final.error_code is not result.error_code
         if replaced:
             self._silence(ticket.job_id)  # the core's own final progress, should it still come
@@ -338,18 +331,18 @@ class BufferWorker:
         if final.fatal:
             self._leave(restart=f"the GPU is unusable ({final.error})")
 
-    def _fallback_metrics(self, ticket: JobTicket) -> Metrics:
-        """The use case's metrics for a job with no result of its own: who ran it, how long."""
+    def _metrics_of(self, ticket: JobTicket) -> Metrics:
+        """The metrics of a job with no result of its own: who ran it, how long."""
         assert self._usecase is not None, "no job is claimed before the model is loaded"
         return self._usecase.metrics_for(time.monotonic() - ticket.started)
 
-    # -- leaving --------------------------------------------------------------------------------
+    # -- leaving ----------------------------------------------------------------------------------
 
     def _leave(self, restart: str | None = None) -> None:
-        """Stop claiming and schedule what follows: the job in hand is asked to stop (after the
-        grace period, or now for a restart), given up on ``stop_wait_s`` later, and the status
-        deliveries end ``final_report_s`` after that. A restart outranks a shutdown (the exit
-        code must tell the host to restart); the time counts from the first request."""
+        """Claim nothing more, and schedule what follows: the job in hand is asked to stop (after
+        the grace period, or now for a restart), given up ``stop_wait_s`` later, and statuses end
+        ``final_report_s`` after that. A restart outranks a shutdown (the exit code must tell the
+        host to restart); the time counts from the first request."""
         loop = asyncio.get_running_loop()
         first = self._since is None
         if self._since is None:
@@ -362,7 +355,7 @@ class BufferWorker:
         self._stop.set()
         for timer in self._timers:
             timer.cancel()
-        stop_at = self._since + (0.0 if self._restart_reason is not None else self._settings.shutdown_grace_s)
+        stop_at = self._since + (0.0 if self._restart_reason else self._settings.shutdown_grace_s)
         give_up_at = stop_at + self._stop_wait_s
         self._timers = [
             loop.call_at(stop_at, self._stop_job),
@@ -371,59 +364,48 @@ class BufferWorker:
         ]
 
     def _stop_job(self) -> None:
-        ticket = self._ticket
-        reason = StopReason.RESTART if self._restart_reason is not None else StopReason.SHUTDOWN
-        if ticket is not None and ticket.stop(reason, self._restart_reason):
+        reason = StopReason.RESTART if self._restart_reason else StopReason.SHUTDOWN
+        if self._ticket is not None and self._ticket.stop(reason, self._restart_reason):
             leaving = "restarting" if reason is StopReason.RESTART else "stopping"
             log.warning("stopping the job in hand: the worker is %s", leaving)
-
-    # -- side tasks -----------------------------------------------------------------------------
 
     def _watch(
         self, coroutine: Coroutine[Any, Any, None], name: str, *, must_run: bool = False
     ) -> asyncio.Task[None]:
-        """Run ``coroutine`` as a side task; if it fails (or, ``must_run``, ends) before the worker
-        ends it, the worker must restart: it cannot go on without it."""
-        task = asyncio.create_task(coroutine, name=name)
+        """``coroutine`` as a side task: if it fails (or, ``must_run``, returns) before the worker
+        ends it, the worker must restart, for it cannot go on without it."""
 
         def ended(task: asyncio.Task[None]) -> None:
-            if task.cancelled():
-                return
-            error = task.exception()
-            if self._beats_end.is_set() or (error is None and not must_run):
+            error = None if task.cancelled() else task.exception()
+            if task.cancelled() or self._beats_end.is_set() or (error is None and not must_run):
                 return
             what = type(error).__name__ if error is not None else "it returned"
             heartbeat_log.critical("the %s died: %s", name, what, exc_info=error)
             self._leave(restart=f"the {name} thread stopped ({what})")
 
+        task = asyncio.create_task(coroutine, name=name)
         task.add_done_callback(ended)
         return task
 
+    # -- the heartbeat ----------------------------------------------------------------------------
+
     async def _heartbeats(self) -> None:
-        """Beat every ``HEARTBEAT_INTERVAL_S``, on a fixed cadence from the start: a slow answer
-        delays one beat, never the ones after it."""
+        """On a fixed cadence from the start: a slow answer delays one beat, not the ones after."""
         loop = asyncio.get_running_loop()
-        interval = self._settings.heartbeat_interval_s
         next_at = loop.time()
         while True:
             await self._beat()
-            next_at += interval
-            delay = next_at - loop.time()
-            if delay < 0:  # a call took longer than the interval: beat now, then on cadence
-                next_at, delay = loop.time(), 0.0
-            if await pause(self._beats_end, delay):
+            next_at = max(next_at + self._settings.heartbeat_interval_s, loop.time())
+            if await pause(self._beats_end, next_at - loop.time()):
                 return
 
-    async def _beat(self) -> bool:
-        """Send one heartbeat now and act on its answer; ``False`` if it failed (logged). The
-        answer may name the job in hand in ``cancel_job_ids``: it is asked to stop."""
+    async def _beat(self) -> None:
+        """One heartbeat and what its answer says: a ``cancel_job_ids`` naming the job in hand
+        stops it. A failure is logged; the next beat is the retry."""
         ticket = self._ticket
-        if self._stopping:
-            status = WorkerStatus.STOPPING
-        else:
-            status = WorkerStatus.BUSY if ticket is not None else WorkerStatus.IDLE
+        busy = WorkerStatus.BUSY if ticket is not None else WorkerStatus.IDLE
         heartbeat = Heartbeat(
-            status=status,
+            status=WorkerStatus.STOPPING if self._stopping else busy,
             gpu_class=self._gpu_class,
             capacity=1,
             error=self._error,
@@ -435,23 +417,18 @@ class BufferWorker:
         )
         try:
             answer = await self._client.heartbeat(self._worker_id, heartbeat)
-        except OrchestratorAuthError:
-            self._metrics.heartbeat(ok=False)  # the client logged it once, naming INTERNAL_API_KEY
-            return False
         except OrchestratorError as error:
             self._metrics.heartbeat(ok=False)
-            heartbeat_log.warning(
-                "heartbeat failed, next in %.1f s: %s", self._settings.heartbeat_interval_s, error
-            )
-            return False
+            if not isinstance(error, OrchestratorAuthError):  # the client logged that once
+                interval = self._settings.heartbeat_interval_s
+                heartbeat_log.warning("heartbeat failed, next in %.1f s: %s", interval, error)
+            return
         self._metrics.heartbeat(ok=True)
         if ticket is not None and answer.cancels(*ticket.ids()) and ticket.stop(StopReason.CANCELLED):
             heartbeat_log.info("the orchestrator cancelled buffer job %s; stopping it", ticket.buffer_job_id)
-        return True
 
     async def _goodbye(self, heartbeat: asyncio.Task[None]) -> None:
-        """End the beats (one in flight may finish), then one last heartbeat, ``stopping``, tried
-        once: the orchestrator learns this worker is going. Never raises."""
+        """The beats end (one in flight may finish), then the last, ``stopping``, tried once."""
         self._beats_end.set()
         await asyncio.wait({heartbeat}, timeout=0.0 if self._aborted else _GOODBYE_BEAT_S)
         heartbeat.cancel()
@@ -461,24 +438,21 @@ class BufferWorker:
         except Exception as error:  # whatever broke the heartbeat may still be broken
             heartbeat_log.error("the last heartbeat could not be sent: %s", type(error).__name__)
 
-    # -- what the heartbeat says ------------------------------------------------------------------
-
     def _judge(self, job_id: str, update: ProgressUpdate) -> bool:
-        """A progress update of the core (on the loop): noted for the heartbeat; ``False`` if it
-        must not be sent (its job's lease is lost, or the worker sent its final update itself)."""
+        """A progress update of the core, on the loop: noted for the heartbeat; ``False`` if it
+        must not be sent (the job's lease is lost, or the worker sent its final update itself)."""
+        ticket = self._ticket
         if job_id in self._silenced:
             return False
-        ticket = self._ticket
         if ticket is None or ticket.job_id != job_id:
             return True
         if ticket.reason is StopReason.LEASE_LOST:
             return False
-        if update.is_terminal:
-            return True
-        if update.phase is not None:
-            self._phase = update.phase
-        if update.progress is not None:
-            self._done = min(1.0, max(0.0, update.progress))
+        if not update.is_terminal:
+            if update.phase is not None:
+                self._phase = update.phase
+            if update.progress is not None:
+                self._done = min(1.0, max(0.0, update.progress))
         return True
 
     def _silence(self, job_id: str | None) -> None:
@@ -488,18 +462,6 @@ class BufferWorker:
     def _set_error(self, message: str | None) -> None:
         """The last error, sent with every heartbeat until a job succeeds (never a secret)."""
         self._error = message[:_MAX_ERROR_CHARS] if message else None
-
-
-async def _first(*awaitables: Awaitable[object]) -> None:
-    """Wait until the first of ``awaitables`` is done. The coroutines among them are then
-    cancelled; a future is only no longer waited for."""
-    waits = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
-    try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for awaitable, wait in zip(awaitables, waits, strict=True):
-            if wait is not awaitable:  # made here
-                wait.cancel()
 
 
 def _seen(value: object) -> str:

@@ -1,5 +1,5 @@
 """How coroutines wait on the event loop: for an answer within one overall deadline, abandoned
-when a stop comes, and for a pause that a stop cuts short.
+when a stop comes; for a pause that a stop cuts short; for the first of several things.
 
 httpx's timeouts bound each connect, read and write, not the answer: a server that drips one
 byte every few seconds holds a call for as long as it likes (httpx issue #1450 is the known
@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Awaitable
 from typing import TypeVar
 
-__all__ = ["DeadlinePassed", "StopCame", "pause", "within"]
+__all__ = ["DeadlinePassed", "StopCame", "first_of", "pause", "within"]
 
 _T = TypeVar("_T")
 
@@ -64,3 +64,15 @@ async def pause(stop: asyncio.Event | None, seconds: float) -> bool:
         async with asyncio.timeout(max(0.0, seconds)):
             await stop.wait()
     return stop.is_set()
+
+
+async def first_of(*awaitables: Awaitable[object]) -> None:
+    """Wait until the first of ``awaitables`` is done. The coroutines among them are then
+    cancelled; a future given is only no longer waited for."""
+    waits = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for awaitable, wait in zip(awaitables, waits, strict=True):
+            if wait is not awaitable:  # made here
+                wait.cancel()
