@@ -47,7 +47,8 @@ from fastwan_core.testing import FakeEncoder, FakeImageLoader, InMemoryResultSto
 
 
 class FixedTimeGenerator:
-    """Takes ``seconds`` per job, in three steps, and returns mid-grey frames of the plan's size."""
+    """Takes ``seconds`` per job, in three steps, then decodes mid-grey frames of the plan's size
+    in one chunk."""
 
     model_id = "bench/fixed-time"
     device_name = "none"
@@ -60,7 +61,7 @@ class FixedTimeGenerator:
         plan: GenerationPlan,
         image: Picture | None,
         events: GenerationEvents,
-        sink: FrameSink | None = None,  # batch form: the use case encodes the frames returned
+        sink: FrameSink,
     ) -> GeneratedVideo:
         size = plan.generated_size
         events.stage(Stage.TEXT_ENCODE)
@@ -71,8 +72,8 @@ class FixedTimeGenerator:
             time.sleep(self.seconds / total)
             events.step(index, total)
         events.stage(Stage.DECODE)
-        frames = np.full((plan.num_frames, size.height, size.width, 3), 128, dtype=np.uint8)
-        return GeneratedVideo(frames)
+        sink.add(np.full((plan.num_frames, size.height, size.width, 3), 128, dtype=np.uint8))
+        return GeneratedVideo()
 
 
 def run_once(variant: str, jobs: int, seconds: float, frames: int, width: int, height: int) -> list[float]:

@@ -1,10 +1,11 @@
 """Decode -> encode: one after the other (as before) against streamed (decode chunks into the encoder).
 
 The VAE decodes latent frame by latent frame (``generator.decoding.decode_chunks``, the
-production code); the sequential row collects every frame and then encodes them with
-``PyAVEncoder.encode``, the streaming row hands each chunk to ``PyAVEncoder.open``'s session,
-which encodes in its own thread while the next chunk decodes. Target: streaming wall at most
-the decode alone + 15%, i.e. nearly all of the encoding hidden behind the decode.
+production code); the sequential row collects every frame and then hands them to an encoding
+session in one chunk, the streaming row hands each chunk to ``PyAVEncoder.open``'s session as it
+is decoded, and the session encodes in its own thread while the next chunk decodes. Target:
+streaming wall at most the decode alone + 15%, i.e. nearly all of the encoding hidden behind
+the decode.
 
 On the CPU (default) the VAE is the tiny model's (random weights, the Wan 2.2 layout at a
 few channels) and torch gets one thread, so the encoder has the other core, as it has the
@@ -75,7 +76,9 @@ def rows_for(
 
         def sequential() -> None:
             frames = np.concatenate(list(chunks()))
-            encoder.encode(frames, size, 24)
+            session = encoder.open(size, 24)
+            session.add(frames)
+            session.finish()
 
         results["sequential_s"].append(timed(sequential, sync))
 

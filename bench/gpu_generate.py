@@ -60,6 +60,7 @@ from fastwan_adapters.generator.architecture import UMT5_XXL_ENCODER, WAN22_TI2V
 from fastwan_adapters.generator.loading import WanComponents, load_components
 from fastwan_adapters.generator.tiny import ensure_tiny_model, tiny_tokenizer
 from fastwan_adapters.generator.vsa.gates import attach_gates
+from fastwan_adapters.testing import FrameCollector
 from fastwan_core.job import Job
 from fastwan_core.plan import GenerationPlan, plan_generation
 from fastwan_core.ports import Stage
@@ -193,13 +194,16 @@ def measure(
     generator: DiffusersGenerator, plan: GenerationPlan, image: Image.Image | None, sync: Callable[[], None]
 ) -> dict[str, float]:
     clock = StageClock(sync)
+    frames = FrameCollector()
     started = time.perf_counter()
-    video = generator.generate(plan, image, clock)
+    video = generator.generate(plan, image, clock, frames)
     sync()
     values = clock.durations(time.perf_counter())
     if PyAVEncoder is not None:
         encode_started = time.perf_counter()
-        PyAVEncoder().encode(video.frames, plan.output_size, plan.fps, cover=plan.cover)
+        session = PyAVEncoder().open(plan.output_size, plan.fps, cover=plan.cover)
+        session.add(frames.frames)
+        session.finish()
         values["mp4_s"] = time.perf_counter() - encode_started
     values["total_s"] = time.perf_counter() - started
     values["peak_vram_gib"] = video.peak_vram_gb

@@ -7,8 +7,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fastwan_adapters.generator import GeneratorSettings
 from fastwan_adapters.orchestrator import OrchestratorClient
+from fastwan_adapters.testing import FrameCollector
+from fastwan_core.plan import GenerationPlan
+from fastwan_core.ports import GenerationEvents, Picture, VideoGenerator
 
 #: Runs a coroutine to its end (the ``run`` fixture).
 Run = Callable[[Awaitable[Any]], Any]
@@ -29,3 +34,12 @@ def opened(run: Run, *args: Any, **options: Any) -> Iterator[OrchestratorClient]
         yield client
     finally:
         run(client.aclose())
+
+
+def frames_of(
+    generator: VideoGenerator, plan: GenerationPlan, image: Picture | None, events: GenerationEvents
+) -> np.ndarray:
+    """Every frame of one generation, ``(num_frames, height, width, 3)``, collected from its sink."""
+    sink = FrameCollector()
+    generator.generate(plan, image, events, sink)
+    return sink.frames

@@ -16,6 +16,7 @@ import pytest
 from fastwan_adapters.config import ConfigError
 from fastwan_adapters.encoder import EncoderFolder, EncoderSettings, build_encoder
 from fastwan_core.values import Size
+from tests.adapters.test_encoder import encode
 
 # Another worker process: claims its folder, starts an MP4 there as the encoder does, says
 # where, then waits (alive, holding its folder) or is killed as SIGKILL kills a worker mid-job.
@@ -69,7 +70,7 @@ def test_a_killed_worker_s_partial_mp4_is_gone_after_start_and_the_encoder_works
     encoder = build_encoder(settings)
 
     assert not partial.exists() and not partial.parent.parent.exists()  # its worker folder too
-    video = encoder.encode(frames(), Size(64, 64), 8)
+    video = encode(encoder, frames(), Size(64, 64), 8)
     assert video.data[4:8] == b"ftyp" and video.size == Size(64, 64)
     (root,) = (tmp_path / "tmp").iterdir()
     (mine,) = (path for path in root.iterdir() if path.name.startswith("worker-"))

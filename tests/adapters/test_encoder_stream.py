@@ -24,7 +24,7 @@ from fastwan_adapters.encoder import (
     nvenc_problem,
 )
 from fastwan_core import ErrorCode, JobFailure, Size
-from tests.adapters.test_encoder import decode, smooth_scene
+from tests.adapters.test_encoder import decode, encode, smooth_scene
 
 SIZE = Size(96, 64)
 
@@ -34,7 +34,7 @@ def chunks_of(frames: np.ndarray) -> list[np.ndarray]:
     return [frames[:1], *(frames[start : start + 4] for start in range(1, len(frames), 4))]
 
 
-def test_a_streamed_video_is_byte_for_byte_the_batch_one() -> None:
+def test_a_streamed_video_is_byte_for_byte_the_one_of_a_single_chunk() -> None:
     frames = smooth_scene(13, SIZE)
     encoder = PyAVEncoder(x264_params="mbtree=0")  # mbtree alone makes libx264 non-reproducible
     session = encoder.open(SIZE, 24)
@@ -42,7 +42,7 @@ def test_a_streamed_video_is_byte_for_byte_the_batch_one() -> None:
         session.add(chunk)
     streamed = session.finish()
 
-    batch = encoder.encode(frames, SIZE, 24)
+    batch = encode(encoder, frames, SIZE, 24)
     assert streamed.data == batch.data
     assert (streamed.size, streamed.encoder) == (SIZE, "libx264")
     assert streamed.encoding_s is not None and streamed.encoding_s > 0
@@ -135,7 +135,7 @@ def test_auto_without_nvenc_is_libx264_with_one_warning(caplog: pytest.LogCaptur
 
     assert isinstance(encoder, PyAVEncoder) and encoder.codec == "libx264"
     assert [r.message for r in caplog.records if "h264_nvenc cannot open" in r.message] != []
-    assert encoder.encode(smooth_scene(2, SIZE), SIZE, 24).encoder == "libx264"
+    assert encode(encoder, smooth_scene(2, SIZE), SIZE, 24).encoder == "libx264"
 
 
 def test_an_explicit_nvenc_that_cannot_open_is_a_startup_error_naming_the_variable() -> None:
@@ -160,7 +160,7 @@ def test_where_nvenc_opens_it_is_chosen_and_a_later_failing_open_falls_back_for_
         session = encoder.open(SIZE, 24)
         session.add(smooth_scene(3, SIZE))
         first = session.finish()
-        second = encoder.encode(smooth_scene(3, SIZE), SIZE, 24)
+        second = encode(encoder, smooth_scene(3, SIZE), SIZE, 24)
 
     assert (first.encoder, second.encoder, encoder.codec) == ("libx264", "libx264", "libx264")
     assert len([r for r in caplog.records if "h264_nvenc cannot open" in r.message]) == 1

@@ -25,11 +25,12 @@ from fastwan_adapters.generator import (
     NoGpuError,
 )
 from fastwan_adapters.generator.hub import resolve_model_folder
+from fastwan_adapters.testing import FrameCollector
 from fastwan_core.errors import ErrorCode, JobCancelled, JobFailure
 from fastwan_core.job import Job
 from fastwan_core.plan import FASTWAN_TIMESTEPS, GenerationPlan, plan_generation
 from fastwan_core.ports import Stage
-from tests.adapters.support import tiny_settings
+from tests.adapters.support import frames_of, tiny_settings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -99,46 +100,47 @@ def transformer_calls(
 def test_text_to_video_gives_the_generated_size_and_frame_count(generator: DiffusersGenerator) -> None:
     the_plan = plan(width=256, height=320, frames=9)
 
-    video = generator.generate(the_plan, None, RecordingEvents())
+    sink = FrameCollector()
+    video = generator.generate(the_plan, None, RecordingEvents(), sink)
 
-    assert isinstance(video.frames, np.ndarray)
-    assert video.frames.dtype == np.uint8
-    assert video.frames.shape == (9, 320, 256, 3)
+    assert isinstance(sink.frames, np.ndarray)
+    assert sink.frames.dtype == np.uint8
+    assert sink.frames.shape == (9, 320, 256, 3)
     assert video.peak_vram_gb == 0.0  # CPU
-    assert video.frames.std() > 0  # noise, not a blank clip
+    assert sink.frames.std() > 0  # noise, not a blank clip
 
 
 def test_image_to_video_gives_the_generated_size_and_frame_count(generator: DiffusersGenerator) -> None:
     the_plan = plan(width=320, height=256, frames=5)
 
-    video = generator.generate(the_plan, picture(size=(500, 400)), RecordingEvents())
+    frames = frames_of(generator, the_plan, picture(size=(500, 400)), RecordingEvents())
 
-    assert video.frames.shape == (5, 256, 320, 3)
-    assert video.frames.dtype == np.uint8
+    assert frames.shape == (5, 256, 320, 3)
+    assert frames.dtype == np.uint8
 
 
 def test_the_same_job_and_seed_give_the_same_video_whatever_the_global_rng(
     generator: DiffusersGenerator,
 ) -> None:
     torch.manual_seed(1)
-    first = generator.generate(plan(seed=11), None, RecordingEvents()).frames
+    first = frames_of(generator, plan(seed=11), None, RecordingEvents())
     torch.manual_seed(2)  # the re-noising must not draw from torch's global generator
     torch.rand(1000)
-    second = generator.generate(plan(seed=11), None, RecordingEvents()).frames
+    second = frames_of(generator, plan(seed=11), None, RecordingEvents())
 
     assert np.array_equal(first, second)
 
 
 def test_the_same_image_job_and_seed_give_the_same_video(generator: DiffusersGenerator) -> None:
-    first = generator.generate(plan(seed=3), picture(), RecordingEvents()).frames
-    second = generator.generate(plan(seed=3), picture(), RecordingEvents()).frames
+    first = frames_of(generator, plan(seed=3), picture(), RecordingEvents())
+    second = frames_of(generator, plan(seed=3), picture(), RecordingEvents())
 
     assert np.array_equal(first, second)
 
 
 def test_another_seed_gives_another_video(generator: DiffusersGenerator) -> None:
-    first = generator.generate(plan(seed=11), None, RecordingEvents()).frames
-    second = generator.generate(plan(seed=12), None, RecordingEvents()).frames
+    first = frames_of(generator, plan(seed=11), None, RecordingEvents())
+    second = frames_of(generator, plan(seed=12), None, RecordingEvents())
 
     assert not np.array_equal(first, second)
 
@@ -148,7 +150,7 @@ def test_another_seed_gives_another_video(generator: DiffusersGenerator) -> None
 
 def test_the_transformer_runs_the_distilled_timesteps(generator: DiffusersGenerator) -> None:
     with transformer_calls(generator) as seen:
-        generator.generate(plan(), None, RecordingEvents())
+        generator.generate(plan(), None, RecordingEvents(), FrameCollector())
 
     assert [float(t.max()) for t in seen] == [float(t) for t in FASTWAN_TIMESTEPS]
     assert all(float(t.min()) == float(t.max()) for t in seen)  # T2V: every token at the step's t
@@ -156,7 +158,7 @@ def test_the_transformer_runs_the_distilled_timesteps(generator: DiffusersGenera
 
 def test_image_to_video_holds_the_first_frame_at_timestep_zero(generator: DiffusersGenerator) -> None:
     with transformer_calls(generator) as seen:
-        generator.generate(plan(), picture(), RecordingEvents())
+        generator.generate(plan(), picture(), RecordingEvents(), FrameCollector())
 
     assert [float(t.max()) for t in seen] == [float(t) for t in FASTWAN_TIMESTEPS]
     tokens_per_frame = (256 // 32) * (256 // 32)  # 16x VAE, 2x2 patches
@@ -175,7 +177,7 @@ def test_the_image_conditions_the_first_latent_frame(generator: DiffusersGenerat
     handle = vae.post_quant_conv.register_forward_pre_hook(observe)
     image = picture()
     try:
-        generator.generate(plan(), image, RecordingEvents())
+        generator.generate(plan(), image, RecordingEvents(), FrameCollector())
     finally:
         handle.remove()
 
@@ -196,7 +198,7 @@ def test_stages_and_steps_are_reported_in_order_with_a_cancel_check_before_each_
 ) -> None:
     events = RecordingEvents()
 
-    generator.generate(plan(frames=9), None, events)  # 3 latent frames: 3 decode chunks
+    generator.generate(plan(frames=9), None, events, FrameCollector())  # 3 latent frames: 3 decode chunks
 
     assert events.calls == [
         ("stage", Stage.TEXT_ENCODE),
@@ -218,7 +220,7 @@ def test_cancellation_stops_before_the_next_step(generator: DiffusersGenerator) 
     events = RecordingEvents(cancel_after=1)
 
     with transformer_calls(generator) as seen, pytest.raises(JobCancelled):
-        generator.generate(plan(), None, events)
+        generator.generate(plan(), None, events, FrameCollector())
 
     assert len(seen) == 1  # one step ran, the second never started
     assert ("stage", Stage.DECODE) not in events.calls
@@ -227,11 +229,11 @@ def test_cancellation_stops_before_the_next_step(generator: DiffusersGenerator) 
 
 def test_the_generator_runs_the_next_job_after_a_cancellation(generator: DiffusersGenerator) -> None:
     with pytest.raises(JobCancelled):
-        generator.generate(plan(), None, RecordingEvents(cancel_after=0))
+        generator.generate(plan(), None, RecordingEvents(cancel_after=0), FrameCollector())
 
-    video = generator.generate(plan(), None, RecordingEvents())
+    frames = frames_of(generator, plan(), None, RecordingEvents())
 
-    assert video.frames.shape == (5, 256, 256, 3)
+    assert frames.shape == (5, 256, 256, 3)
 
 
 # -- failures -----------------------------------------------------------------------------------
@@ -241,13 +243,13 @@ def test_out_of_memory_becomes_gpu_out_of_memory_and_the_next_job_runs(generator
     oom = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     with transformer_calls(generator, fail_with=oom), pytest.raises(JobFailure) as caught:
-        generator.generate(plan(), None, RecordingEvents())
+        generator.generate(plan(), None, RecordingEvents(), FrameCollector())
 
     assert caught.value.code is ErrorCode.GPU_OUT_OF_MEMORY
     assert caught.value.retryable is True
     assert caught.value.fatal is False
     assert "5 frames at 256x256" in caught.value.message
-    assert generator.generate(plan(), None, RecordingEvents()).frames.shape == (5, 256, 256, 3)
+    assert frames_of(generator, plan(), None, RecordingEvents()).shape == (5, 256, 256, 3)
 
 
 def test_any_other_error_becomes_generation_failed(generator: DiffusersGenerator) -> None:
@@ -255,7 +257,7 @@ def test_any_other_error_becomes_generation_failed(generator: DiffusersGenerator
         transformer_calls(generator, fail_with=ValueError("shapes do not match")),
         pytest.raises(JobFailure) as caught,
     ):
-        generator.generate(plan(), None, RecordingEvents())
+        generator.generate(plan(), None, RecordingEvents(), FrameCollector())
 
     assert caught.value.code is ErrorCode.GENERATION_FAILED
     assert caught.value.retryable is False
@@ -270,7 +272,7 @@ def test_a_closed_generator_refuses_to_generate(tiny_dir: Path) -> None:
     loaded.close()  # idempotent
 
     with pytest.raises(RuntimeError, match="closed"):
-        loaded.generate(plan(), None, RecordingEvents())
+        loaded.generate(plan(), None, RecordingEvents(), FrameCollector())
 
 
 # -- loading ------------------------------------------------------------------------------------
@@ -293,11 +295,11 @@ def test_streamed_weights_give_the_same_video_as_resident_ones(
     streamed = DiffusersGenerator.load(tiny_settings(tiny_dir, GPU_MEMORY_PROFILE="cpu-offload"))
     try:
         assert streamed.profile.name == "cpu-offload"
-        frames = streamed.generate(plan(seed=5), picture(), RecordingEvents()).frames
+        frames = frames_of(streamed, plan(seed=5), picture(), RecordingEvents())
     finally:
         streamed.close()
 
-    assert np.array_equal(frames, generator.generate(plan(seed=5), picture(), RecordingEvents()).frames)
+    assert np.array_equal(frames, frames_of(generator, plan(seed=5), picture(), RecordingEvents()))
 
 
 def test_an_attention_backend_that_cannot_run_is_a_startup_error(tiny_dir: Path) -> None:

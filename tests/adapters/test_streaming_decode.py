@@ -1,6 +1,6 @@
 """The streaming decode on the tiny model: chunk by chunk it gives the very frames and MP4 bytes of
-the batch path (diffusers' ``vae.decode``, then one ``encode``), T2V and I2V, tiled or not; a
-stop between chunks ends the decode at once; the prompt cache hits give the same video."""
+diffusers' ``vae.decode`` (then one chunk encoded), T2V and I2V, tiled or not; a stop between
+chunks ends the decode at once; the prompt cache hits give the same video."""
 
 from __future__ import annotations
 
@@ -16,11 +16,13 @@ from fastwan_adapters.encoder import PyAVEncoder
 from fastwan_adapters.generator import DiffusersGenerator
 from fastwan_adapters.generator.decoding import decode_chunks, is_tiled
 from fastwan_adapters.generator.pictures import to_uint8_frames
+from fastwan_adapters.testing import FrameCollector
 from fastwan_core.errors import JobCancelled
 from fastwan_core.job import Job
 from fastwan_core.plan import GenerationPlan, plan_generation
 from fastwan_core.ports import Stage
-from tests.adapters.support import tiny_settings
+from tests.adapters.support import frames_of, tiny_settings
+from tests.adapters.test_encoder import encode
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -101,23 +103,21 @@ def test_streamed_frames_and_mp4_equal_the_batch_decode_and_encode(
     session = encoder.open(the_plan.output_size, the_plan.fps)
     for chunk in sink.chunks:
         session.add(chunk)
-    assert session.finish().data == encoder.encode(batch, the_plan.output_size, the_plan.fps).data
+    assert session.finish().data == encode(encoder, batch, the_plan.output_size, the_plan.fps).data
 
 
-def test_the_generator_streams_what_it_returns_without_a_sink(generator: DiffusersGenerator) -> None:
-    sink = Chunks()
-    streamed = generator.generate(plan(), picture(), Events(), sink)
-    whole = generator.generate(plan(), picture(), Events())
+def test_the_generator_says_which_decoder_made_the_frames_and_what_the_cache_said(
+    generator: DiffusersGenerator,
+) -> None:
+    streamed = generator.generate(plan(), picture(), Events(), Chunks())
 
-    assert streamed.frames is None and whole.frames is not None
-    assert np.array_equal(np.concatenate(sink.chunks), whole.frames)
     assert (streamed.vae_decoder, streamed.prompt_cache) == ("full", "hit")
 
 
 def test_the_tiled_decode_streams_the_frames_of_diffusers_tiled_decode(generator: DiffusersGenerator) -> None:
     vae = generator.components.vae
     with ScaledLatents(generator) as latents:
-        generator.generate(plan(frames=25), None, Events())
+        generator.generate(plan(frames=25), None, Events(), FrameCollector())
     z = latents.seen[0]
     vae.enable_tiling(
         tile_sample_min_height=128,
@@ -151,27 +151,28 @@ def test_a_stop_between_chunks_ends_the_decode_there_and_the_next_job_runs(
 
     assert len(calls) == 1 and len(sink.chunks) == 1  # stopped before the second decoder call
     assert all(entry is None for entry in generator.components.vae._feat_map)  # the cache was cleared
-    video = generator.generate(plan(frames=5), None, Events())
-    assert video.frames is not None and video.frames.shape == (5, 256, 320, 3)
+    assert frames_of(generator, plan(frames=5), None, Events()).shape == (5, 256, 320, 3)
 
 
 def test_a_repeated_prompt_hits_the_cache_and_gives_the_same_video(generator: DiffusersGenerator) -> None:
     cache = generator.prompt_cache
-    first = generator.generate(plan(prompt="a lighthouse at dusk"), None, Events())
-    again = generator.generate(plan(prompt="a lighthouse at dusk"), None, Events())
-    other = generator.generate(plan(prompt="a harbour at dawn"), None, Events())
+    made = {name: FrameCollector() for name in ("first", "again", "other", "evicted")}
+    first = generator.generate(plan(prompt="a lighthouse at dusk"), None, Events(), made["first"])
+    again = generator.generate(plan(prompt="a lighthouse at dusk"), None, Events(), made["again"])
+    other = generator.generate(plan(prompt="a harbour at dawn"), None, Events(), made["other"])
 
     assert (first.prompt_cache, again.prompt_cache, other.prompt_cache) == ("miss", "hit", "miss")
-    assert first.frames is not None and np.array_equal(first.frames, again.frames)
-    assert not np.array_equal(first.frames, other.frames)
+    assert np.array_equal(made["first"].frames, made["again"].frames)
+    assert not np.array_equal(made["first"].frames, made["other"].frames)
     # A bound of one embedding: a new prompt evicts the older, which then misses again.
     saved = cache.max_bytes
     cache.max_bytes = cache.nbytes // len(cache)
     try:
-        assert generator.generate(plan(prompt="a gull in a gale"), None, Events()).prompt_cache == "miss"
+        gull = generator.generate(plan(prompt="a gull in a gale"), None, Events(), FrameCollector())
+        assert gull.prompt_cache == "miss"
         assert len(cache) == 1  # the two older embeddings were evicted to make room
-        evicted = generator.generate(plan(prompt="a lighthouse at dusk"), None, Events())
-        assert evicted.prompt_cache == "miss" and np.array_equal(evicted.frames, first.frames)
+        evicted = generator.generate(plan(prompt="a lighthouse at dusk"), None, Events(), made["evicted"])
+        assert evicted.prompt_cache == "miss" and np.array_equal(made["evicted"].frames, made["first"].frames)
     finally:
         cache.max_bytes = saved
 
@@ -179,9 +180,10 @@ def test_a_repeated_prompt_hits_the_cache_and_gives_the_same_video(generator: Di
 def test_with_the_cache_off_nothing_is_cached_or_reported(tiny_dir: Path) -> None:
     loaded = DiffusersGenerator.load(tiny_settings(tiny_dir, PROMPT_CACHE_MB="0"))
     try:
-        video = loaded.generate(plan(frames=5), None, Events())
+        sink = FrameCollector()
+        video = loaded.generate(plan(frames=5), None, Events(), sink)
         assert video.prompt_cache is None and len(loaded.prompt_cache) == 0
-        assert video.frames is not None and video.frames.shape == (5, 256, 320, 3)
+        assert sink.frames.shape == (5, 256, 320, 3)
     finally:
         loaded.close()
 
@@ -191,10 +193,10 @@ def test_channels_last_the_default_changes_no_frame_beyond_a_level(
 ) -> None:
     loaded = DiffusersGenerator.load(tiny_settings(tiny_dir, FASTWAN_VAE_CHANNELS_LAST="0"))
     try:
-        fast = loaded.generate(plan(frames=9), picture(), Events()).frames
+        fast = frames_of(loaded, plan(frames=9), picture(), Events())
     finally:
         loaded.close()
-    reference = generator.generate(plan(frames=9), picture(), Events()).frames
+    reference = frames_of(generator, plan(frames=9), picture(), Events())
 
     assert fast is not None and reference is not None
     # fp32 on the CPU: another memory layout may sum in another order, never more than a level.
@@ -214,16 +216,16 @@ def test_the_tiny_decoder_streams_the_plans_frames_and_says_so(tiny_dir: Path) -
             streamed = loaded.generate(plan(frames=13), picture(), Events(), sink)
         finally:
             handle.remove()
-        whole = loaded.generate(plan(frames=13), picture(), Events())
+        whole = frames_of(loaded, plan(frames=13), picture(), Events())
         with pytest.raises(JobCancelled):
             loaded.generate(plan(frames=13), None, Events(stop_at=2), stopped := Chunks())
     finally:
         loaded.close()
 
     assert calls == []  # the full decoder never ran
-    assert streamed.vae_decoder == "tiny" and streamed.frames is None
+    assert streamed.vae_decoder == "tiny"
     assert np.concatenate(sink.chunks).shape == (13, 256, 320, 3)
-    assert whole.frames is not None and np.array_equal(np.concatenate(sink.chunks), whole.frames)
+    assert np.array_equal(np.concatenate(sink.chunks), whole)
     assert len(stopped.chunks) == 1
 
 
@@ -236,12 +238,12 @@ def test_a_tiny_decoder_file_is_loaded_from_its_path(tiny_dir: Path, tmp_path: P
         tiny_settings(tiny_dir, FASTWAN_VAE_DECODER="tiny", FASTWAN_TINY_DECODER=str(path))
     )
     try:
-        frames = loaded.generate(plan(frames=5), None, Events()).frames
+        frames = frames_of(loaded, plan(frames=5), None, Events())
     finally:
         loaded.close()
     random_default = DiffusersGenerator.load(tiny_settings(tiny_dir, FASTWAN_VAE_DECODER="tiny"))
     try:
-        other = random_default.generate(plan(frames=5), None, Events()).frames
+        other = frames_of(random_default, plan(frames=5), None, Events())
     finally:
         random_default.close()
 

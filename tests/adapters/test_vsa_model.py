@@ -23,9 +23,11 @@ from fastwan_adapters.config import ConfigError
 from fastwan_adapters.generator import DiffusersGenerator, GeneratorSettings, ModelUnavailableError
 from fastwan_adapters.generator.loading import load_components
 from fastwan_adapters.generator.vsa.processor import VsaAttnProcessor
+from fastwan_adapters.testing import FrameCollector
 from fastwan_core.job import Job
 from fastwan_core.plan import GenerationPlan, plan_generation
 from fastwan_core.ports import Stage
+from tests.adapters.support import frames_of
 
 _TRANSFORMER = "transformer/diffusion_pytorch_model.safetensors"
 _CPU = torch.device("cpu")
@@ -67,9 +69,7 @@ def sparse(tiny_dir: Path, tiny_sparse_dir: Path) -> Iterator[DiffusersGenerator
 
 
 def video(generator: DiffusersGenerator, image: Image.Image | None = None, seed: int = 3) -> np.ndarray:
-    frames = generator.generate(plan(seed), image, Events()).frames
-    assert isinstance(frames, np.ndarray)
-    return frames
+    return frames_of(generator, plan(seed), image, Events())
 
 
 def from_folder(folder: Path, tiny_dir: Path, **env: str) -> DiffusersGenerator:
@@ -104,7 +104,7 @@ def test_a_checkpoint_with_gates_runs_vsa_with_them_and_says_so(
                 block.to_gate_compress.weight, stored[f"blocks.{index}.to_gate_compress.weight"]
             )
             assert not isinstance(block.attn2.processor, VsaAttnProcessor)
-        generated = loaded.generate(plan(), None, Events())
+        generated = loaded.generate(plan(), None, Events(), FrameCollector())
     finally:
         loaded.close()
     assert (generated.attention, generated.vsa_sparsity) == ("vsa", 0.8)
@@ -117,7 +117,7 @@ def test_a_checkpoint_without_gates_runs_dense(tiny_dir: Path) -> None:
     loaded = DiffusersGenerator.load(settings(tiny_dir, model="tiny"))
     try:
         assert loaded.attention.kind == "dense"
-        generated = loaded.generate(plan(), None, Events())
+        generated = loaded.generate(plan(), None, Events(), FrameCollector())
         assert (generated.attention, generated.vsa_sparsity) == ("dense", None)
     finally:
         loaded.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from buffer_worker.outcomes import final_result
 from buffer_worker.ticket import JobTicket, StopReason
-from fastwan_core import ErrorCode, JobResult, JobState, Metrics
+from fastwan_core import ErrorCode, JobFailure, JobResult, JobState, Metrics
 
 OWN = Metrics(duration_sec=4.2, steps=3)
 FALLBACK = Metrics(duration_sec=9.9, worker_id="w-1")
@@ -43,8 +43,10 @@ def test_jobs_that_ended_on_their_own_are_reported_as_they_ended() -> None:
 
 
 def test_a_fatal_failure_is_always_retryable() -> None:
+    # Built as the core builds it from an adapter's fatal failure, whose retry decision it carries.
+    failure = JobFailure(ErrorCode.GENERATION_FAILED, "CUDA error", retryable=False, fatal=True)
     fatal = JobResult.failure(
-        ErrorCode.GENERATION_FAILED, "CUDA error", job_id="j-1", retryable=False, fatal=True
+        failure.code, failure.message, job_id="j-1", retryable=failure.retryable, fatal=failure.fatal
     )
 
     result = final(stopped(None), fatal)

@@ -52,6 +52,16 @@ class Events:
             raise JobCancelled
 
 
+class Chunks:
+    """A frame sink that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.chunks: list[FakeFrames] = []
+
+    def add(self, frames: FakeFrames) -> None:
+        self.chunks.append(frames)
+
+
 def test_fake_clock() -> None:
     clock = FakeClock(tick=0.5)
     assert (clock.now(), clock.now()) == (0.5, 1.0)
@@ -70,20 +80,22 @@ def test_fake_generator_walks_stages_and_steps_like_a_real_one() -> None:
     clock = FakeClock()
     generator = FakeGenerator(clock=clock, seconds_per_step=1.0)
     events = Events()
-    video = generator.generate(PLAN, None, events)
+    sink = Chunks()
+    generator.generate(PLAN, None, events, sink)
     assert events.log == [Stage.TEXT_ENCODE, Stage.DENOISE, (1, 3), (2, 3), (3, 3), Stage.DECODE]
-    assert video.frames == FakeFrames(9, Size(256, 256), 7) and len(video.frames) == 9
+    assert {(chunk.size, chunk.seed) for chunk in sink.chunks} == {(Size(256, 256), 7)}
+    assert sum(len(chunk) for chunk in sink.chunks) == 9
     assert clock.now() == 5.0
 
 
 def test_fake_generator_honours_cancellation_and_failure() -> None:
     generator = FakeGenerator()
     with pytest.raises(JobCancelled):
-        generator.generate(PLAN, None, Events(cancel_after=2))
+        generator.generate(PLAN, None, Events(cancel_after=2), Chunks())
     assert generator.steps_run == [1, 2]
     failure = JobFailure(ErrorCode.GPU_OUT_OF_MEMORY, "oom")
     with pytest.raises(JobFailure) as caught:
-        FakeGenerator(failure=failure, fail_at_step=1).generate(PLAN, None, Events())
+        FakeGenerator(failure=failure, fail_at_step=1).generate(PLAN, None, Events(), Chunks())
     assert caught.value is failure
 
 
@@ -97,7 +109,9 @@ def test_fake_image_loader() -> None:
 
 
 def test_fake_encoder_and_store_round_trip() -> None:
-    encoded = FakeEncoder().encode(FakeFrames(9, Size(256, 256)), Size(260, 250), 24)
+    session = FakeEncoder().open(Size(260, 250), 24)
+    session.add(FakeFrames(9, Size(256, 256)))
+    encoded = session.finish()
     assert isinstance(encoded, EncodedVideo) and encoded.size == Size(260, 250)
     store = InMemoryResultStore()
     assert store.put("j.mp4", encoded, {"seed": "7"}) == "memory://j.mp4"

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastwan_core import IllegalTransition, JobRun, JobState, Phase
+from fastwan_core import IllegalTransition, JobLifecycle, JobState, Phase, Stage
 
 
-def running() -> JobRun:
-    run = JobRun("j1")
+def running() -> JobLifecycle:
+    run = JobLifecycle("j1")
     run.start()
     return run
 
@@ -20,8 +20,8 @@ def running() -> JobRun:
 def test_a_full_life() -> None:
     run = running()
     seen = [run.progress]
-    for phase in Phase:
-        run.enter(phase)
+    for stage in Stage:
+        run.enter(stage)
         seen.append(run.progress)
         run.advance(0.5)
         seen.append(run.progress)
@@ -31,45 +31,61 @@ def test_a_full_life() -> None:
     assert run.state is JobState.SUCCEEDED and run.progress == 1.0
 
 
-def test_phases_may_be_skipped_but_never_revisited() -> None:
+def test_stages_may_be_skipped_but_never_revisited() -> None:
     run = running()
-    run.enter(Phase.INFERENCE)  # text-to-video skips downloading
-    with pytest.raises(IllegalTransition, match="cannot go from inference to downloading"):
-        run.enter(Phase.DOWNLOADING)
+    run.enter(Stage.TEXT_ENCODE)  # text-to-video skips downloading
+    with pytest.raises(IllegalTransition, match="cannot go from text_encode to download"):
+        run.enter(Stage.DOWNLOAD)
     with pytest.raises(IllegalTransition):
-        run.enter(Phase.INFERENCE)
+        run.enter(Stage.TEXT_ENCODE)
 
 
-@pytest.mark.parametrize("end", [JobRun.succeed, JobRun.fail, JobRun.cancel])
+def test_each_stage_says_its_phase_in_the_contracts_words() -> None:
+    run = running()
+    phases = []
+    for stage in Stage:
+        run.enter(stage)
+        phases.append(run.phase)
+    assert phases == [
+        Phase.DOWNLOADING,
+        Phase.INFERENCE,
+        Phase.INFERENCE,
+        Phase.DECODING,
+        Phase.ENCODING,
+        Phase.UPLOADING,
+    ]
+
+
+@pytest.mark.parametrize("end", [JobLifecycle.succeed, JobLifecycle.fail, JobLifecycle.cancel])
 def test_exactly_one_terminal_state(end: object) -> None:
     run = running()
     end(run)  # type: ignore[operator]
-    for other in (JobRun.succeed, JobRun.fail, JobRun.cancel):
+    for other in (JobLifecycle.succeed, JobLifecycle.fail, JobLifecycle.cancel):
         with pytest.raises(IllegalTransition, match="already"):
             other(run)
     with pytest.raises(IllegalTransition):
-        run.enter(Phase.UPLOADING)
+        run.enter(Stage.UPLOAD)
 
 
 def test_nothing_before_start() -> None:
-    run = JobRun("j1")
-    with pytest.raises(IllegalTransition, match="cannot enter inference while pending"):
-        run.enter(Phase.INFERENCE)
+    run = JobLifecycle("j1")
+    with pytest.raises(IllegalTransition, match="cannot enter denoise while pending"):
+        run.enter(Stage.DENOISE)
     run.start()
     with pytest.raises(IllegalTransition, match="cannot start while running"):
         run.start()
-    with pytest.raises(IllegalTransition, match="advance before any phase"):
+    with pytest.raises(IllegalTransition, match="advance before any stage"):
         run.advance(0.5)
 
 
-@given(st.lists(st.tuples(st.sampled_from(list(Phase)), st.floats(-1, 2)), max_size=20))
-def test_progress_is_monotonic_in_0_1(moves: list[tuple[Phase, float]]) -> None:
+@given(st.lists(st.tuples(st.sampled_from(list(Stage)), st.floats(-1, 2)), max_size=20))
+def test_progress_is_monotonic_in_0_1(moves: list[tuple[Stage, float]]) -> None:
     run = running()
     last = run.progress
-    for phase, fraction in moves:
+    for stage, fraction in moves:
         with contextlib.suppress(IllegalTransition):
-            run.enter(phase)
-        if run.phase is not None:
+            run.enter(stage)
+        if run.stage is not None:
             run.advance(fraction)
         assert last <= run.progress < 1.0
         last = run.progress

@@ -3,8 +3,6 @@ chunks ends the job with nothing encoded or stored, and the timings say what ove
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from fastwan_core import (
@@ -17,7 +15,6 @@ from fastwan_core import (
     parse_job,
     result_to_wire,
 )
-from fastwan_core.ports import GeneratedVideo
 from fastwan_core.testing import (
     FakeClock,
     FakeEncoder,
@@ -112,23 +109,6 @@ def test_an_encoder_that_fails_mid_stream_fails_the_job_and_the_session_is_abort
 
     assert result.status is JobState.FAILED
     assert generator.chunks_decoded == [1, 2]
-
-
-def test_a_generator_that_returns_every_frame_is_still_encoded() -> None:
-    """The batch form of the generator port: the frames come back instead of into the sink."""
-
-    class BatchGenerator(FakeGenerator):
-        def generate(self, plan: Any, image: Any, events: Any, sink: Any = None) -> GeneratedVideo:
-            return super().generate(plan, image, events)
-
-    clock = FakeClock()
-    encoder = FakeEncoder(clock=clock, seconds=0.5)
-
-    result = usecase(BatchGenerator(), encoder, clock).run(parse_job(T2V))
-
-    assert result.succeeded
-    assert encoder.sessions[0].chunks == [17]
-    assert result.metrics is not None and result.metrics.timings.encode_tail_s == 0.5
 
 
 def test_an_encoder_failure_at_finish_is_reported_with_its_code() -> None:

@@ -285,9 +285,8 @@ def test_timings_present_for_every_stage_run_and_partial_on_failure(world: World
 
 def test_metrics_report_the_size_the_encoder_delivered(world: World) -> None:
     class OddSizeEncoder(FakeEncoder):
-        def encode(self, frames: Any, size: Any, fps: int, *, cover: bool = False) -> Any:
-            encoded = super().encode(frames, size, fps, cover=cover)
-            return attrs.evolve(encoded, size=type(size)(size.width - 1, size.height))
+        def open(self, size: Any, fps: int, *, cover: bool = False) -> Any:
+            return super().open(type(size)(size.width - 1, size.height), fps, cover=cover)
 
     world.usecase.encoder = OddSizeEncoder()
     result = world.usecase.run(parse_job({**T2V, "width": 513}))

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import attrs
-
 from buffer_worker.ticket import JobTicket
-from fastwan_core import ErrorCode, JobResult, Metrics
+from fastwan_core import SHUTDOWN_MESSAGE, ErrorCode, JobResult, Metrics
 
 __all__ = ["final_result", "leaving_result"]
 
@@ -25,15 +23,9 @@ def leaving_result(job_id: str | None, metrics: Metrics, restart_reason: str | N
             ErrorCode.INTERNAL_ERROR,
             f"the worker is restarting: {restart_reason}",
             job_id=job_id,
-            retryable=True,
             metrics=metrics,
         )
-    return JobResult.failure(
-        ErrorCode.WORKER_SHUTDOWN,
-        "the worker is shutting down and the job could not finish within its grace period",
-        job_id=job_id,
-        metrics=metrics,
-    )
+    return JobResult.failure(ErrorCode.WORKER_SHUTDOWN, SHUTDOWN_MESSAGE, job_id=job_id, metrics=metrics)
 
 
 def final_result(
@@ -46,12 +38,9 @@ def final_result(
     """What to report for ``ticket``, given the core's ``result`` (``None``: the job did not end
     in time) and why the worker must restart, if it must.
 
-    A job that ended (on its own or stopped at a step) is reported as the core ended it; a job
-    that failed with ``fatal`` (GPU unusable) is made retryable, since the fault is this
-    worker's, not the job's.
+    A job that ended (on its own or stopped at a step) is reported as the core ended it (a
+    ``fatal`` failure is already retryable: ``fastwan_core.errors.retry_decision``).
     """
     if result is None:
         return leaving_result(ticket.job_id, fallback_metrics(), restart_reason)
-    if result.fatal and not result.retryable:
-        return attrs.evolve(result, retryable=True)
     return result

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from typing import Final
 
-from fastwan_core import Cancellation, ErrorCode
+from fastwan_core import SHUTDOWN_MESSAGE, Cancellation, ErrorCode
 
 __all__ = ["JobTicket", "StopReason"]
 
@@ -32,10 +32,7 @@ class StopReason(enum.Enum):
 _STOPS: Final = {
     StopReason.CANCELLED: (ErrorCode.CANCELLED, "job cancelled by the orchestrator"),
     StopReason.LEASE_LOST: (ErrorCode.CANCELLED, "job cancelled"),
-    StopReason.SHUTDOWN: (
-        ErrorCode.WORKER_SHUTDOWN,
-        "the worker is shutting down and the job could not finish within its grace period",
-    ),
+    StopReason.SHUTDOWN: (ErrorCode.WORKER_SHUTDOWN, SHUTDOWN_MESSAGE),
     StopReason.RESTART: (ErrorCode.INTERNAL_ERROR, "the worker is restarting: it cannot go on"),
 }
 

@@ -16,22 +16,13 @@ from prometheus_client import (
     generate_latest,
 )
 
-from fastwan_core import JobResult, Timings
+from fastwan_core import JobResult, Stage, Timings
 
 __all__ = ["CONTENT_TYPE_LATEST", "QueueMetrics"]
 
 #: Seconds; a 5 s clip takes from about 10 s (H100) to a few minutes (small GPUs).
 _JOB_BUCKETS = (1, 2.5, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600)
 _PHASE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
-#: The ``Timings`` fields and the ``phase`` label each is observed under.
-_PHASES = {
-    "download_s": "download",
-    "text_encode_s": "text_encode",
-    "denoise_s": "denoise",
-    "decode_s": "decode",
-    "encode_s": "encode",
-    "upload_s": "upload",
-}
 
 
 @attrs.define
@@ -105,7 +96,7 @@ class QueueMetrics:
         return generate_latest(self.registry)
 
     def _observe_phases(self, timings: Timings) -> None:
-        for field, phase in _PHASES.items():
-            seconds = getattr(timings, field)
-            if seconds is not None:
-                self.phase_seconds.labels(phase=phase).observe(seconds)
+        """Each stage's seconds under its own name (the ``phase`` label is a stage's value)."""
+        for stage in Stage:
+            if (seconds := timings.of(stage)) is not None:
+                self.phase_seconds.labels(phase=stage.value).observe(seconds)

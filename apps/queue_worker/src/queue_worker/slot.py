@@ -37,8 +37,6 @@ __all__ = ["JobSlot", "Rejection"]
 
 log = logging.getLogger(__name__)
 
-_SHUTDOWN_MESSAGE = "the worker shut down before the job finished (SHUTDOWN_GRACE_S ran out)"
-
 
 @attrs.frozen
 class Rejection:
@@ -159,7 +157,7 @@ class JobSlot:
             result = await job
         except asyncio.CancelledError:
             # The server gave up waiting (its graceful-shutdown timeout): stop the job too.
-            cancel.cancel(ErrorCode.WORKER_SHUTDOWN, _SHUTDOWN_MESSAGE)
+            cancel.cancel(ErrorCode.WORKER_SHUTDOWN)
             raise
         except Exception as error:  # run and refuse never raise; if they ever do, say so
             log.exception("the job raised")
@@ -224,5 +222,5 @@ class JobSlot:
 
     def _stop_for_shutdown(self) -> None:
         cancel = self._cancel
-        if cancel is not None and cancel.cancel(ErrorCode.WORKER_SHUTDOWN, _SHUTDOWN_MESSAGE):
+        if cancel is not None and cancel.cancel(ErrorCode.WORKER_SHUTDOWN):
             log.warning("job %s: SHUTDOWN_GRACE_S ran out; stopping it at its next step", self._job_id)

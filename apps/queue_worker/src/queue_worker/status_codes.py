@@ -38,14 +38,15 @@ NOT_JSON: Final = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
 #: The body did not arrive within ``BODY_TIMEOUT_S``: the sender stalled, so Salad may send it again.
 BODY_TIMEOUT: Final = HTTPStatus.REQUEST_TIMEOUT
 
-_NOT_RETRYABLE: Final[dict[ErrorCode, int]] = {
+#: The status that names each code in a human's words; the retry decision is the result's own
+#: ``retryable`` (``fastwan_core.errors.retry_decision``), which only picks the class: a status
+#: of the other class gives way to the plain ``500`` (retryable) or ``400`` (not).
+_STATUS_OF_CODE: Final[dict[ErrorCode, int]] = {
     ErrorCode.INVALID_INPUT: HTTPStatus.UNPROCESSABLE_ENTITY,
-    # The image host refused for good (404, not an image): the job depended on it.
+    # The image host or the store refused for good (404, not an image): the job depended on it.
     ErrorCode.IMAGE_FETCH_FAILED: HTTPStatus.FAILED_DEPENDENCY,
     ErrorCode.UPLOAD_FAILED: HTTPStatus.FAILED_DEPENDENCY,
     ErrorCode.CANCELLED: CLIENT_CLOSED_REQUEST,
-}
-_RETRYABLE: Final[dict[ErrorCode, int]] = {
     # The node is short of memory or going away: another node may well succeed.
     ErrorCode.GPU_OUT_OF_MEMORY: HTTPStatus.SERVICE_UNAVAILABLE,
     ErrorCode.WORKER_SHUTDOWN: HTTPStatus.SERVICE_UNAVAILABLE,
@@ -61,14 +62,8 @@ def http_status(result: JobResult) -> int:
     """
     if result.status is JobState.SUCCEEDED:
         return HTTPStatus.OK
-    code = result.error_code
+    named = _STATUS_OF_CODE.get(result.error_code) if result.error_code else None
+    # A failure with no flag is a bug somewhere; retrying it elsewhere is the safe side.
     if result.retryable or result.retryable is None:
-        # A failure with no flag is a bug somewhere; retrying it elsewhere is the safe side.
-        return (
-            _RETRYABLE.get(code, HTTPStatus.INTERNAL_SERVER_ERROR)
-            if code
-            else HTTPStatus.INTERNAL_SERVER_ERROR
-        )
-    if code is None:
-        return HTTPStatus.BAD_REQUEST
-    return _NOT_RETRYABLE.get(code, HTTPStatus.BAD_REQUEST)
+        return named if named is not None and named >= 500 else HTTPStatus.INTERNAL_SERVER_ERROR
+    return named if named is not None and named < 500 else HTTPStatus.BAD_REQUEST

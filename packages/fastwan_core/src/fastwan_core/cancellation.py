@@ -14,11 +14,15 @@ from typing import Final
 
 from fastwan_core.errors import ErrorCode
 
-__all__ = ["NEVER_CANCELLED", "Cancellation"]
+__all__ = ["NEVER_CANCELLED", "SHUTDOWN_MESSAGE", "Cancellation"]
+
+#: The error of a job that ends because the worker is leaving (``worker_shutdown``), in every mode,
+#: whether the job stopped at a step or never came back.
+SHUTDOWN_MESSAGE: Final = "the worker is shutting down: the job was stopped before it finished"
 
 _DEFAULT_MESSAGES: Final = {
     ErrorCode.CANCELLED: "job cancelled",
-    ErrorCode.WORKER_SHUTDOWN: "the worker is shutting down: the job was stopped before it finished",
+    ErrorCode.WORKER_SHUTDOWN: SHUTDOWN_MESSAGE,
 }
 
 

@@ -1,15 +1,17 @@
 """Error codes of the orchestrator contract and the exceptions that carry them.
 
 Adapters raise :class:`JobFailure` with the code that says what went wrong; the use case
-turns it into a failed result. The retry decision lives with the code, in one table, so
-that queue mode (HTTP status) and buffer mode (``retryable``) can never disagree.
+turns it into a failed result. The retry decision is made once, here (:func:`retry_decision`:
+the code's own flag, unless the adapter that raised knows better), and carried on the failure
+and its result, so that queue mode (HTTP status), buffer mode (``retryable``) and every answer
+read the same flag and can never disagree.
 """
 
 from __future__ import annotations
 
 import enum
 
-__all__ = ["ErrorCode", "JobCancelled", "JobFailure", "JobValidationError"]
+__all__ = ["ErrorCode", "JobCancelled", "JobFailure", "JobValidationError", "retry_decision"]
 
 
 class ErrorCode(enum.Enum):
@@ -40,6 +42,15 @@ _RETRYABLE = frozenset(
 )
 
 
+def retry_decision(code: ErrorCode, retryable: bool | None = None, *, fatal: bool = False) -> bool:
+    """Whether running the job again can help: the code's own flag, unless ``retryable`` says
+    otherwise (an image host answering 404 is not worth a retry, a 503 is). A ``fatal`` failure
+    is always retryable: the fault is this worker's (its GPU is unusable), not the job's."""
+    if fatal:
+        return True
+    return code.retryable if retryable is None else retryable
+
+
 class JobFailure(Exception):
     """A job cannot be completed; raised by adapters, mapped to a failed result by the use case.
 
@@ -47,8 +58,7 @@ class JobFailure(Exception):
         code: the contract's error code.
         message: human-readable, safe to send to the orchestrator (no secret, no signed URL,
             no stack trace).
-        retryable: defaults to the code's own flag; an adapter may know better (an image
-            host answering 404 is not worth a retry, a 503 is).
+        retryable: :func:`retry_decision` of the code, the adapter's override and ``fatal``.
         fatal: the worker itself is no longer usable (a CUDA error other than out-of-memory):
             the app must stop after reporting so the host restarts it.
     """
@@ -64,7 +74,7 @@ class JobFailure(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-        self.retryable = code.retryable if retryable is None else retryable
+        self.retryable = retry_decision(code, retryable, fatal=fatal)
         self.fatal = fatal
 
 

@@ -5,16 +5,14 @@ each. Images and frames are opaque to the core: it only hands the loader's pictu
 generator and the generator's frames to the encoder, so their concrete types (PIL images,
 numpy arrays) stay in the adapters.
 
-Frames move in one of two forms. The batch form: the generator returns every frame and the
-encoder's ``encode`` takes them all. The streaming form, which the use case runs: the encoder
-``open``s an :class:`EncodingSession`, the generator pushes each decoded chunk into it (a
-:class:`FrameSink`) and the session encodes while the next chunk decodes, so the whole video
-never exists at once and a stop can land between two chunks.
+Frames move in one form, streamed: the encoder ``open``s an :class:`EncodingSession`, the
+generator pushes each decoded chunk into it (a :class:`FrameSink`) and the session encodes
+while the next chunk decodes, so the whole video never exists at once and a stop can land
+between two chunks.
 """
 
 from __future__ import annotations
 
-import enum
 import hashlib
 from collections.abc import Mapping
 from typing import Protocol
@@ -22,6 +20,7 @@ from typing import Protocol
 import attrs
 
 from fastwan_core.errors import ErrorCode
+from fastwan_core.lifecycle import Stage
 from fastwan_core.plan import GenerationPlan
 from fastwan_core.results import ProgressUpdate
 from fastwan_core.values import ImageSource, Size
@@ -73,32 +72,22 @@ class Picture(Protocol):
 
 
 class Frames(Protocol):
-    """Decoded video frames, in the generator's and encoder's shared format."""
+    """A chunk of decoded video frames, in the generator's and encoder's shared format."""
 
     def __len__(self) -> int: ...
 
 
-class Stage(enum.Enum):
-    """The generator's own stages, timed separately in ``metrics.timings``."""
-
-    TEXT_ENCODE = "text_encode"
-    DENOISE = "denoise"
-    DECODE = "decode"
-
-
 @attrs.frozen
 class GeneratedVideo:
-    """The generator's output: frames at ``plan.generated_size``, what it cost and how it was made.
+    """What a generation cost and how it was made (its frames went into a :class:`FrameSink`).
 
     Attributes:
-        frames: every frame (the batch form); None when they went to a :class:`FrameSink`.
         attention: the self-attention that ran (``"vsa"`` or ``"dense"``), if the generator says.
         vsa_sparsity: the share of key cubes VSA skipped, when VSA ran.
         vae_decoder: which decoder made the frames (``full`` or ``tiny``), for ``metrics``.
         prompt_cache: ``hit`` or ``miss`` when the prompt embeddings are cached, else None.
     """
 
-    frames: Frames | None
     peak_vram_gb: float = 0.0
     attention: str | None = None
     vsa_sparsity: float | None = None
@@ -114,8 +103,8 @@ class EncodedVideo:
         size: the size actually delivered; the requested one except where the codec cannot
             carry it (H.264 4:2:0 has no odd sides: the encoder documents what it does).
         encoder: the codec that ran (``libx264``, ``h264_nvenc``), for ``metrics.encoder``.
-        encoding_s: the seconds the encoder itself worked, as it measured them; in the
-            streaming form they overlap the decode. None: the caller's own timing stands.
+        encoding_s: the seconds the encoder itself worked, as it measured them; they overlap
+            the decode. None: the caller's own timing stands.
     """
 
     data: bytes = attrs.field(repr=lambda d: f"<{len(d)} bytes>")
@@ -137,7 +126,8 @@ class GenerationEvents(Protocol):
     """Given by the use case to the generator: report stages and steps, honour cancellation."""
 
     def stage(self, stage: Stage) -> None:
-        """A new stage begins (the previous one ends)."""
+        """A new stage of the generator's own begins (``text_encode``, ``denoise``, ``decode``,
+        in that order); the previous one ends."""
         ...
 
     def step(self, index: int, total: int) -> None:
@@ -170,7 +160,8 @@ class EncodingSession(FrameSink, Protocol):
         """Encode what is left and return the MP4.
 
         Raises:
-            JobFailure: as ``VideoEncoder.encode`` does.
+            JobFailure: ``internal_error``: the encoder failed (retryable: it may be this
+                machine's), or was given what it cannot encode (not retryable: a bug upstream).
         """
         ...
 
@@ -203,12 +194,11 @@ class VideoGenerator(Protocol):
         plan: GenerationPlan,
         image: Picture | None,
         events: GenerationEvents,
-        sink: FrameSink | None = None,
+        sink: FrameSink,
     ) -> GeneratedVideo:
-        """Run the plan, reporting each stage and step through ``events``.
-
-        With ``sink``, decoded frames go into it chunk by chunk (``events.check_cancelled``
-        between chunks) and the result's ``frames`` is None; without, the result holds them all.
+        """Run the plan, reporting each stage and step through ``events``; the decoded frames,
+        at ``plan.generated_size``, go into ``sink`` chunk by chunk (``events.check_cancelled``
+        between chunks).
 
         Raises:
             JobCancelled: from ``events.check_cancelled``.
@@ -219,16 +209,13 @@ class VideoGenerator(Protocol):
 
 
 class VideoEncoder(Protocol):
-    def encode(self, frames: Frames, size: Size, fps: int, *, cover: bool = False) -> EncodedVideo:
-        """Encode to H.264 MP4 at exactly ``size``.
+    def open(self, size: Size, fps: int, *, cover: bool = False) -> EncodingSession:
+        """A session that encodes the frames it is fed to an H.264 MP4 at exactly ``size``, the
+        same MP4 however they are chunked.
 
         Frames of another size are resized to it; with ``cover``, scaled to cover it and
         centre-cropped instead, keeping their aspect (``GenerationPlan.cover``).
         """
-        ...
-
-    def open(self, size: Size, fps: int, *, cover: bool = False) -> EncodingSession:
-        """The streaming form of ``encode``: the same MP4 for the same frames, fed in chunks."""
         ...
 
 

@@ -9,47 +9,21 @@ form carries those the orchestrator already parses from its sibling worker (Muse
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Final
 
 import attrs
 
-from fastwan_core.errors import ErrorCode
-from fastwan_core.lifecycle import JobState, Phase
+from fastwan_core.errors import ErrorCode, retry_decision
+from fastwan_core.lifecycle import UNKNOWN_STAGE, VALIDATION_STAGE, JobState, Phase, Stage
 from fastwan_core.values import Size
 
 __all__ = [
-    "STAGE_OF_PHASE",
-    "UNKNOWN_STAGE",
-    "VALIDATION_STAGE",
     "JobResult",
     "Metrics",
     "ProgressUpdate",
     "Timings",
     "error_type_of",
 ]
-
-#: The sibling's ``stage_times`` keys for our timings (``inference`` is the denoising loop).
-_STAGE_OF_TIMING: Final[Mapping[str, str]] = {
-    "download_s": "download",
-    "text_encode_s": "text_encode",
-    "denoise_s": "inference",
-    "decode_s": "decode",
-    "encode_s": "encode",
-    "upload_s": "upload",
-}
-#: A failure's ``stage``: the phase it failed in, in the same words as ``stage_times``.
-STAGE_OF_PHASE: Final[Mapping[Phase, str]] = {
-    Phase.DOWNLOADING: "download",
-    Phase.INFERENCE: "inference",
-    Phase.DECODING: "decode",
-    Phase.ENCODING: "encode",
-    Phase.UPLOADING: "upload",
-}
-#: ``stage`` of a job refused before it ran (its body broke the rules), and of one whose
-#: phase is not known (the sibling's catch-all).
-VALIDATION_STAGE: Final = "validation"
-UNKNOWN_STAGE: Final = "unknown"
 
 _MEDIA_ERRORS: Final = frozenset({ErrorCode.INVALID_INPUT, ErrorCode.IMAGE_FETCH_FAILED})
 
@@ -69,7 +43,8 @@ def error_type_of(code: ErrorCode | None) -> str:
 
 @attrs.frozen(kw_only=True)
 class Timings:
-    """Seconds spent per stage; a stage that did not run is ``None`` (left out on the wire).
+    """Seconds spent per stage (``Stage.timing`` names each stage's field); a stage that did not
+    run is ``None`` (left out on the wire).
 
     Attributes:
         decode_s, encode_s: the encoder works while the decoder decodes, so these overlap:
@@ -86,10 +61,14 @@ class Timings:
     upload_s: float | None = None
     total_s: float | None = None
 
+    def of(self, stage: Stage) -> float | None:
+        """The seconds ``stage`` took, None if it did not run."""
+        seconds: float | None = getattr(self, stage.timing)
+        return seconds
+
     def stage_times(self) -> dict[str, float]:
         """The sibling's ``stage_times``: seconds per stage that ran, under its stage names."""
-        times = {stage: getattr(self, name) for name, stage in _STAGE_OF_TIMING.items()}
-        return {stage: value for stage, value in times.items() if value is not None}
+        return {stage.stage_times_key: seconds for stage in Stage if (seconds := self.of(stage)) is not None}
 
 
 @attrs.frozen(kw_only=True)
@@ -146,7 +125,7 @@ class JobResult:
         status: one of the terminal states.
         job_id: the orchestrator's ``musetalk_job_id``, sent under that name when known.
         error_code, retryable: set on failure and cancellation.
-        stage: where a failure happened (:data:`STAGE_OF_PHASE`, ``validation``); when
+        stage: where a failure happened (``Stage.failure_stage``, ``validation``); when
             ``None``, a failure says ``validation`` for ``invalid_input``, else ``unknown``.
         fatal: not sent; the worker must restart after reporting this result (GPU unusable).
     """
@@ -178,14 +157,15 @@ class JobResult:
         stage: str | None = None,
         fatal: bool = False,
     ) -> JobResult:
-        """A failed (or, for ``ErrorCode.CANCELLED``, cancelled) result."""
+        """A failed (or, for ``ErrorCode.CANCELLED``, cancelled) result; ``retryable``: the
+        decision its ``JobFailure`` carries, else the code's own flag (``retry_decision``)."""
         return cls(
             status=JobState.CANCELLED if code is ErrorCode.CANCELLED else JobState.FAILED,
             job_id=job_id,
             metrics=metrics,
             error=message,
             error_code=code,
-            retryable=code.retryable if retryable is None else retryable,
+            retryable=retry_decision(code, retryable),
             stage=stage,
             fatal=fatal,
         )

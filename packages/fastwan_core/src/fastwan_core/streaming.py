@@ -21,7 +21,6 @@ class StreamedEncoding:
     ``cover``: the plan's choice to scale-to-cover and centre-crop (``GenerationPlan.cover``).
 
     Attributes:
-        frames_added: how many frames went into the encoder so far.
         started_at: the clock's time when the first chunk arrived (None before).
     """
 
@@ -34,7 +33,6 @@ class StreamedEncoding:
         self._cover: Final = cover
         self._clock: Final = clock
         self._session: EncodingSession | None = None
-        self.frames_added = 0
         self.started_at: float | None = None
 
     def add(self, frames: Frames) -> None:
@@ -42,12 +40,9 @@ class StreamedEncoding:
             self.started_at = self._clock.now()
             self._session = self._encoder.open(self._size, self._fps, cover=self._cover)
         self._session.add(frames)
-        self.frames_added += len(frames)
 
-    def finish(self, leftover: Frames | None = None) -> EncodedVideo:
-        """The MP4; ``leftover`` is a batch generator's frames, when the sink got none."""
-        if leftover is not None and self.frames_added == 0:
-            self.add(leftover)
+    def finish(self) -> EncodedVideo:
+        """The MP4 of every frame added."""
         if self._session is None:
             raise RuntimeError("the generator produced no frames for the encoder")
         return self._session.finish()

@@ -96,8 +96,8 @@ class FakeGenerator:
         failure, fail_at_step: raise ``failure`` before step ``fail_at_step`` (1-based; 0
             means during text encoding).
         on_step: called after each step with its index, e.g. to cancel mid-generation.
-        frames_per_chunk: with a sink, the frames of each decoded chunk after the first,
-            which has one (as the Wan VAE decodes: one latent frame, then four per latent).
+        frames_per_chunk: the frames of each decoded chunk after the first, which has one (as
+            the Wan VAE decodes: one latent frame, then four per latent).
         on_chunk: called after each chunk went into the sink, with its index (1-based).
     """
 
@@ -124,7 +124,7 @@ class FakeGenerator:
         plan: GenerationPlan,
         image: Picture | None,
         events: GenerationEvents,
-        sink: FrameSink | None = None,
+        sink: FrameSink,
     ) -> GeneratedVideo:
         self.calls.append((plan, image))
         events.stage(Stage.TEXT_ENCODE)
@@ -143,13 +143,9 @@ class FakeGenerator:
             if self.on_step is not None:
                 self.on_step(index)
         events.stage(Stage.DECODE)
-        frames = FakeFrames(plan.num_frames, plan.generated_size, plan.seed)
-        if sink is None:
-            self._spend()
-        else:
-            self._stream(frames, events, sink)
+        self._spend()
+        self._stream(FakeFrames(plan.num_frames, plan.generated_size, plan.seed), events, sink)
         return GeneratedVideo(
-            None if sink is not None else frames,
             self.peak_vram_gb,
             attention=self.attention,
             vsa_sparsity=self.vsa_sparsity,
@@ -158,14 +154,12 @@ class FakeGenerator:
         )
 
     def _stream(self, frames: FakeFrames, events: GenerationEvents, sink: FrameSink) -> None:
-        """Decode time spread over the chunks, a cancellation check before each (as the real one)."""
+        """The chunks, a cancellation check before each (as the real one)."""
         counts = [1]
         while sum(counts) < frames.count:
             counts.append(min(self.frames_per_chunk, frames.count - sum(counts)))
         for index, count in enumerate(counts, start=1):
             events.check_cancelled()
-            if self.clock is not None:
-                self.clock.advance(self.seconds_per_step / len(counts))
             sink.add(FakeFrames(count, frames.size, frames.seed))
             self.chunks_decoded.append(index)
             if self.on_chunk is not None:
@@ -180,10 +174,11 @@ class FakeGenerator:
 class FakeEncoder:
     """Makes a small, deterministic stand-in for an MP4 from the frames' description.
 
-    A streamed video (``open``) gives the same bytes as the batch form for the same frames;
-    its ``seconds`` are spent at ``finish``, as the encoding left after the last chunk.
+    The same bytes for the same frames however chunked; its ``seconds`` are spent at
+    ``finish``, as the encoding left after the last chunk.
 
     Attributes:
+        encoded: each video finished: its frame count, size and fps.
         sessions: every session opened, in order (what each was given, how it ended).
     """
 
@@ -200,15 +195,6 @@ class FakeEncoder:
         session = FakeEncodingSession(self, size, fps, cover)
         self.sessions.append(session)
         return session
-
-    def encode(self, frames: Frames, size: Size, fps: int, *, cover: bool = False) -> EncodedVideo:
-        if self.clock is not None:
-            self.clock.advance(self.seconds)
-        if self.failure is not None:
-            raise self.failure
-        self.encoded.append((len(frames), size, fps))
-        self.covers.append(cover)
-        return EncodedVideo(f"fake-mp4 {len(frames)} frames {size} @{fps}".encode(), size, encoder=self.name)
 
 
 @attrs.define
@@ -236,9 +222,15 @@ class FakeEncodingSession:
         if self.state != "open":
             raise RuntimeError(f"finish on a {self.state} session")
         self.state = "finished"
-        frames = FakeFrames(sum(self.chunks), self.size)
-        encoded = self.encoder.encode(frames, self.size, self.fps, cover=self.cover)
-        return attrs.evolve(encoded, encoding_s=self.encoder.seconds)
+        encoder, count, size = self.encoder, sum(self.chunks), self.size
+        if encoder.clock is not None:
+            encoder.clock.advance(encoder.seconds)
+        if encoder.failure is not None:
+            raise encoder.failure
+        encoder.encoded.append((count, size, self.fps))
+        encoder.covers.append(self.cover)
+        data = f"fake-mp4 {count} frames {size} @{self.fps}".encode()
+        return EncodedVideo(data, size, encoder=encoder.name, encoding_s=encoder.seconds)
 
     def abort(self) -> None:
         if self.state == "open":

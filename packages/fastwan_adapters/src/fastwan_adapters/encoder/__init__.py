@@ -6,7 +6,7 @@ Bottom to top; each module imports only those below it:
   :func:`cover_window`).
 - ``writer``: :class:`Mp4Writer`, one MP4 written frame by frame, and the codec options.
 - ``session``: :class:`StreamingSession`, chunks in, encoded in a thread of their own.
-- ``pyav``: :class:`PyAVEncoder`, the core's ``VideoEncoder`` port (whole or streamed).
+- ``pyav``: :class:`PyAVEncoder`, the core's ``VideoEncoder`` port.
 
 Beside them: ``folder`` (:class:`EncoderFolder`, the worker's own folder of temporary MP4s)
 and ``choice`` (``FASTWAN_ENCODER``: :func:`build_encoder`, the NVENC probe, the fallback to

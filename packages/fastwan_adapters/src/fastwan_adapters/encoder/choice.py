@@ -27,7 +27,7 @@ from fastwan_adapters.config import ConfigError, env_choice, env_str
 from fastwan_adapters.encoder.folder import EncoderFolder
 from fastwan_adapters.encoder.pyav import PyAVEncoder
 from fastwan_adapters.encoder.writer import EncoderOpenError
-from fastwan_core.ports import EncodedVideo, EncodingSession, Frames, VideoEncoder
+from fastwan_core.ports import EncodingSession, VideoEncoder
 from fastwan_core.values import Size
 
 __all__ = ["ENCODER_CHOICES", "EncoderSettings", "FallbackEncoder", "build_encoder", "nvenc_problem"]
@@ -109,14 +109,6 @@ class FallbackEncoder:
     def codec(self) -> str:
         """The codec the next video gets."""
         return self.fallback.codec if self._failed else self.primary.codec
-
-    def encode(self, frames: Frames, size: Size, fps: int, *, cover: bool = False) -> EncodedVideo:
-        if not self._failed:
-            try:
-                return self.primary.encode(frames, size, fps, cover=cover)
-            except EncoderOpenError as error:
-                self._fall_back(error)
-        return self.fallback.encode(frames, size, fps, cover=cover)
 
     def open(self, size: Size, fps: int, *, cover: bool = False) -> EncodingSession:
         if not self._failed:

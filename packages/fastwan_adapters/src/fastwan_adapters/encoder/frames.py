@@ -17,7 +17,6 @@ swscale pass scales it, so the picture keeps its proportions (:func:`cover_windo
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 from typing import Final
 
 import numpy as np
@@ -25,7 +24,7 @@ import numpy as np
 from fastwan_core.errors import ErrorCode, JobFailure
 from fastwan_core.values import Size
 
-__all__ = ["check_chunk", "checked_target", "cover_window", "deliverable_size", "frame_source"]
+__all__ = ["check_chunk", "checked_target", "cover_window", "deliverable_size"]
 
 _MIN_SIDE: Final = 2
 
@@ -58,54 +57,25 @@ def checked_target(size: Size, fps: int) -> Size:
 
 
 def check_chunk(frames: object, shape: tuple[int, ...] | None) -> np.ndarray:
-    """A streamed chunk, checked as ``encode`` checks its frames; ``shape``: of earlier chunks' frames.
+    """A chunk of frames, checked before any of it is encoded; ``shape``: of earlier chunks' frames.
 
     Raises:
         JobFailure: ``internal_error``, not retryable (a bug upstream).
     """
     if not isinstance(frames, np.ndarray):
         raise _bad_input(f"a chunk of frames must be a numpy array, got {type(frames).__name__}")
-    frame_source(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise _bad_input(f"frames must be shaped (num_frames, height, width, 3), got {frames.shape}")
+    if frames.dtype != np.uint8:
+        raise _bad_input(f"frames must be uint8 RGB (0-255), got dtype {frames.dtype}")
+    height, width = frames.shape[1:3]
+    if height < _MIN_SIDE or width < _MIN_SIDE:
+        raise _bad_input(f"frames must be at least {_MIN_SIDE}x{_MIN_SIDE} pixels, got {width}x{height}")
+    if len(frames) == 0:
+        raise _bad_input("frames must hold at least one frame, got none")
     if shape is not None and frames.shape[1:] != shape:
         raise _bad_input(f"a chunk of frames is shaped {frames.shape}, unlike the earlier frames {shape}")
     return frames
-
-
-def frame_source(frames: object) -> tuple[int, Iterator[np.ndarray]]:
-    """Check the frames up front (so no half-written video) and iterate them as HxWx3 arrays."""
-    if isinstance(frames, np.ndarray):
-        if frames.ndim != 4 or frames.shape[-1] != 3:
-            raise _bad_input(f"frames must be shaped (num_frames, height, width, 3), got {frames.shape}")
-        _check_dtype(frames.dtype)
-        _check_frame_size(frames.shape[1], frames.shape[2])
-        if len(frames) == 0:
-            raise _bad_input("frames must hold at least one frame, got none")
-        return len(frames), iter(frames)
-    if not isinstance(frames, Sequence) or isinstance(frames, str | bytes):
-        raise _bad_input(f"frames must be a numpy array or a sequence of arrays, got {type(frames).__name__}")
-    if len(frames) == 0:
-        raise _bad_input("frames must hold at least one frame, got none")
-    first = frames[0]
-    for index, frame in enumerate(frames):
-        if not isinstance(frame, np.ndarray):
-            raise _bad_input(f"frames[{index}] must be a numpy array, got {type(frame).__name__}")
-        if frame.ndim != 3 or frame.shape[-1] != 3:
-            raise _bad_input(f"frames[{index}] must be shaped (height, width, 3), got {frame.shape}")
-        if frame.shape != first.shape:
-            raise _bad_input(f"frames[{index}] is shaped {frame.shape}, unlike frames[0] {first.shape}")
-        _check_dtype(frame.dtype, f"frames[{index}]")
-    _check_frame_size(first.shape[0], first.shape[1])
-    return len(frames), iter(frames)
-
-
-def _check_dtype(dtype: np.dtype, name: str = "frames") -> None:
-    if dtype != np.uint8:
-        raise _bad_input(f"{name} must be uint8 RGB (0-255), got dtype {dtype}")
-
-
-def _check_frame_size(height: int, width: int) -> None:
-    if height < _MIN_SIDE or width < _MIN_SIDE:
-        raise _bad_input(f"frames must be at least {_MIN_SIDE}x{_MIN_SIDE} pixels, got {width}x{height}")
 
 
 def _bad_input(message: str) -> JobFailure:

@@ -1,10 +1,9 @@
-"""The video encoder port, for real: RGB frames to an H.264 MP4, whole or chunk by chunk.
+"""The video encoder port, for real: RGB frames to an H.264 MP4, chunk by chunk.
 
-Two forms, one writer (``writer.Mp4Writer``), so they give the same bytes for the same frames:
-``encode`` takes every frame at once; ``open`` returns a session (``session``) that takes
-them chunk by chunk and encodes in its own thread while the generator decodes the next.
-Both check their input first (``frames``): odd sides are delivered one pixel smaller, and
-``cover`` centre-crops to the request's aspect.
+``open`` checks the size and fps (``frames``: odd sides are delivered one pixel smaller, and
+``cover`` centre-crops to the request's aspect), opens the writer (``writer.Mp4Writer``) and
+returns a session (``session``) that takes the frames chunk by chunk and encodes them in its
+own thread while the generator decodes the next.
 
 The top of the encoder package's MP4 side: it imports the writer and the session, which
 import nothing of it.
@@ -13,15 +12,12 @@ import nothing of it.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
 import av
-import numpy as np
 
-from fastwan_adapters.encoder.frames import checked_target, frame_source
+from fastwan_adapters.encoder.frames import checked_target
 from fastwan_adapters.encoder.session import StreamingSession
 from fastwan_adapters.encoder.writer import (
     CODECS,
@@ -32,7 +28,7 @@ from fastwan_adapters.encoder.writer import (
     ResizeFilter,
     encoding_failed,
 )
-from fastwan_core.ports import EncodedVideo, EncodingSession, Frames
+from fastwan_core.ports import EncodingSession
 from fastwan_core.values import Size
 
 __all__ = ["PyAVEncoder"]
@@ -81,57 +77,26 @@ class PyAVEncoder:
     x264_params: str = ""
 
     def open(self, size: Size, fps: int, *, cover: bool = False) -> EncodingSession:
-        """A streaming session: the same MP4 as ``encode``, its frames given chunk by chunk.
+        """A session that encodes an MP4 of ``size`` (odd sides less one pixel) at ``fps``, its
+        RGB uint8 frames given chunk by chunk, each ``(n, height, width, 3)``; frames of another
+        size are resized to it, or with ``cover`` scaled to cover it and centre-cropped (which
+        does not stretch frames of another aspect).
 
         Raises:
             EncoderOpenError: the codec cannot open here (NVENC without a hardware encoder).
-            JobFailure: as ``encode``, for a bad size or fps.
+            JobFailure: ``internal_error``, not retryable, for a bad size or fps (a bug
+                upstream, the same every time); ``internal_error``, retryable, when FFmpeg or
+                the temporary file fails.
         """
         target = checked_target(size, fps)
         if target != size:
             log.info("delivering %s for the requested %s: H.264 yuv420p needs even sides", target, size)
-        writer = self.writer(target, fps, cover=cover)  # EncoderOpenError: nothing started yet
+        try:
+            writer = self.writer(target, fps, cover=cover)  # EncoderOpenError: nothing started yet
+        except (av.FFmpegError, OSError) as error:
+            raise encoding_failed(error) from error
         return StreamingSession(writer, target, codec=self.codec, queue_chunks=self.queue_chunks)
 
     def writer(self, target: Size, fps: int, *, cover: bool = False) -> Mp4Writer:
         """An open writer of one MP4 (the codec is opened now: a failure is ``EncoderOpenError``)."""
         return Mp4Writer(self, target, fps, cover=cover)
-
-    def encode(self, frames: Frames, size: Size, fps: int, *, cover: bool = False) -> EncodedVideo:
-        """Encode ``frames`` to an MP4 of ``size`` (odd sides less one pixel) at ``fps``.
-
-        Args:
-            frames: RGB uint8 frames, a ``(num_frames, height, width, 3)`` array or a sequence
-                of ``(height, width, 3)`` arrays of one shape.
-            size: the requested output size; frames of another size are resized to it.
-            fps: frames per second of the output.
-            cover: scale to cover ``size`` and centre-crop, rather than resize (which
-                stretches frames of another aspect).
-
-        Raises:
-            JobFailure: ``internal_error``, not retryable, for frames or arguments that break
-                the rules above (a bug upstream, the same every time); ``internal_error``,
-                retryable, when FFmpeg or the temporary file fails.
-        """
-        count, source = frame_source(frames)
-        target = checked_target(size, fps)
-        if target != size:
-            log.info("delivering %s for the requested %s: H.264 yuv420p needs even sides", target, size)
-        started = time.perf_counter()
-        try:
-            data = self._encode_to_bytes(source, count, target, fps, cover)
-        except (av.FFmpegError, OSError) as error:
-            raise encoding_failed(error) from error
-        return EncodedVideo(
-            data=data, size=target, encoder=self.codec, encoding_s=time.perf_counter() - started
-        )
-
-    def _encode_to_bytes(
-        self, source: Iterator[np.ndarray], count: int, target: Size, fps: int, cover: bool
-    ) -> bytes:
-        writer = self.writer(target, fps, cover=cover)
-        try:
-            writer.write(source)
-            return writer.finish(count)
-        finally:
-            writer.discard()

@@ -16,9 +16,9 @@ from diffusers.pipelines.wan.pipeline_wan_i2v import WanImageToVideoPipeline
 from fastwan_adapters.generator.pictures import fit_first_frame
 from fastwan_adapters.generator.sampling import DistilledFlowScheduler, job_generator
 from fastwan_core.plan import GenerationPlan
-from fastwan_core.ports import GenerationEvents, Picture, Stage
+from fastwan_core.ports import GenerationEvents, Picture
 
-__all__ = ["NO_EVENTS", "denoise"]
+__all__ = ["denoise"]
 
 
 def denoise(
@@ -60,19 +60,3 @@ def denoise(
         arguments["image"] = fit_first_frame(image, size)
     latents: torch.Tensor = pipeline(**arguments)[0]
     return latents
-
-
-class _NoEvents:
-    """Events nobody listens to and nothing cancels (the warm-up's)."""
-
-    def stage(self, stage: Stage) -> None:
-        return None
-
-    def step(self, index: int, total: int) -> None:
-        return None
-
-    def check_cancelled(self) -> None:
-        return None
-
-
-NO_EVENTS: GenerationEvents = _NoEvents()

@@ -9,7 +9,7 @@ by chunk (``decoding``, or the tiny decoder's own stream), into the use case's f
 Prompt embeddings are cached by (model, prompt) (``PROMPT_CACHE_MB``). The distilled
 schedule and its seeded re-noising live in ``sampling.DistilledFlowScheduler``; the
 self-attention is Video Sparse Attention for a checkpoint with compression gates (``vsa``).
-Pipelines (``pipelines``), one run's stages (``stages``), the steps (``denoising``) and the
+Pipelines (``pipelines``), the stages of one run (``stages``), the steps (``denoising``) and the
 device (``device``) have their own modules.
 The plan's negative prompt is not used: without classifier-free guidance there is no
 unconditional branch for it to steer.
@@ -26,7 +26,6 @@ import attrs
 import torch
 from PIL import Image
 
-from fastwan_adapters.generator.denoising import NO_EVENTS
 from fastwan_adapters.generator.device import release_memory, select_device
 from fastwan_adapters.generator.hub import resolve_model_folder
 from fastwan_adapters.generator.loading import WanComponents, load_components
@@ -36,7 +35,7 @@ from fastwan_adapters.generator.profiles import MemoryProfile, choose_profile
 from fastwan_adapters.generator.prompt_cache import PromptCache
 from fastwan_adapters.generator.prompts import MAX_TEXT_TOKENS
 from fastwan_adapters.generator.settings import GeneratorSettings
-from fastwan_adapters.generator.stages import attempt
+from fastwan_adapters.generator.stages import GenerationStages
 from fastwan_adapters.generator.video_decoder import VideoDecoder
 from fastwan_adapters.generator.vsa import (
     PRODUCTION_GRIDS,
@@ -46,7 +45,7 @@ from fastwan_adapters.generator.vsa import (
 )
 from fastwan_core.errors import JobFailure
 from fastwan_core.plan import GenerationPlan, model_size_for
-from fastwan_core.ports import FrameSink, GeneratedVideo, GenerationEvents, Picture
+from fastwan_core.ports import Frames, FrameSink, GeneratedVideo, GenerationEvents, Picture, Stage
 from fastwan_core.values import Size
 
 __all__ = ["MAX_TEXT_TOKENS", "DiffusersGenerator"]
@@ -69,7 +68,7 @@ class DiffusersGenerator:
         load_seconds: download (if any), load and placement; ``warmup_seconds``: the warm-up.
     """
 
-    _pipelines: Pipelines | None = attrs.field(alias="pipelines")
+    _stages: GenerationStages | None = attrs.field(alias="stages")
     _device: torch.device = attrs.field(alias="device")
     _settings: GeneratorSettings = attrs.field(alias="settings")
     profile: MemoryProfile
@@ -78,10 +77,6 @@ class DiffusersGenerator:
     _load_seconds: float = attrs.field(default=0.0, alias="load_seconds")
     _warmup_seconds: float = attrs.field(default=0.0, alias="warmup_seconds")
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
-    _prompt_cache: PromptCache = attrs.field(init=False)
-
-    def __attrs_post_init__(self) -> None:
-        self._prompt_cache = PromptCache(self._settings.prompt_cache_mb * 1024**2)
 
     # -- construction -------------------------------------------------------------------
 
@@ -138,8 +133,9 @@ class DiffusersGenerator:
             settings.attention_backend or "native",
             "on" if settings.torch_compile else "off",
         )
+        prompt_cache = PromptCache(settings.prompt_cache_mb * 1024**2)
         generator = cls(
-            pipelines=pipelines,
+            stages=GenerationStages(pipelines, device, settings, profile, attention, prompt_cache),
             device=device,
             settings=settings,
             profile=profile,
@@ -173,7 +169,8 @@ class DiffusersGenerator:
         started = time.perf_counter()
         self._check_attention(grids=PRODUCTION_GRIDS)
         try:
-            self.generate(plan, Image.new("RGB", (size.width, size.height), (128, 128, 128)), NO_EVENTS)
+            picture = Image.new("RGB", (size.width, size.height), (128, 128, 128))
+            self.generate(plan, picture, _WARM_UP_EVENTS, _DROP_FRAMES)
         except JobFailure as failure:
             raise RuntimeError(f"warm-up generation failed: {failure.message}") from None
         self._warmup_seconds = time.perf_counter() - started
@@ -201,7 +198,7 @@ class DiffusersGenerator:
     @property
     def components(self) -> WanComponents:
         """The loaded modules (for diagnostics, tests and the benchmark)."""
-        return self._require_open().components
+        return self._require_open().pipelines.components
 
     @property
     def vae_decoder(self) -> str:
@@ -210,20 +207,19 @@ class DiffusersGenerator:
 
     @property
     def prompt_cache(self) -> PromptCache:
-        return self._prompt_cache
+        return self._require_open().prompt_cache
 
     def generate(
         self,
         plan: GenerationPlan,
         image: Picture | None,
         events: GenerationEvents,
-        sink: FrameSink | None = None,
+        sink: FrameSink,
     ) -> GeneratedVideo:
         """Generate ``plan``: T2V without ``image``, I2V with it as the first frame.
 
-        Returns frames as a ``(num_frames, height, width, 3)`` uint8 array at
-        ``plan.generated_size`` (or, with ``sink``, puts them into it chunk by chunk, each
-        ``(n, height, width, 3)``) and the peak GPU memory of the run.
+        Puts the frames into ``sink`` chunk by chunk, each a ``(n, height, width, 3)`` uint8
+        array at ``plan.generated_size``; returns the peak GPU memory of the run and how it ran.
 
         Raises:
             JobCancelled: from ``events.check_cancelled`` (before each step and each decode chunk).
@@ -231,19 +227,7 @@ class DiffusersGenerator:
                 a CUDA error left the GPU unusable).
         """
         with self._lock:
-            pipelines = self._require_open()
-            outcome = attempt(
-                pipelines,
-                plan,
-                image,
-                events,
-                sink,
-                device=self._device,
-                settings=self._settings,
-                prompt_cache=self._prompt_cache,
-                profile=self.profile,
-                attention=self.attention,
-            )
+            outcome = self._require_open().attempt(plan, image, events, sink)
             if isinstance(outcome, GeneratedVideo):
                 return outcome
             # Raised only here, outside the except clause, so that no traceback keeps the
@@ -254,9 +238,9 @@ class DiffusersGenerator:
     def close(self) -> None:
         """Drop the model and give its memory back. Idempotent; ``generate`` fails afterwards."""
         with self._lock:
-            if self._pipelines is None:
+            if self._stages is None:
                 return
-            self._pipelines = None
+            self._stages = None
             release_memory(self._device)
             log.info("generator closed")
 
@@ -264,19 +248,44 @@ class DiffusersGenerator:
 
     def _check_attention(self, grids: tuple[tuple[int, int, int], ...]) -> None:
         """VSA's fast path on the GPU: checked against the reference, compiled for ``grids``."""
-        config: Any = self._require_open().components.transformer.config  # a FrozenDict, typed as a dict
+        transformer = self._require_open().pipelines.components.transformer
+        config: Any = transformer.config  # a FrozenDict, typed as a dict
         check_fast_path(
             self.attention,
             heads=config.num_attention_heads,
             head_dim=config.attention_head_dim,
             device=self._device,
-            dtype=self._require_open().components.transformer.dtype,
+            dtype=transformer.dtype,
             grids=grids,
         )
 
     # -- memory and health ----------------------------------------------------------------
 
-    def _require_open(self) -> Pipelines:
-        if self._pipelines is None:
+    def _require_open(self) -> GenerationStages:
+        if self._stages is None:
             raise RuntimeError("the generator is closed")
-        return self._pipelines
+        return self._stages
+
+
+class _WarmUpEvents:
+    """The warm-up's events: nobody listens to them and nothing cancels it."""
+
+    def stage(self, stage: Stage) -> None:
+        return None
+
+    def step(self, index: int, total: int) -> None:
+        return None
+
+    def check_cancelled(self) -> None:
+        return None
+
+
+class _DropFrames:
+    """The warm-up's frames: decoded as a job's are, then dropped."""
+
+    def add(self, frames: Frames) -> None:
+        return None
+
+
+_WARM_UP_EVENTS: Final = _WarmUpEvents()
+_DROP_FRAMES: Final = _DropFrames()

@@ -7,7 +7,7 @@ Three cases, told apart because they call for different reactions:
 - a CUDA error after which the GPU no longer runs even a trivial kernel (an illegal address,
   a device-side assert, a lost device): every later job would fail too, so the failure is
   ``fatal`` and the app restarts after reporting it; the job itself may well succeed on a
-  healthy worker (``retryable``);
+  healthy worker (a fatal failure is retryable: ``fastwan_core.errors.retry_decision``);
 - anything else: ``generation_failed``.
 
 Messages name the size and frame count, never the prompt, and never carry a stack trace.
@@ -45,14 +45,12 @@ def classify_failure(
         return JobFailure(
             ErrorCode.GPU_OUT_OF_MEMORY,
             f"the GPU ran out of memory generating {where} (memory profile {profile})",
-            retryable=True,
         )
     if is_cuda_error(error):
         if not gpu_usable():
             return JobFailure(
                 ErrorCode.GENERATION_FAILED,
                 f"a CUDA error left the GPU unusable while generating {where}: {_detail(error)}",
-                retryable=True,
                 fatal=True,
             )
         return JobFailure(

@@ -3,7 +3,7 @@
 ``FASTWAN_VAE_DECODER=full`` runs Wan 2.2's VAE (``decoding``); ``tiny`` a TAEHV-format
 decoder (``taehv``) about 50x cheaper, for operators who choose cost over fidelity. Either
 way the frames come out a chunk at a time, with a cancellation check before each, and go
-into the use case's sink (the encoder) or, for callers that want them all, into one array.
+into the use case's sink (the encoder).
 The full decoder takes de-normalised latents (``z * latents_std + latents_mean``); a tiny one
 takes the latents it was trained on, which its file name says (``tiny_latents``).
 """
@@ -73,18 +73,15 @@ class VideoDecoder:
         return decode_chunks(vae, latents, bf16=self._bf16, check=check)
 
     def deliver(
-        self, plan: GenerationPlan, latents: torch.Tensor, check: Callable[[], None], sink: FrameSink | None
-    ) -> np.ndarray | None:
-        """Decode into ``sink`` (returns None), or without one into one array (returned).
+        self, plan: GenerationPlan, latents: torch.Tensor, check: Callable[[], None], sink: FrameSink
+    ) -> None:
+        """Decode into ``sink``, chunk by chunk.
 
         Raises:
             JobCancelled: from ``check``; the decoder's state is cleared before it propagates.
             JobFailure: ``generation_failed`` when the frames are not the plan's count and size.
         """
         size = plan.generated_size
-        frames = (
-            None if sink is not None else np.empty((plan.num_frames, size.height, size.width, 3), np.uint8)
-        )
         made = 0
         chunks = self.chunks(latents, check)
         try:
@@ -95,11 +92,7 @@ class VideoDecoder:
                         f"the decoder produced frames shaped {chunk.shape} after {made} frames, expected "
                         f"{plan.num_frames} frames of {size.height}x{size.width}",
                     )
-                if frames is None:
-                    assert sink is not None
-                    sink.add(chunk)
-                else:
-                    frames[made : made + len(chunk)] = chunk
+                sink.add(chunk)
                 made += len(chunk)
         finally:
             close = getattr(chunks, "close", None)
@@ -109,7 +102,6 @@ class VideoDecoder:
             raise JobFailure(
                 ErrorCode.GENERATION_FAILED, f"the decoder produced {made} frames, expected {plan.num_frames}"
             )
-        return frames
 
 
 def _denormalised(vae: AutoencoderKLWan, latents: torch.Tensor) -> torch.Tensor:
