@@ -149,10 +149,11 @@ def make_rig(orch: OrchestratorDouble, tmp_path: Path) -> Iterator[Callable[...,
         running_after_end_s: float | None = None,
         retry: RetryPolicy | None = None,
         env: dict[str, str] | None = None,
+        encoder: Any = None,
     ) -> Rig:
         """The container with the model's ports faked; ``load_error``: the model cannot load;
         ``client_class``: the client the worker's parts share; ``retry``: its retry rule;
-        ``env``: more variables for the settings."""
+        ``env``: more variables for the settings; ``encoder``: instead of the core's fake."""
         client = client_class(orch.url, orch.api_key, timeout=2.0, retry=retry or RetryPolicy(initial=0.05))
         generator = generator or FakeGenerator()
         store = InMemoryResultStore()
@@ -168,7 +169,7 @@ def make_rig(orch: OrchestratorDouble, tmp_path: Path) -> Iterator[Callable[...,
         else:
             container.generation.generator.override(providers.Object(generator))
         container.generation.images.override(providers.Object(images or FakeImageLoader()))
-        container.generation.encoder.override(providers.Object(FakeEncoder()))
+        container.generation.encoder.override(providers.Object(encoder or FakeEncoder()))
         container.generation.store.override(providers.Object(store))
         if running_after_end_s is not None:
             container.delivery.add_kwargs(running_after_end_s=running_after_end_s)
