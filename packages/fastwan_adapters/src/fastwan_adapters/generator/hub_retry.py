@@ -10,7 +10,7 @@ cannot change (see ``hub_failures``) is a ``ModelUnavailableError`` at once. Eac
 logged with the attempt, the time since the first failure, the wait and the reason; the bytes
 themselves are logged by the download's progress class.
 
-The waits come from tenacity (already the orchestrator client's and the B2 store's).
+The waits come from tenacity (already the B2 store's).
 """
 
 from __future__ import annotations
