@@ -21,7 +21,7 @@ from dependency_injector import containers, providers
 
 from fastwan_adapters.clock import MonotonicClock
 from fastwan_adapters.encoder import build_encoder
-from fastwan_adapters.images import HttpImageLoader, ImageLoaderSettings
+from fastwan_adapters.images import HttpImageLoader
 from fastwan_adapters.orchestrator import OrchestratorClient, OrchestratorProgressReporter, RetryPolicy
 from fastwan_adapters.orchestrator.client import DEFAULT_DEADLINE_S
 from fastwan_adapters.progress_log import LoggingProgressReporter
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 __all__ = [
     "GenerationContainer",
     "open_generator",
-    "open_image_loader",
     "on_the_loop",
     "orchestrator_client",
     "progress_sender_for",
@@ -46,7 +45,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-# -- resources (``providers.Resource``): built on first use, closed at exit --------------------
+# -- the model (``providers.Resource``): built on first use, closed at exit ----------------------
 
 
 def open_generator(settings: GeneratorSettings) -> Iterator[DiffusersGenerator]:
@@ -66,15 +65,6 @@ def open_generator(settings: GeneratorSettings) -> Iterator[DiffusersGenerator]:
         yield generator
     finally:
         generator.close()
-
-
-def open_image_loader(settings: ImageLoaderSettings) -> Iterator[HttpImageLoader]:
-    """The first-frame fetcher, its connection pool closed at shutdown."""
-    loader = HttpImageLoader(settings)
-    try:
-        yield loader
-    finally:
-        loader.close()
 
 
 # -- what works on the app's event loop: built here, opened and closed by the app -------------
@@ -123,7 +113,7 @@ class GenerationContainer(containers.DeclarativeContainer):
     worker = providers.Dependency(instance_of=WorkerInfo)
 
     generator = providers.Resource(open_generator, settings.provided.generator)
-    images = providers.Resource(open_image_loader, settings.provided.images)
+    images = providers.Singleton(HttpImageLoader, settings.provided.images)
     encoder = providers.Singleton(build_encoder, settings.provided.encoder)  # FASTWAN_ENCODER, NVENC probed
     store = providers.Singleton(open_result_store, settings.provided.storage)  # B2, else OUTPUT_DIR
     clock = providers.Singleton(MonotonicClock)
