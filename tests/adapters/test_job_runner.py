@@ -68,3 +68,20 @@ def test_a_caller_that_stops_waiting_does_not_stop_the_call_and_busy_says_so() -
     assert asyncio.run(scenario()) is True
     release.set()
     assert asyncio.run(runner.run(lambda: "next")) == "next"  # after the first one, on the same thread
+
+
+def test_a_closed_runner_ends_its_thread_after_its_calls_and_takes_no_more() -> None:
+    runner = JobRunner(name="job-closing")
+
+    async def scenario() -> str:
+        first = await runner.run(lambda: "first")
+        runner.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            await runner.run(lambda: "second")
+        return first
+
+    assert asyncio.run(scenario()) == "first"
+    thread = next((t for t in threading.enumerate() if t.name == "job-closing"), None)
+    if thread is not None:
+        thread.join(5)
+        assert not thread.is_alive()

@@ -8,6 +8,9 @@ an orchestrator that keeps refusing ``running`` must not keep a finished job in 
 the status is sent. A 404/409 to ``running`` means the job is not ours: its status is removed
 unsent.
 
+A job claimed again after it ended here is reported again from its recorded result, not run
+again (``_Recent``).
+
 What an earlier run left (statuses in the outbox: the orchestrator was down; claims in the
 journal: it was killed mid-job, ``recovery.py``) goes out beside this run's work, in rounds:
 every status tried once per round, oldest first, a backoff between rounds, until all are taken
@@ -20,12 +23,12 @@ import asyncio
 import itertools
 import logging
 import time
+from collections import OrderedDict
 from typing import Final
 
 import attrs
 
 from buffer_worker.metrics import WorkerMetrics
-from buffer_worker.recent import RecentResults
 from buffer_worker.recovery import report_orphans
 from buffer_worker.ticket import JobTicket, StopReason
 from fastwan_adapters.logs import bind_job
@@ -41,7 +44,7 @@ from fastwan_adapters.orchestrator import (
     status_body,
 )
 from fastwan_adapters.storage import StoreSettings, discard_partial_output
-from fastwan_core import JobResult, WorkerInfo
+from fastwan_core import JobResult, JobState, WorkerInfo
 from fastwan_core.ports import ProgressReporter
 
 __all__ = ["RUNNING_AFTER_END_S", "StatusDelivery"]
@@ -52,6 +55,29 @@ leftovers_log = logging.getLogger("buffer_worker.leftovers")  # the logger of th
 #: How long a finished job's terminal status waits for its ``running`` to be taken.
 RUNNING_AFTER_END_S: Final = 10.0
 _LEFTOVERS: Final = "the statuses left from the last run"
+_RECENT: Final = 32  # a few hours of jobs at the least; the memory is a few KiB each
+
+
+class _Recent:
+    """The results of the last jobs this worker ended, by ``buffer_job_id``. An orchestrator that
+    hands out a job just finished here (its status was lost, a retry raced it) would otherwise
+    get the whole generation again. Only an end a new run would repeat is kept: a success, and a
+    failure that is not retryable; claiming any other again is how the orchestrator retries it."""
+
+    def __init__(self) -> None:
+        self._results: OrderedDict[str, tuple[str | None, JobResult]] = OrderedDict()
+
+    def remember(self, buffer_job_id: str, job_id: str | None, result: JobResult) -> None:
+        self._results.pop(buffer_job_id, None)
+        if result.status is JobState.SUCCEEDED or (result.status is JobState.FAILED and not result.retryable):
+            self._results[buffer_job_id] = (job_id, result)
+            while len(self._results) > _RECENT:
+                self._results.popitem(last=False)
+
+    def recall(self, buffer_job_id: str, job_id: str | None) -> JobResult | None:
+        """The result to report again for this claim, if it is the same job ended here."""
+        kept = self._results.get(buffer_job_id)
+        return kept[1] if kept is not None and kept[0] == job_id else None
 
 
 @attrs.define
@@ -74,7 +100,7 @@ class StatusDelivery:
     _worker: WorkerInfo
     _storage: StoreSettings
     _running_after_end_s: float = RUNNING_AFTER_END_S
-    _recent: RecentResults = attrs.field(init=False, factory=RecentResults)
+    _recent: _Recent = attrs.field(init=False, factory=_Recent)
     first_try: asyncio.Event = attrs.field(init=False, factory=asyncio.Event)
     first_round: asyncio.Event = attrs.field(init=False, factory=asyncio.Event)
 

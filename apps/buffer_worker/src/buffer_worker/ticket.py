@@ -1,17 +1,22 @@
-"""One claimed job in hand: its ids, why it is being stopped, and the core's cancellation signal.
+"""The job in hand: its ticket (its ids, why it is stopped, the core's cancellation signal), and
+the terminal status of a job that the worker, not the job, ends.
 
-The reasons decide how the job is reported, and the first one given stands: a job cancelled by
-the orchestrator and then caught by a shutdown stays cancelled.
+A job stopped between steps is reported by the core with its ticket's reason, and the first
+reason given stands: a job cancelled by the orchestrator and then caught by a shutdown stays
+cancelled. A job that did not even stop in time has no result and gets one here.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import Final
 
-from fastwan_core import SHUTDOWN_MESSAGE, Cancellation, ErrorCode
+import attrs
 
-__all__ = ["JobTicket", "StopReason"]
+from fastwan_core import SHUTDOWN_MESSAGE, Cancellation, ErrorCode, JobResult, Metrics
+
+__all__ = ["JobTicket", "StopReason", "final_result"]
 
 
 class StopReason(enum.Enum):
@@ -37,6 +42,7 @@ _STOPS: Final = {
 }
 
 
+@attrs.define(eq=False)
 class JobTicket:
     """One claimed job.
 
@@ -48,17 +54,11 @@ class JobTicket:
         cancellation: what the core's use case checks between steps (``CancelSignal``).
     """
 
-    def __init__(self, buffer_job_id: str, job_id: str | None, started: float) -> None:
-        self.buffer_job_id = buffer_job_id
-        self.job_id = job_id
-        self.started = started
-        self.cancellation = Cancellation()
-        self.reason: StopReason | None = None
-
-    def __repr__(self) -> str:
-        return (
-            f"JobTicket(buffer_job_id={self.buffer_job_id!r}, job_id={self.job_id!r}, reason={self.reason})"
-        )
+    buffer_job_id: str
+    job_id: str | None
+    started: float
+    cancellation: Cancellation = attrs.field(factory=Cancellation, repr=False)
+    reason: StopReason | None = None
 
     def stop(self, reason: StopReason, detail: str | None = None) -> bool:
         """Ask the job to stop at its next step; ``False`` if it was already asked (the first
@@ -73,3 +73,22 @@ class JobTicket:
 
     def ids(self) -> tuple[str, str | None]:
         return self.buffer_job_id, self.job_id
+
+
+def final_result(
+    ticket: JobTicket,
+    result: JobResult | None,
+    *,
+    restart_reason: str | None,
+    fallback_metrics: Callable[[], Metrics],
+) -> JobResult:
+    """What to report for ``ticket``: the core's ``result`` as it ended (a ``fatal`` failure is
+    already retryable: ``fastwan_core.errors.retry_decision``); for a job that did not end in
+    time (``None``), ``worker_shutdown``, or ``internal_error`` when the worker must restart."""
+    if result is not None:
+        return result
+    if restart_reason is not None:
+        message, code = f"the worker is restarting: {restart_reason}", ErrorCode.INTERNAL_ERROR
+    else:
+        message, code = SHUTDOWN_MESSAGE, ErrorCode.WORKER_SHUTDOWN
+    return JobResult.failure(code, message, job_id=ticket.job_id, metrics=fallback_metrics())

@@ -32,10 +32,9 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Final
 
 from buffer_worker.metrics import WorkerMetrics
-from buffer_worker.outcomes import final_result
 from buffer_worker.reporting import StatusDelivery
 from buffer_worker.settings import BufferWorkerSettings
-from buffer_worker.ticket import JobTicket, StopReason
+from buffer_worker.ticket import JobTicket, StopReason, final_result
 from fastwan_adapters.config import ConfigError
 from fastwan_adapters.container import on_the_loop
 from fastwan_adapters.deadline import first_of, pause
@@ -192,6 +191,7 @@ class BufferWorker:
             leftovers.cancel()
             if self._aborted and isinstance(self._progress.sender, OrchestratorProgressReporter):
                 await self._progress.sender.aclose(_ABORT_FLUSH_S)
+        self.runner.close()
         return ExitCode.RESTART if code is ExitCode.OK and self._restart_reason else code
 
     def stop(self) -> None:
@@ -316,8 +316,8 @@ class BufferWorker:
     async def _conclude(
         self, ticket: JobTicket, result: JobResult | None, running: asyncio.Task[None] | None = None
     ) -> None:
-        """Report the job's one terminal status: the core's ``result``, or the worker's own when
-        it has none (``outcomes.py``). A success clears the heartbeat's last error, a failure is it."""
+        """Report the job's one terminal status: the core's ``result``, or the worker's own when it
+        has none (``final_result``). A success clears the heartbeat's last error; a failure is it."""
         own = functools.partial(self._metrics_of, ticket)
         final = final_result(ticket, result, restart_reason=self._restart_reason, fallback_metrics=own)
         replaced = result is None or final.error_code is not result.error_code

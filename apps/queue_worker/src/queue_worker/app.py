@@ -52,6 +52,7 @@ def _lifespan(container: Container) -> Callable[[FastAPI], AbstractAsyncContextM
                 yield
             finally:
                 loading.cancel()
+                container.jobs().close()
         container.shutdown_resources()
         container.unwire()
 

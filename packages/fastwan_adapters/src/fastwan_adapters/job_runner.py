@@ -24,17 +24,19 @@ from typing import Any, TypeVar
 __all__ = ["JobRunner"]
 
 _T = TypeVar("_T")
-_Work = tuple["concurrent.futures.Future[Any]", contextvars.Context, Callable[[], Any]]
+_Work = tuple["concurrent.futures.Future[Any]", contextvars.Context, Callable[[], Any]] | None
 
 
 class JobRunner:
-    """Runs calls on the one job thread, in order; started on the first call."""
+    """Runs calls on the one job thread, in order; started on the first call, ended by
+    :meth:`close` once the calls before it are done."""
 
     def __init__(self, name: str = "job") -> None:
         self._name = name
         self._waiting: queue.SimpleQueue[_Work] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._busy = False
+        self._closed = False
 
     @property
     def busy(self) -> bool:
@@ -44,6 +46,8 @@ class JobRunner:
     async def run(self, call: Callable[[], _T]) -> _T:
         """``call()``'s result, computed on the job thread. Cancelling the caller does not stop
         ``call`` once it runs: it goes on, and its result is dropped."""
+        if self._closed:
+            raise RuntimeError("the job thread is closed")
         future: concurrent.futures.Future[_T] = concurrent.futures.Future()
         self._waiting.put((future, contextvars.copy_context(), call))
         if self._thread is None:
@@ -51,9 +55,14 @@ class JobRunner:
             self._thread.start()
         return await asyncio.wrap_future(future)
 
+    def close(self) -> None:
+        """No more calls: the thread ends once it is done with those it has."""
+        self._closed = True
+        self._waiting.put(None)
+
     def _serve(self) -> None:
-        while True:
-            future, context, call = self._waiting.get()
+        while (work := self._waiting.get()) is not None:
+            future, context, call = work
             if not future.set_running_or_notify_cancel():
                 continue  # its caller gave up before it started
             self._busy = True

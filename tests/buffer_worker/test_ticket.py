@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from buffer_worker.outcomes import final_result
-from buffer_worker.ticket import JobTicket, StopReason
+from buffer_worker.ticket import JobTicket, StopReason, final_result
 from fastwan_core import ErrorCode, JobFailure, JobResult, JobState, Metrics
 
 OWN = Metrics(duration_sec=4.2, steps=3)
