@@ -115,32 +115,16 @@ def test_a_job_that_will_not_stop_is_reported_without_it_and_the_worker_leaves(
 
     rig.request_stop()
     try:
-        rig.wait(rig.ended(buffer_job_id), "the status of the job given up")
+        assert rig.join(timeout=5) is ExitCode.OK
+        assert rig.worker.runner.busy  # main then leaves with os._exit, not waiting for it
     finally:
-        gate.set()  # the job ends now: its own final progress must not follow the worker's
-    assert rig.join(timeout=5) is ExitCode.OK
+        gate.set()
 
     (final,) = rig.orch.terminal_statuses(buffer_job_id)
     assert (final["error_code"], final["retryable"]) == ("worker_shutdown", True)
     assert final["metrics"]["worker_id"] == "w-1" and final["metrics"]["duration_sec"] >= 0.2
     terminal = [u.error_code for j, u in rig.sent_progress.updates if j == "j-stuck" and u.is_terminal]
     assert terminal == [ErrorCode.WORKER_SHUTDOWN]
-
-
-def test_a_job_that_will_not_stop_keeps_the_process_from_waiting_for_it(
-    make_rig: Callable[..., Rig],
-) -> None:
-    gate = threading.Event()
-    rig = make_rig(generator=gated(gate), grace=0.0, stop_wait=0.2).start()
-    buffer_job_id = add(rig.orch, "j-stuck-exit")
-    rig.wait(rig.running(buffer_job_id), "`running`")
-
-    rig.request_stop()
-    try:
-        assert rig.join(timeout=5) is ExitCode.OK
-        assert rig.worker.runner.busy  # main then leaves with os._exit, not waiting for it
-    finally:
-        gate.set()
 
 
 def test_a_restart_during_a_shutdown_stops_the_job_at_once_and_asks_to_be_restarted(
