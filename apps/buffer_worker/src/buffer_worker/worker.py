@@ -97,10 +97,11 @@ class JobProgress:
 
     def report(self, job_id: str, update: ProgressUpdate) -> None:
         try:
-            assert self._loop is not None, "the worker is not running"
+            if self._loop is None:
+                raise RuntimeError("the worker is not running")
             self._loop.call_soon_threadsafe(self._take, job_id, update)
-        except Exception:  # not running, or the loop is closed: the worker is gone
-            log.warning("progress for job %s not reported", job_id, exc_info=True)
+        except RuntimeError as error:  # not running, or its loop is closed: the worker is gone
+            log.warning("progress for job %s not reported: %s", job_id, error)
 
     def _take(self, job_id: str, update: ProgressUpdate) -> None:
         try:
