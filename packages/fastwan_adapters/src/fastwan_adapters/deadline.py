@@ -37,22 +37,22 @@ async def within(awaitable: Awaitable[_T], *, deadline_s: float, stop: asyncio.E
         DeadlinePassed: no result within ``deadline_s``.
         StopCame: ``stop`` was set while the call ran.
     """
-    call = asyncio.ensure_future(awaitable)
-    watch = asyncio.ensure_future(stop.wait()) if stop is not None and not stop.is_set() else None
     try:
         async with asyncio.timeout(deadline_s):
-            await asyncio.wait(
-                {call} if watch is None else {call, watch}, return_when=asyncio.FIRST_COMPLETED
-            )
+            if stop is None or stop.is_set():
+                return await awaitable
+            call, watch = asyncio.ensure_future(awaitable), asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait({call, watch}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                answered = call.done()
+                watch.cancel()
+                call.cancel()  # no-op when answered
+            if not answered:
+                raise StopCame("stopped during the call")
+            return call.result()
     except TimeoutError:
         raise DeadlinePassed(f"no complete answer within {deadline_s:g} s") from None
-    finally:
-        for task in (call, watch):
-            if task is not None and not task.done():
-                task.cancel()
-    if not call.done():
-        raise StopCame("stopped during the call")
-    return call.result()
 
 
 async def pause(stop: asyncio.Event | None, seconds: float) -> bool:
