@@ -11,8 +11,13 @@ frames) and the file size. The last row is the production path of the default jo
 are the source's picture at the trained size, with the rows the crop cuts off padded by edge
 pixels, so its PSNR against the 720x1280 source includes the resize round trip.
 
+The "MP4s" column counts the distinct files a row's runs gave (warm-up included): 1 when the
+encoder gives the same bytes for the same frames every time. ``--variant`` adds rows of our
+encoder with other settings, interleaved with the rest.
+
     python bench/encode.py                      # 5 runs, the encoder's defaults
     python bench/encode.py --preset faster --crf 20 --runs 3
+    python bench/encode.py --variant crf=22,mbtree=1 --variant crf=24   # against the defaults
 """
 
 from __future__ import annotations
@@ -141,10 +146,20 @@ def main() -> None:
     parser.add_argument("--preset", choices=X264_PRESETS, default=defaults.preset)
     parser.add_argument("--crf", type=int, default=defaults.crf)
     parser.add_argument("--threads", type=int, default=defaults.threads)
+    parser.add_argument("--x264-params", default=defaults.x264_params)
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE[,FIELD=VALUE]",
+        help="one more row of ours: the encoder's fields changed, e.g. crf=22,mbtree=1",
+    )
     args = parser.parse_args()
 
     size, generated_size = Size(720, 1280), Size(704, 1280)
-    ours_encoder = PyAVEncoder(preset=args.preset, crf=args.crf, threads=args.threads)
+    ours_encoder = PyAVEncoder(
+        preset=args.preset, crf=args.crf, threads=args.threads, x264_params=args.x264_params
+    )
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; "
         f"PyAV {av.__version__}; {args.frames} frames {size} @ {args.fps} fps; median of {args.runs} runs"
@@ -162,8 +177,8 @@ def main() -> None:
         ]
     )
 
-    def ours(frames: np.ndarray, *, cover: bool = False) -> bytes:
-        session = ours_encoder.open(size, args.fps, cover=cover)
+    def ours(frames: np.ndarray, *, cover: bool = False, encoder: PyAVEncoder = ours_encoder) -> bytes:
+        session = encoder.open(size, args.fps, cover=cover)
         session.add(frames)
         return session.finish().data
 
@@ -172,8 +187,12 @@ def main() -> None:
         "ours (PyAVEncoder)": lambda: ours(frames),
         f"ours, cover + crop {generated_size} -> {size}": lambda: ours(generated, cover=True),
     }
-    for job in jobs.values():  # warm-up: first-call costs are not what a worker pays per job
-        job()
+    for spec in args.variant:
+        variant = attrs.evolve(ours_encoder, **_fields(spec))
+        jobs[f"ours, {spec}"] = lambda variant=variant: ours(frames, encoder=variant)
+    outputs: dict[str, set[bytes]] = {name: set() for name in jobs}
+    for name, job in jobs.items():  # warm-up: first-call costs are not what a worker pays per job
+        outputs[name].add(job())
     samples: dict[str, list[Sample]] = {name: [] for name in jobs}
     for run in range(args.runs):  # interleaved, alternating order, so load drifts hit all alike
         for name in list(jobs) if run % 2 == 0 else reversed(list(jobs)):
@@ -181,7 +200,7 @@ def main() -> None:
 
     print(
         "\n| encoder | median wall s | frames/s | speed-up (wall) | median CPU s | speed-up (CPU) "
-        "| PSNR dB | MB |\n|---|---|---|---|---|---|---|---|"
+        "| PSNR dB | MB | MP4s |\n|---|---|---|---|---|---|---|---|---|"
     )
     base_wall = base_cpu = 0.0
     for name, runs in samples.items():
@@ -189,12 +208,29 @@ def main() -> None:
         cpu = statistics.median(sample.cpu_s for sample in runs)
         base_wall, base_cpu = base_wall or wall, base_cpu or cpu
         data = runs[-1].data
+        distinct = len(outputs[name] | {sample.data for sample in runs})
         print(
             f"| {name} | {wall:.2f} | {args.frames / wall:.1f} | {base_wall / wall:.2f}x | {cpu:.2f} "
-            f"| {base_cpu / cpu:.2f}x | {psnr_against(data, frames):.2f} | {len(data) / 1e6:.2f} |"
+            f"| {base_cpu / cpu:.2f}x | {psnr_against(data, frames):.2f} | {len(data) / 1e6:.2f} "
+            f"| {distinct} of {len(runs) + 1} |"
         )
     print("\nwall s per run:", {name: [round(s.wall_s, 2) for s in runs] for name, runs in samples.items()})
     print(f"load after: {os.getloadavg()[0]:.2f}")
+
+
+def _fields(spec: str) -> dict[str, object]:
+    """``crf=21,x264-params=mbtree=1`` as PyAVEncoder's fields (``-`` read as ``_``)."""
+    fields: dict[str, object] = {}
+    for part in spec.split(","):
+        key, _, value = part.partition("=")
+        name = key.strip().replace("-", "_")
+        if name in ("crf", "threads"):
+            fields[name] = int(value)
+        elif name == "mbtree":
+            fields[name] = value.strip().lower() in ("1", "true", "on")
+        else:
+            fields[name] = value
+    return fields
 
 
 if __name__ == "__main__":

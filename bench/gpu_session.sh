@@ -34,7 +34,7 @@ if [ "${TINY:-0}" = 1 ]; then
   run generate 600 "$python" bench/gpu_generate.py --tiny --profiles resident --attention dense,vsa --runs 1 --no-decode-rows
   exit 0
 fi
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
+timeout -k 2 10 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 # 75 + 45 + 300 s: under 7 minutes of commands, inside 8 with the machine's own start.
 run attention 75 "$python" bench/attention.py --runs 20
 run attention-704x1280 45 "$python" bench/attention.py --runs 20 --grid 31,40,22 --no-reference

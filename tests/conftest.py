@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +32,16 @@ def tiny_sparse_dir(tiny_dir: Path) -> Path:
     from fastwan_adapters.generator.tiny import ensure_tiny_model
 
     return ensure_tiny_model(tiny_dir.with_name(f"{tiny_dir.name}-sparse"), sparse=True)
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """For a test that calls ``configure_logging`` (an app's ``main`` does): pytest's logging is
+    put back afterwards, so that no later line goes to a stream the test's capture has closed."""
+    root = logging.getLogger()
+    handlers, level, hook = root.handlers[:], root.level, sys.excepthook
+    yield
+    root.handlers[:], sys.excepthook = handlers, hook
+    root.setLevel(level)
+    logging.captureWarnings(False)
+    structlog.reset_defaults()

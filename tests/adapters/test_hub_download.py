@@ -10,14 +10,22 @@ from __future__ import annotations
 import errno
 import logging
 import socket
-from collections.abc import Iterator, Mapping
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
 import torch
 
 from fastwan_adapters.config import ConfigError
-from fastwan_adapters.generator import GeneratorSettings, ModelDownloadFailed, ModelUnavailableError
+from fastwan_adapters.generator import (
+    GeneratorSettings,
+    ModelDownloadFailed,
+    ModelUnavailableError,
+    StartupStopped,
+)
 from fastwan_adapters.generator.hub import resolve_model_folder
 from fastwan_adapters.generator.hub_retry import DownloadRetry
 from fastwan_adapters.generator.taehv_files import load_tiny_decoder
@@ -261,3 +269,145 @@ def test_hf_endpoint_must_be_a_url() -> None:
         ConfigError, match=r"HF_ENDPOINT must be an http:// or https:// URL, got 'hub\.local'"
     ):
         GeneratorSettings.from_env({"HF_ENDPOINT": "hub.local"})
+
+
+# -- the bound covers what huggingface_hub does inside one attempt; a stop ends every wait ------
+
+
+def head_requests(hub: HubDouble) -> list[str]:
+    return [path for method, path in hub.requests if method == "HEAD"]
+
+
+def most_asks_of_one_file(hub: HubDouble) -> int:
+    """How many times the file asked for most often was asked for (its HEAD requests)."""
+    return max(Counter(head_requests(hub)).values())
+
+
+def test_huggingface_hubs_own_retries_count_toward_the_retry_time(hub: HubDouble, tmp_path: Path) -> None:
+    """huggingface_hub retries a file's HEAD answered 5xx up to 5 times, waiting 1+2+4+8+8 s,
+    inside one call: a budget of 1 s took one such call (23 s, 6 requests) at least."""
+    hub.fail(HubFault(503, method="HEAD", path_part="/resolve/"))
+
+    with pytest.raises(ModelDownloadFailed, match="the Hub answered HTTP 503") as caught:
+        resolve_model_folder(settings(tmp_path, hub.url, FASTWAN_DOWNLOAD_RETRY_S="1"))
+
+    assert most_asks_of_one_file(hub) < 6, hub.requests
+    assert "FASTWAN_DOWNLOAD_RETRY_S=1" in str(caught.value)
+
+
+def test_no_retry_time_is_one_attempt_that_ends_at_its_first_failed_request(
+    hub: HubDouble, tmp_path: Path
+) -> None:
+    hub.fail(HubFault(503, method="HEAD", path_part="/resolve/"))
+
+    with pytest.raises(ModelDownloadFailed, match="after 1 attempt over"):
+        resolve_model_folder(settings(tmp_path, hub.url, FASTWAN_DOWNLOAD_RETRY_S="0"))
+
+    assert most_asks_of_one_file(hub) < 6, hub.requests
+
+
+@pytest.fixture
+def silent_hub() -> Iterator[str]:
+    """A server that accepts every connection, reads what it is sent and never answers."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stopping = threading.Event()
+
+    def accept() -> None:
+        while not stopping.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            held.append(conn)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stopping.set()
+    listener.close()
+    for conn in held:
+        conn.close()
+
+
+def in_thread(work: Callable[[], object], limit_s: float) -> BaseException | None:
+    """What ``work`` raised, or None; fails the test if it is still running after ``limit_s``."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as error:
+            raised.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(limit_s)
+    assert not thread.is_alive(), f"still running after {limit_s} s"
+    return raised[0] if raised else None
+
+
+def test_a_hub_that_never_answers_fails_past_the_read_deadline_and_the_retry_time(
+    silent_hub: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_DOWNLOAD_TIMEOUT", 1)
+
+    error = in_thread(
+        lambda: resolve_model_folder(settings(tmp_path, silent_hub, FASTWAN_DOWNLOAD_RETRY_S="1")), 60
+    )
+
+    assert isinstance(error, ModelDownloadFailed), repr(error)
+    assert "the Hub did not answer within 1 s (HF_HUB_DOWNLOAD_TIMEOUT)" in str(error)
+
+
+def test_a_stop_ends_a_retried_download_at_once_and_nothing_more_is_asked_of_the_hub(
+    hub: HubDouble, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The buffer worker kept retrying for FASTWAN_DOWNLOAD_RETRY_S after SIGTERM (finding 1)."""
+    hub.fail(HubFault(503, method="HEAD", path_part="/resolve/"))
+    stop = threading.Event()
+    caplog.set_level(logging.WARNING, logger=_RETRY_LOGGER)
+    long_retry = {
+        "FASTWAN_DOWNLOAD_RETRY_S": "600",
+        "FASTWAN_DOWNLOAD_RETRY_INITIAL_S": "5",
+        "FASTWAN_DOWNLOAD_RETRY_MAX_WAIT_S": "60",
+    }
+    outcome: list[BaseException] = []
+
+    def download() -> None:
+        try:
+            resolve_model_folder(settings(tmp_path, hub.url, **long_retry), stop=stop)
+        except BaseException as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=download, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while len(head_requests(hub)) < 4 and time.monotonic() < deadline:  # inside huggingface_hub's retries
+        time.sleep(0.05)
+    stop.set()
+    thread.join(5)
+    asked = len(hub.requests)
+    time.sleep(1.5)  # huggingface_hub's next retry would come by now
+
+    assert not thread.is_alive(), "the download did not end on the stop"
+    assert isinstance(outcome[0], StartupStopped) and "FASTWAN_MODEL='org/wan'" in str(outcome[0])
+    assert len(hub.requests) == asked, hub.requests[asked:]
+
+
+def test_a_stop_during_the_wait_between_attempts_ends_it(hub: HubDouble, tmp_path: Path) -> None:
+    hub.fail(HubFault(503))
+    stop = threading.Event()
+    long_wait = {
+        "FASTWAN_DOWNLOAD_RETRY_S": "600",
+        "FASTWAN_DOWNLOAD_RETRY_INITIAL_S": "30",
+        "FASTWAN_DOWNLOAD_RETRY_MAX_WAIT_S": "60",
+    }
+    threading.Timer(0.5, stop.set).start()
+
+    error = in_thread(lambda: resolve_model_folder(settings(tmp_path, hub.url, **long_wait), stop=stop), 10)
+
+    assert isinstance(error, StartupStopped), repr(error)
+    assert len(hub.requests) == 1

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterator
 
 import pytest
 import structlog
@@ -19,14 +18,8 @@ UNLISTED = "a-local-no-list-names-77"
 
 
 @pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
+def _restore_logging(restored_logging: None) -> None:
     """configure_logging sets the process's logging up; put pytest's back afterwards."""
-    root = logging.getLogger()
-    handlers, level, hook = root.handlers[:], root.level, sys.excepthook
-    yield
-    root.handlers[:], sys.excepthook = handlers, hook
-    root.setLevel(level)
-    structlog.reset_defaults()
 
 
 def _fail_with_secrets_in_locals() -> None:

@@ -1,12 +1,17 @@
-"""The supervisor's rules without processes: the restart backoff and the plan of workers per GPU."""
+"""The supervisor's rules: the restart backoff and the plan of workers per GPU (a stub ``nvidia-smi``
+where the GPU list is read)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from buffer_worker.fleet.__main__ import main
 from buffer_worker.fleet.backoff import RestartBackoff
-from buffer_worker.fleet.plan import list_gpus, plan_workers
+from buffer_worker.fleet.plan import GpuListUnreadable, list_gpus, plan_workers
 from fastwan_adapters.config import ConfigError
+from fastwan_adapters.exit_code import ExitCode
 
 BASE = {"BUFFER_WORKER_ID": "vast-7", "STATE_DIR": "/data/state", "METRICS_PORT": "9100", "PATH": "/nowhere"}
 
@@ -79,3 +84,46 @@ def test_the_gpus_an_operator_made_visible_are_the_ones_shared_out() -> None:
 
     assert gpus == ["2", "5"]
     assert [p.env["CUDA_VISIBLE_DEVICES"] for p in plan_workers(BASE, gpus)] == ["2", "5"]
+
+
+def stub_nvidia_smi(folder: Path, body: str) -> dict[str, str]:
+    """A PATH whose only ``nvidia-smi`` runs ``body`` (a real process, as the driver's tool is)."""
+    tool = folder / "nvidia-smi"
+    tool.write_text(f"#!/bin/sh\n{body}\n")
+    tool.chmod(0o755)
+    return {**BASE, "PATH": f"{folder}:/usr/bin:/bin"}
+
+
+def test_a_hanging_nvidia_smi_is_given_up_on_and_is_an_error_not_one_quiet_worker(tmp_path: Path) -> None:
+    env = stub_nvidia_smi(tmp_path, "exec sleep 60")
+
+    with pytest.raises(GpuListUnreadable, match=r"did not list the GPUs within 0.5 s"):
+        list_gpus(env, timeout_s=0.5)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("echo 'NVIDIA-SMI has failed' >&2; exit 9", "failed with status 9: 'NVIDIA-SMI has failed'"),
+        ("echo 'No devices'", "'No devices\\n', not as indices"),
+    ],
+)
+@pytest.mark.usefixtures("restored_logging")
+def test_a_gpu_list_that_cannot_be_read_ends_the_supervisor_with_status_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], body: str, message: str
+) -> None:
+    env = stub_nvidia_smi(tmp_path, body)
+
+    status = main([], env)
+
+    logged = capsys.readouterr().err
+    assert status == ExitCode.RESTART
+    assert message in logged and "CUDA_VISIBLE_DEVICES" in logged
+
+
+def test_metrics_ports_past_65535_name_the_variable_that_was_set() -> None:
+    with pytest.raises(ConfigError) as caught:
+        plan_workers({**BASE, "METRICS_PORT": "65535"}, ["0", "1"])
+
+    message = str(caught.value)
+    assert "METRICS_PORT=65535" in message and "2 workers" in message and "at most 65534" in message

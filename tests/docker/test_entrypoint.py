@@ -10,15 +10,22 @@ written for that). PATH holds only the stubs and the few tools the scripts use, 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+
+from tests.queue_worker.support import free_port, png_server
 
 SCRIPT = Path(__file__).resolve().parents[2] / "docker" / "run_fastwan_worker.sh"
 DEADLINE_S = 5.0
@@ -53,7 +60,7 @@ echo "NVIDIA GeForce RTX 4090, 24564 MiB, 570.86.10"
 exit "${NVIDIA_SMI_STUB_EXIT:-0}"
 """
 
-TOOLS = ("bash", "env", "cat", "sleep", "mv")
+TOOLS = ("bash", "env", "cat", "sleep", "mv", "timeout")
 
 
 class Sandbox:
@@ -215,19 +222,21 @@ def test_either_program_exiting_stops_the_other_and_sets_the_exit_status(
     assert f"{first} exited with status {code}" in stderr
 
 
-def test_sigterm_reaches_both_programs_once_and_the_script_waits_for_the_job(sandbox: Sandbox) -> None:
+def test_sigterm_stops_the_app_first_and_salads_binary_only_once_the_app_has_exited(
+    sandbox: Sandbox,
+) -> None:
     sandbox.stub(APP, SALAD)
     sandbox.on_term(APP, ignore=True)  # the app finishes its job in hand before exiting
     sandbox.on_term(SALAD, exit_code=0)
-    process = sandbox.start()
+    process = sandbox.start(SALAD_HANDOFF_S="0")
     sandbox.wait_started(APP)
     salad_pid = sandbox.wait_started(SALAD)
 
     process.send_signal(signal.SIGTERM)
     sandbox.wait_for_signal(APP)
-    wait_gone(salad_pid)
-    time.sleep(0.1)  # room for a wrong second SIGTERM or an early exit to show
+    time.sleep(0.3)  # room for a wrong SIGTERM to the binary, or an early exit, to show
     assert process.poll() is None, "the script must wait for the app to finish its job"
+    assert sandbox.signals(SALAD) == [] and is_running(salad_pid), "the binary must outlive the answer"
 
     sandbox.set_exit(APP, 0)
     status, _ = finished(process)
@@ -237,11 +246,64 @@ def test_sigterm_reaches_both_programs_once_and_the_script_waits_for_the_job(san
     assert sandbox.signals(SALAD) == ["TERM"]
 
 
+def test_a_second_sigterm_stops_salads_binary_at_once(sandbox: Sandbox) -> None:
+    sandbox.stub(APP, SALAD)
+    sandbox.on_term(APP, ignore=True)
+    sandbox.on_term(SALAD, exit_code=0)
+    process = sandbox.start()
+    sandbox.wait_started(APP)
+    salad_pid = sandbox.wait_started(SALAD)
+
+    process.send_signal(signal.SIGTERM)
+    sandbox.wait_for_signal(APP)
+    process.send_signal(signal.SIGTERM)
+    wait_gone(salad_pid)
+    sandbox.set_exit(APP, 0)
+
+    assert finished(process)[0] == 0
+    assert sandbox.signals(SALAD) == ["TERM"]
+
+
+def test_the_binary_gets_the_handoff_time_after_the_app_exits(sandbox: Sandbox) -> None:
+    sandbox.stub(APP, SALAD)
+    sandbox.on_term(APP, exit_code=0)
+    sandbox.on_term(SALAD, exit_code=0)
+    process = sandbox.start(SALAD_HANDOFF_S="1")
+    sandbox.wait_started(APP)
+    sandbox.wait_started(SALAD)
+
+    process.send_signal(signal.SIGTERM)
+    sandbox.wait_for_signal(APP)
+    time.sleep(0.5)
+    handed_off = sandbox.signals(SALAD) == []
+
+    status, stderr = finished(process)
+    assert status == 0 and handed_off
+    assert sandbox.signals(SALAD) == ["TERM"]
+    assert f"{SALAD} has 1s to report its last answer" in stderr
+
+
+def test_sighup_drains_as_sigterm_does(sandbox: Sandbox) -> None:
+    sandbox.stub(APP, SALAD)
+    sandbox.on_term(APP, exit_code=0)
+    sandbox.on_term(SALAD, exit_code=0)
+    process = sandbox.start(SALAD_HANDOFF_S="0")
+    app_pid = sandbox.wait_started(APP)
+    salad_pid = sandbox.wait_started(SALAD)
+
+    process.send_signal(signal.SIGHUP)
+
+    status, _ = finished(process)
+    assert status == 0
+    assert sandbox.signals(APP) == ["TERM"] and sandbox.signals(SALAD) == ["TERM"]
+    assert not is_running(app_pid) and not is_running(salad_pid)
+
+
 def test_sigint_is_forwarded_as_sigterm(sandbox: Sandbox) -> None:
     sandbox.stub(APP, SALAD)
     sandbox.on_term(APP, exit_code=0)
     sandbox.on_term(SALAD, exit_code=0)
-    process = sandbox.start()
+    process = sandbox.start(SALAD_HANDOFF_S="0")
     sandbox.wait_started(APP)
     sandbox.wait_started(SALAD)
 
@@ -339,7 +401,13 @@ def test_the_stop_timeout_follows_the_shutdown_grace(
 
 
 @pytest.mark.parametrize(
-    ("name", "value"), [("STOP_TIMEOUT_S", "soon"), ("STOP_TIMEOUT_S", "1.5"), ("SHUTDOWN_GRACE_S", "-1")]
+    ("name", "value"),
+    [
+        ("STOP_TIMEOUT_S", "soon"),
+        ("STOP_TIMEOUT_S", "1.5"),
+        ("SHUTDOWN_GRACE_S", "-1"),
+        ("SALAD_HANDOFF_S", "0.5"),
+    ],
 )
 def test_a_bad_timeout_is_refused_before_anything_starts(sandbox: Sandbox, name: str, value: str) -> None:
     sandbox.stub(APP, SALAD)
@@ -416,6 +484,26 @@ def test_gpu_diagnostics_are_printed_once(sandbox: Sandbox) -> None:
     assert len(sandbox.record("nvidia-smi", "calls").read_text().splitlines()) == 1
 
 
+@pytest.mark.slow
+def test_a_hanging_nvidia_smi_delays_the_start_by_its_timeout_only(sandbox: Sandbox) -> None:
+    sandbox.stub(APP, SALAD)
+    (sandbox.bin_dir / "nvidia-smi").write_text("#!/usr/bin/env bash\nexec sleep 600\n")
+    (sandbox.bin_dir / "nvidia-smi").chmod(0o755)
+    started = time.monotonic()
+    process = sandbox.start()
+
+    deadline = time.monotonic() + 20
+    while not sandbox.started(APP) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    took_s = time.monotonic() - started
+    sandbox.set_exit(APP, 0)
+    status, stderr = finished(process)
+
+    assert sandbox.started(APP), f"the app had not started {took_s:.0f} s in"
+    assert status == 0
+    assert "nvidia-smi did not answer within 10s; starting anyway" in stderr
+
+
 @pytest.mark.parametrize(
     ("with_nvidia_smi", "message"),
     [(False, "nvidia-smi not found"), (True, "nvidia-smi failed with status 9")],
@@ -434,3 +522,78 @@ def test_a_missing_or_failing_nvidia_smi_does_not_stop_the_worker(
 
     assert status == 0
     assert message in stderr
+
+
+# --- queue mode, drained for real: the real app, a stand-in for Salad's binary --------------------
+
+STAND_IN = Path(__file__).resolve().parent / "salad_stand_in.py"
+
+
+@pytest.fixture
+def held_image() -> Iterator[tuple[str, threading.Event, threading.Event]]:
+    """A PNG sent only once ``release`` is set; ``asked``: it was asked for (a job is in hand)."""
+    release = threading.Event()
+    with png_server(release) as (url, asked):
+        yield url, asked, release
+
+
+def events(record: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_job_lets_the_app_answer_it_and_salads_binary_report_it(
+    sandbox: Sandbox, tiny_dir: Path, tmp_path: Path, held_image: tuple[str, threading.Event, threading.Event]
+) -> None:
+    image_url, asked, release = held_image
+    port = free_port()
+    record, jobs = tmp_path / "stand_in.jsonl", tmp_path / "jobs.json"
+    job = {"musetalk_job_id": "drain-1", "prompt": "a boat", "width": 256, "height": 320, "num_frames": 5}
+    jobs.write_text(json.dumps([{**job, "image_url": image_url}]))
+    for name, target in ((APP, f"{sys.executable} -m queue_worker"), (SALAD, f"{sys.executable} {STAND_IN}")):
+        (sandbox.bin_dir / name).write_text(f'#!/usr/bin/env bash\nexec {target} "$@"\n')
+        (sandbox.bin_dir / name).chmod(0o755)
+    process = sandbox.start(
+        PORT=str(port),
+        HOME=str(tmp_path),
+        OUTPUT_DIR=str(tmp_path / "outputs"),
+        FASTWAN_MODEL="tiny",
+        FASTWAN_TINY_DIR=str(tiny_dir),
+        FASTWAN_WARMUP="0",
+        HF_HUB_OFFLINE="1",
+        ALLOW_PRIVATE_IMAGE_URLS="1",
+        SHUTDOWN_GRACE_S="60",
+        SALAD_HANDOFF_S="3",
+        STAND_IN_RECORD=str(record),
+        STAND_IN_JOBS=str(jobs),
+        STAND_IN_REPORT_S="0.5",
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(asked.is_set, 120, "the job to be in hand (its image asked for)")
+        process.send_signal(signal.SIGTERM)
+        wait_for(lambda: httpx.get(f"{url}/ready", timeout=2).status_code == 503, 10, "the app to stop")
+        late = httpx.post(f"{url}/generate", json={**job, "musetalk_job_id": "late-1"}, timeout=10)
+        signalled_early = [entry for entry in events(record) if entry["event"] == "signal"]
+        release.set()
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        release.set()
+    seen = [(entry["event"], entry.get("job"), entry.get("status")) for entry in events(record)]
+
+    assert late.status_code == 503 and late.json()["error_code"] == "worker_shutdown"
+    assert signalled_early == [], "Salad's binary was signalled while the app still had the job"
+    assert seen[1:] == [
+        ("answered", "drain-1", 200),
+        ("completed", "drain-1", None),
+        ("signal", None, None),
+    ], seen
+    assert process.returncode == 0, stderr[-3000:]

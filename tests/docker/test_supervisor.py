@@ -166,6 +166,19 @@ def test_a_stop_signal_reaches_the_worker_once_and_the_container_exits_with_its_
     assert not fleet.started_as(fleet.worker("vast-1", 1))
 
 
+def test_sighup_stops_the_workers_as_sigterm_does_instead_of_leaving_them_unwatched(fleet: Fleet) -> None:
+    process = fleet.launch(STUB_GPUS="2")
+    names = [fleet.worker(f"vast-1-gpu{i}") for i in range(2)]
+    pids = [fleet.wait_started(name) for name in names]
+
+    process.send_signal(signal.SIGHUP)
+    status, log = fleet.finish(process)
+
+    assert status == 0, log
+    assert [fleet.signals(name) for name in names] == [["TERM"], ["TERM"]]
+    assert not any(is_running(pid) for pid in pids)
+
+
 def test_a_stop_during_the_backoff_restarts_nothing(fleet: Fleet) -> None:
     process = fleet.launch(BUFFER_RESTART_BACKOFF_S="30")
     fleet.wait_started(fleet.worker("vast-1"))

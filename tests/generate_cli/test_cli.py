@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import av
@@ -11,6 +14,7 @@ import pytest
 from PIL import Image
 
 from generate_cli.__main__ import main
+from generate_cli.arguments import MAX_IMAGE_BYTES
 
 
 @pytest.fixture(autouse=True)
@@ -109,3 +113,75 @@ def test_the_real_model_without_a_gpu_is_a_clear_error(
     monkeypatch.setenv("FASTWAN_MODEL", "FastVideo/FastWan2.2-TI2V-5B-Diffusers")
     assert main(["--prompt", "p", "--out", str(tmp_path / "x.mp4")]) == 2
     assert "FASTWAN_MODEL" in capsys.readouterr().err
+
+
+def test_an_image_that_is_not_a_regular_file_is_refused_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """/dev/zero was read without end (5.8 GiB in 20 s); a FIFO was waited on for ever."""
+    fifo = tmp_path / "frame.png"
+    os.mkfifo(fifo)
+    for image, kind in (("/dev/zero", "a character device"), (str(fifo), "a FIFO")):
+        code = main(["--prompt", "p", "--image", image, "--out", str(tmp_path / "x.mp4"), "--no-progress"])
+
+        assert code == 2
+        assert (
+            f"--image {image!r} cannot be used: it is {kind}, not a regular file" in capsys.readouterr().err
+        )
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_an_image_larger_than_a_job_may_carry_is_refused_before_the_model_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = tmp_path / "huge.png"
+    with image.open("wb") as sparse:
+        sparse.truncate(MAX_IMAGE_BYTES + 1)
+
+    code = main(["--prompt", "p", "--image", str(image), "--out", str(tmp_path / "x.mp4"), "--no-progress"])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"it is larger than {MAX_IMAGE_BYTES} bytes" in err and "loading" not in err
+
+
+def test_an_out_folder_that_cannot_be_written_is_refused_before_the_model_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It was found only after the whole generation, in a message naming an OUTPUT_DIR."""
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+
+    code = main(["--prompt", "p", "--out", str(blocked / "x.mp4"), "--no-progress"])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"--out {str(blocked / 'x.mp4')!r}: its folder cannot be written" in err
+    assert "loading" not in err and "OUTPUT_DIR" not in err
+
+
+def test_with_json_logs_the_command_writes_only_json_lines(tmp_path: Path, tiny_dir: Path) -> None:
+    """transformers wrote ``[transformers] ...`` through a handler of its own at every start."""
+    env = {
+        **os.environ,
+        "FASTWAN_MODEL": "tiny",
+        "FASTWAN_TINY_DIR": str(tiny_dir),
+        "FASTWAN_WARMUP": "0",
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "info",
+    }
+    out = tmp_path / "json-1.mp4"
+    args = ["--prompt", "a fox", "--width", "256", "--height", "256", "--num-frames", "5", "--json"]
+    done = subprocess.run(
+        [sys.executable, "-m", "generate_cli", *args, "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [line for line in lines if not line.startswith("{")] == []
+    assert json.loads(done.stdout)["status"] == "succeeded"

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import io
+import os
+import resource
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import attrs
 import httpx
 from dependency_injector import providers
+from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from fastwan_core import ProgressUpdate
@@ -161,3 +168,94 @@ def raw_post(url: str, path: str, body: bytes, headers: Mapping[str, str] | None
     lines.append(f"Content-Length: {len(body)}")
     sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
     return sock
+
+
+@contextmanager
+def worker_process(
+    env: Mapping[str, str], tmp_path: Path, *, file_limit: tuple[int, int] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
+    """``python -m queue_worker`` on a free port; yields the process, its URL and its log file.
+
+    ``file_limit``: the child's ``RLIMIT_NOFILE`` (soft, hard), as a container runtime sets it.
+    """
+    port = free_port()
+    log_path = tmp_path / "worker.log"
+    full_env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", str(tmp_path)),
+        "HF_HUB_OFFLINE": "1",
+        "PORT": str(port),
+        "OUTPUT_DIR": str(tmp_path / "outputs"),
+        **env,
+    }
+
+    def limit_files() -> None:
+        if file_limit is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, file_limit)
+
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "queue_worker"],
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=limit_files,  # noqa: PLW1509 - only setrlimit, before exec
+        )
+    try:
+        yield process, f"http://127.0.0.1:{port}", log_path
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+def get(url: str, timeout: float = 2.0) -> httpx.Response | None:
+    try:
+        return httpx.get(url, timeout=timeout)
+    except httpx.TransportError:
+        return None
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    def ready() -> bool:
+        assert process.poll() is None, "the worker exited before it was ready"
+        answer = get(f"{url}/ready")
+        return answer is not None and answer.status_code == 200
+
+    wait_until(ready, timeout, "the worker to be ready", interval=0.2)
+
+
+@contextmanager
+def png_server(release: threading.Event | None = None) -> Iterator[tuple[str, threading.Event]]:
+    """A PNG served from 127.0.0.1 (private: the worker must be told to allow it), and an event
+    set once it was asked for. With ``release``, it is sent only once that is set: a job holds
+    its first frame for as long as a test needs, whatever the machine's speed."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (200, 250), (200, 40, 40)).save(buffer, format="PNG")
+    png = buffer.getvalue()
+    asked = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.set()
+            if release is not None:
+                release.wait(60)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(png)))
+            self.end_headers()
+            self.wfile.write(png)
+
+        def log_message(self, *_args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/face.png", asked
+    finally:
+        if release is not None:
+            release.set()
+        server.shutdown()
+        server.server_close()

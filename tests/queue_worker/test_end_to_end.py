@@ -8,7 +8,6 @@ import itertools
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +15,11 @@ import av
 import pytest
 from b2sdk.v2 import B2Api, B2HttpApiConfig, Bucket, InMemoryAccountInfo, InMemoryCache, RawSimulator
 from dependency_injector import providers
-from PIL import Image
 
 from fastwan_adapters.storage import B2ResultStore, B2Settings, UploadRetry
 from fastwan_adapters.testing import Endpoint, OrchestratorDouble
 from queue_worker.containers import Container
-from tests.queue_worker.support import Served, serving, settings_for, wait_until
+from tests.queue_worker.support import Served, png_server, serving, settings_for, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -38,27 +36,8 @@ JOB: dict[str, Any] = {
 @pytest.fixture(scope="module")
 def image_url() -> Iterator[str]:
     """A PNG served from 127.0.0.1 (private: the worker must be told to allow it)."""
-    buffer = io.BytesIO()
-    Image.new("RGB", (200, 250), (200, 40, 40)).save(buffer, format="PNG")
-    png = buffer.getvalue()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(png)))
-            self.end_headers()
-            self.wfile.write(png)
-
-        def log_message(self, *_args: object) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/face.png"
-    server.shutdown()
-    server.server_close()
+    with png_server() as (url, _asked):
+        yield url
 
 
 @pytest.fixture(scope="module")

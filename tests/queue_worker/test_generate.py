@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 
 from fastwan_core import ErrorCode, Job, JobFailure, JobState, Phase, progress_to_wire
 from tests.queue_worker.support import I2V, T2V, Fakes, Served, raw_post, wait_until
@@ -235,6 +236,30 @@ def test_a_caller_who_hangs_up_cancels_the_job_at_its_next_step(
         5,
         "the cancelled job to be counted",
     )
+
+
+def test_the_line_that_says_the_caller_left_names_the_job(worker: Served, fakes: Fakes) -> None:
+    lines: list[dict[str, object]] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "the caller disconnected" in record.getMessage():
+                lines.append(structlog.contextvars.get_contextvars())
+
+    capture = Capture()
+    logging.getLogger("queue_worker.runner").addHandler(capture)
+    fakes.generator.on_step = lambda index: (
+        wait_until(lambda: bool(lines), 10, "the server to see the caller leave") if index == 1 else None
+    )
+    try:
+        sock = raw_post(worker.url, "/generate", json.dumps({**T2V, "musetalk_job_id": "gone-3"}).encode())
+        wait_until(lambda: fakes.generator.steps_run == [1], 10, "the job's first step")
+        sock.close()
+        wait_until(lambda: not worker.container.slot().busy, 10, "the job to end")
+    finally:
+        logging.getLogger("queue_worker.runner").removeHandler(capture)
+
+    assert lines and lines[0]["job_id"] == "gone-3", lines
 
 
 def test_a_caller_who_hangs_up_during_decode_stops_the_job_within_one_chunk(

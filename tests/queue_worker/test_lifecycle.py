@@ -14,7 +14,15 @@ from fastwan_adapters.config import ConfigError
 from fastwan_adapters.exit_code import ExitCode
 from fastwan_core import ErrorCode, JobFailure, JobState
 from fastwan_core.ports import VideoGenerator
-from tests.queue_worker.support import T2V, Fakes, fake_container, serving, settings_for, wait_until
+from tests.queue_worker.support import T2V, Fakes, Served, fake_container, serving, settings_for, wait_until
+
+
+def job_in_hand(worker: Served, fakes: Fakes, answers: list[httpx.Response]) -> threading.Thread:
+    """``T2V`` posted from a thread of its own (its answer into ``answers``), once its first step ran."""
+    job = threading.Thread(target=lambda: answers.append(worker.client.post("/generate", json=T2V)))
+    job.start()
+    wait_until(lambda: fakes.generator.steps_run == [1], 10, "the job's first step")
+    return job
 
 
 def test_the_server_answers_at_once_and_is_ready_only_once_the_model_is_loaded(tmp_path: Path) -> None:
@@ -101,9 +109,7 @@ def test_after_sigterm_no_new_job_is_taken_and_the_one_in_hand_finishes(tmp_path
     container = fake_container(settings_for(tmp_path, SHUTDOWN_GRACE_S="10"), fakes)
     answers: list[httpx.Response] = []
     with serving(container) as worker:
-        job = threading.Thread(target=lambda: answers.append(worker.client.post("/generate", json=T2V)))
-        job.start()
-        wait_until(lambda: fakes.generator.steps_run == [1], 10, "the job's first step")
+        job = job_in_hand(worker, fakes, answers)
         container.slot().begin_shutdown(10.0)  # what SIGTERM does first, before uvicorn closes its socket
         with httpx.Client(base_url=worker.url) as other:
             refused = other.post("/generate", json={**T2V, "musetalk_job_id": "late-1"})
@@ -121,15 +127,36 @@ def test_after_sigterm_no_new_job_is_taken_and_the_one_in_hand_finishes(tmp_path
     assert stopped and container.process_exit().code is ExitCode.OK
 
 
+def test_after_sigterm_the_server_keeps_listening_until_the_job_in_hand_is_answered(tmp_path: Path) -> None:
+    """Salad's binary is stopped only once this process has exited: a job it sends meanwhile must
+    get a retryable 503, and the probes their answers, not a refused connection."""
+    fakes = Fakes()
+    fakes.generator.on_step = lambda _index: time.sleep(0.3)
+    container = fake_container(settings_for(tmp_path, SHUTDOWN_GRACE_S="10"), fakes)
+    answers: list[httpx.Response] = []
+    with serving(container) as worker:
+        job = job_in_hand(worker, fakes, answers)
+        worker.server.handle_exit(signal.SIGTERM, None)
+        with httpx.Client(base_url=worker.url) as other:
+            late = other.post("/generate", json={**T2V, "musetalk_job_id": "late-2"})
+            health = other.get("/health")
+        job.join(15)
+        worker.thread.join(15)
+        stopped = not worker.thread.is_alive()
+
+    assert late.status_code == 503 and late.json()["error_code"] == "worker_shutdown"
+    assert health.status_code == 200 and health.json()["state"] == "stopping"
+    assert answers[0].status_code == 200 and fakes.generator.steps_run == [1, 2, 3]
+    assert stopped and container.process_exit().code is ExitCode.OK
+
+
 def test_a_job_still_running_when_the_grace_runs_out_is_answered_worker_shutdown(tmp_path: Path) -> None:
     fakes = Fakes()
     fakes.generator.on_step = lambda _index: time.sleep(0.6)
     container = fake_container(settings_for(tmp_path, SHUTDOWN_GRACE_S="0.3"), fakes)
     answers: list[httpx.Response] = []
     with serving(container) as worker:
-        job = threading.Thread(target=lambda: answers.append(worker.client.post("/generate", json=T2V)))
-        job.start()
-        wait_until(lambda: fakes.generator.steps_run == [1], 10, "the job's first step")
+        job = job_in_hand(worker, fakes, answers)
         worker.server.handle_exit(signal.SIGTERM, None)
         job.join(15)
         worker.thread.join(15)

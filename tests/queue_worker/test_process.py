@@ -5,12 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
-import subprocess
-import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,55 +15,12 @@ import pytest
 
 from fastwan_adapters.testing import Endpoint, OrchestratorDouble
 from fastwan_adapters.testing.hub_double import HubDouble, HubFault
-from tests.queue_worker.support import free_port, wait_until
+from tests.queue_worker.support import T2V, free_port, get, wait_ready, wait_until, worker_process
 from tests.unreachable_b2 import INTERNAL_API_KEY, REASON, SECRETS, unreachable_b2_env
 
 pytestmark = pytest.mark.slow
 
 SECRET = "sekret-internal-key-0042"
-
-
-@contextmanager
-def worker_process(
-    env: Mapping[str, str], tmp_path: Path
-) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
-    """``python -m queue_worker`` on a free port; yields the process, its URL and its log file."""
-    port = free_port()
-    log_path = tmp_path / "worker.log"
-    full_env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": os.environ.get("HOME", str(tmp_path)),
-        "HF_HUB_OFFLINE": "1",
-        "PORT": str(port),
-        "OUTPUT_DIR": str(tmp_path / "outputs"),
-        **env,
-    }
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "queue_worker"], env=full_env, stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
-        yield process, f"http://127.0.0.1:{port}", log_path
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
-
-
-def get(url: str) -> httpx.Response | None:
-    try:
-        return httpx.get(url, timeout=2)
-    except httpx.TransportError:
-        return None
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    def ready() -> bool:
-        assert process.poll() is None, "the worker exited before it was ready"
-        answer = get(f"{url}/ready")
-        return answer is not None and answer.status_code == 200
-
-    wait_until(ready, timeout, "the worker to be ready", interval=0.2)
 
 
 def json_lines(log_path: Path) -> list[dict[str, Any]]:
@@ -183,12 +135,9 @@ def test_a_real_model_without_a_gpu_is_reported_then_exits_2(tmp_path: Path) -> 
     assert "needs a CUDA GPU" in log_path.read_text()
 
 
-def test_a_hub_answering_503_is_retried_then_the_start_up_fails_with_exit_1(
-    tiny_dir: Path, tmp_path: Path
-) -> None:
-    """A download failing for a passing reason is retried in the process (logged), then ends the
-    start-up like any other failed start-up: /health says why and the process exits 1."""
-    env = {
+def hub_download_env(tiny_dir: Path, tmp_path: Path, **retry: str) -> dict[str, str]:
+    """A start-up that downloads the tiny decoder (FASTWAN_TINY_DECODER) from the Hub."""
+    return {
         "FASTWAN_MODEL": "tiny",
         "FASTWAN_TINY_DIR": str(tiny_dir),
         "FASTWAN_WARMUP": "0",
@@ -196,11 +145,23 @@ def test_a_hub_answering_503_is_retried_then_the_start_up_fails_with_exit_1(
         "FASTWAN_TINY_DECODER": "org/taehv/taew2_2.pth",
         "HF_HUB_OFFLINE": "0",
         "HF_HOME": str(tmp_path / "hf"),
-        "FASTWAN_DOWNLOAD_RETRY_S": "1",
-        "FASTWAN_DOWNLOAD_RETRY_INITIAL_S": "0.05",
-        "FASTWAN_DOWNLOAD_RETRY_MAX_WAIT_S": "0.2",
         "FATAL_EXIT_DELAY_S": "0.5",
+        **retry,
     }
+
+
+def test_a_hub_answering_503_is_retried_then_the_start_up_fails_with_exit_1(
+    tiny_dir: Path, tmp_path: Path
+) -> None:
+    """A download failing for a passing reason is retried in the process (logged), then ends the
+    start-up like any other failed start-up: /health says why and the process exits 1."""
+    env = hub_download_env(
+        tiny_dir,
+        tmp_path,
+        FASTWAN_DOWNLOAD_RETRY_S="1",
+        FASTWAN_DOWNLOAD_RETRY_INITIAL_S="0.05",
+        FASTWAN_DOWNLOAD_RETRY_MAX_WAIT_S="0.2",
+    )
     with HubDouble({"org/taehv": {"taew2_2.pth": b"never served"}}) as hub:
         hub.fail(HubFault(503, method="GET", path_part="/resolve/"))
         with worker_process({**env, "HF_ENDPOINT": hub.url}, tmp_path) as (process, _url, log_path):
@@ -211,6 +172,57 @@ def test_a_hub_answering_503_is_retried_then_the_start_up_fails_with_exit_1(
     assert log.count("download attempt") >= 2, log[-3000:]
     assert "download attempt 1 failed: the Hub answered HTTP 503" in log
     assert "ModelDownloadFailed" in log and "start the worker again later" in log
+
+
+def test_with_json_logs_every_line_from_the_first_is_json(tiny_dir: Path, tmp_path: Path) -> None:
+    """transformers wrote ``[transformers] ...`` through a handler of its own at every start."""
+    env = {"FASTWAN_MODEL": "tiny", "FASTWAN_TINY_DIR": str(tiny_dir), "LOG_FORMAT": "json"}
+    with worker_process(env, tmp_path) as (process, url, log_path):
+        wait_ready(url, process)
+        answer = httpx.post(f"{url}/generate", json={**T2V, "musetalk_job_id": "json-1"}, timeout=60)
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(30)
+    lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+
+    assert answer.status_code == 200 and code == 0
+    assert [line for line in lines if not line.startswith("{")] == []
+    assert all(isinstance(json.loads(line), dict) for line in lines)
+
+
+def test_sigterm_during_a_retried_download_ends_it_at_once_and_exits_0(
+    tiny_dir: Path, tmp_path: Path
+) -> None:
+    env = hub_download_env(
+        tiny_dir,
+        tmp_path,
+        FASTWAN_DOWNLOAD_RETRY_S="600",
+        FASTWAN_DOWNLOAD_RETRY_INITIAL_S="0.5",
+        FASTWAN_DOWNLOAD_RETRY_MAX_WAIT_S="1",
+    )
+    with HubDouble({"org/taehv": {"taew2_2.pth": b"never served"}}) as hub:
+        hub.fail(HubFault(503, method="GET", path_part="/resolve/"))
+        with worker_process({**env, "HF_ENDPOINT": hub.url}, tmp_path) as (process, _url, log_path):
+            wait_until(lambda: "download attempt 2 failed" in log_path.read_text(), 120, "a retry")
+            process.send_signal(signal.SIGTERM)
+            code = process.wait(15)
+        log = log_path.read_text()
+
+    assert code == 0, log[-3000:]
+    assert "start-up stopped: FASTWAN_TINY_DECODER='org/taehv/taew2_2.pth': the download was stopped" in log
+    assert "start-up failed" not in log
+
+
+def test_a_start_that_is_not_offline_asks_the_hub_for_the_model_only(tiny_dir: Path, tmp_path: Path) -> None:
+    """huggingface_hub's telemetry also fetched /api/agent-harnesses at the first request."""
+    env = hub_download_env(tiny_dir, tmp_path, FASTWAN_DOWNLOAD_RETRY_S="0")
+    with HubDouble({"org/taehv": {"taew2_2.pth": b"never served"}}) as hub:
+        hub.fail(HubFault(503, method="GET", path_part="/resolve/"))
+        with worker_process({**env, "HF_ENDPOINT": hub.url}, tmp_path) as (process, _url, log_path):
+            code = process.wait(120)
+        asked = [path for _method, path in hub.requests]
+
+    assert code == 1, log_path.read_text()[-3000:]
+    assert asked and all(path.startswith("/org/taehv/resolve/") for path in asked), asked
 
 
 @pytest.mark.parametrize("log_format", ["console", "json"])

@@ -71,6 +71,7 @@ log = logging.getLogger(__name__)
 # The loggers of these lines, as before the worker became one program.
 heartbeat_log = logging.getLogger("buffer_worker.heartbeat")
 control_log = logging.getLogger("buffer_worker.control")
+progress_log = logging.getLogger("buffer_worker.progress")
 
 #: The most the first heartbeat waits for the first leftover's first try (the order of old).
 HEAD_START_S: Final = 0.5
@@ -101,14 +102,14 @@ class JobProgress:
                 raise RuntimeError("the worker is not running")
             self._loop.call_soon_threadsafe(self._take, job_id, update)
         except RuntimeError as error:  # not running, or its loop is closed: the worker is gone
-            log.warning("progress for job %s not reported: %s", job_id, error)
+            progress_log.warning("progress for job %s not reported: %s", job_id, error)
 
     def _take(self, job_id: str, update: ProgressUpdate) -> None:
         try:
             if self._judge(job_id, update):
                 self.sender.report(job_id, update)
         except Exception:
-            log.warning("progress for job %s not reported", job_id, exc_info=True)
+            progress_log.warning("progress for job %s not reported", job_id, exc_info=True)
 
 
 class BufferWorker:

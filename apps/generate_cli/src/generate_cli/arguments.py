@@ -5,9 +5,19 @@ from __future__ import annotations
 import argparse
 import base64
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["job_payload", "parser"]
+from fastwan_adapters.durable import UnreadableRecord, read_regular_file
+from fastwan_core.values import MAX_IMAGE_BASE64_CHARS
+
+__all__ = ["MAX_IMAGE_BYTES", "ImageFileError", "job_payload", "parser"]
+
+#: The largest first frame a job can carry inline: its base64 must fit the core's limit.
+MAX_IMAGE_BYTES: Final = MAX_IMAGE_BASE64_CHARS // 4 * 3
+
+
+class ImageFileError(ValueError):
+    """``--image`` names something that is not a usable image file; the message says why."""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -38,6 +48,7 @@ def job_payload(args: argparse.Namespace, job_id: str) -> dict[str, Any]:
     """The wire job for these arguments; the core validates it like any other.
 
     Raises:
+        ImageFileError: the ``--image`` path is not a regular file, or too large for a job.
         OSError: the ``--image`` file cannot be read.
     """
     payload: dict[str, Any] = {
@@ -54,5 +65,19 @@ def job_payload(args: argparse.Namespace, job_id: str) -> dict[str, Any]:
         if args.image.startswith(("http://", "https://")):
             payload["image_url"] = args.image
         else:
-            payload["image_base64"] = base64.b64encode(Path(args.image).expanduser().read_bytes()).decode()
+            payload["image_base64"] = base64.b64encode(_read_image(Path(args.image).expanduser())).decode()
     return payload
+
+
+def _read_image(path: Path) -> bytes:
+    """The file's bytes, no more than a job may carry: ``/dev/zero`` would be read without end
+    and a FIFO waited on for ever.
+
+    Raises:
+        ImageFileError: naming ``--image``: not a regular file, or larger than a job allows.
+        OSError: it cannot be opened (not there, not readable).
+    """
+    try:
+        return read_regular_file(path, max_bytes=MAX_IMAGE_BYTES)
+    except UnreadableRecord as error:
+        raise ImageFileError(f"--image {str(path)!r} cannot be used: {error}") from None

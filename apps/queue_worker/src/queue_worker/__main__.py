@@ -34,10 +34,10 @@ def main() -> None:
         configure_logging(settings.common.log_format, settings.common.log_level, settings.common.secrets())
         container = Container(settings=settings)
         app = create_app(container)
+        server = build_server(app, container)
     except ConfigError as error:
         log.error("configuration error: %s", error)
         sys.exit(ExitCode.CONFIG)
-    server = build_server(app, container)
     log.info(
         "queue worker %s (%s) listening on %s:%d",
         settings.worker_version,

@@ -6,6 +6,8 @@ this adds the worker's own state and the services the routes call. Nothing is bu
 
 from __future__ import annotations
 
+import threading
+
 from dependency_injector import containers, providers
 
 from fastwan_adapters.container import GenerationContainer, orchestrator_client
@@ -27,6 +29,8 @@ class Container(containers.DeclarativeContainer):
     common = config.common
 
     # -- the worker's own state -----------------------------------------------------------
+    # Set by the first stop signal: a start-up still under way (a retried download) ends at once.
+    startup_stop = providers.Singleton(threading.Event)
     metrics = providers.Singleton(QueueMetrics)
     readiness = providers.Singleton(Readiness)
     process_exit = providers.Singleton(ProcessExit)
@@ -36,7 +40,7 @@ class Container(containers.DeclarativeContainer):
     orchestrator = providers.Singleton(orchestrator_client, common.orchestrator_url, common.api_key)
     worker = providers.Singleton(WorkerInfo, config.worker_id, config.worker_version, config.gpu_class)
     generation = providers.Container(
-        GenerationContainer, settings=common, orchestrator=orchestrator, worker=worker
+        GenerationContainer, settings=common, orchestrator=orchestrator, worker=worker, stop=startup_stop
     )
     deletion_cost = providers.Singleton(DeletionCost.on_salad, config.salad_imds_url)
 

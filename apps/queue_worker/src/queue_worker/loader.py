@@ -17,6 +17,7 @@ import attrs
 
 from fastwan_adapters.config import ConfigError
 from fastwan_adapters.exit_code import ExitCode
+from fastwan_adapters.generator.errors import StartupStopped
 from fastwan_adapters.job_runner import JobRunner
 from fastwan_core import GenerateVideo
 from queue_worker.metrics import QueueMetrics
@@ -52,6 +53,9 @@ class ModelLoader:
         log.info("start-up: loading the model and connecting the result store")
         try:
             usecase = await self.jobs.run(self.build)
+        except StartupStopped as error:  # a stop signal: nothing failed, the server is draining
+            log.info("start-up stopped: %s", error)
+            return
         except Exception as error:
             self._failed(error)
             return

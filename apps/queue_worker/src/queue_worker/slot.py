@@ -35,7 +35,7 @@ from queue_worker.status_codes import BUSY, NOT_READY
 
 __all__ = ["JobSlot", "Rejection"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("queue_worker.runner")  # the logger of these lines, as before the rename
 
 
 @attrs.frozen
@@ -178,7 +178,11 @@ class JobSlot:
             log.debug("watching for the caller's disconnect failed", exc_info=True)
             return
         if cancel.cancel(ErrorCode.CANCELLED, "the caller disconnected before the job finished"):
-            log.warning("job %s: the caller disconnected; stopping the job at its next step", self._job_id)
+            # This task runs in the request's log context, bound before the job's id was known.
+            with bind_job(self._job_id):
+                log.warning(
+                    "job %s: the caller disconnected; stopping the job at its next step", self._job_id
+                )
 
     def _release(self) -> None:
         self._cancel, self._job_id = None, None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,7 @@ from fastwan_core.ports import ProgressReporter
 if TYPE_CHECKING:
     from fastwan_adapters.generator import GeneratorSettings
     from fastwan_adapters.generator.diffusers_generator import DiffusersGenerator
+    from fastwan_adapters.generator.hub_retry import StopSignal
 
 __all__ = [
     "GenerationContainer",
@@ -48,8 +50,9 @@ log = logging.getLogger(__name__)
 # -- the model (``providers.Resource``): built on first use, closed at exit ----------------------
 
 
-def open_generator(settings: GeneratorSettings) -> Iterator[DiffusersGenerator]:
-    """Load and warm up the model (minutes on a real GPU); free it at shutdown.
+def open_generator(settings: GeneratorSettings, stop: StopSignal) -> Iterator[DiffusersGenerator]:
+    """Load and warm up the model (minutes on a real GPU); free it at shutdown. ``stop`` set
+    ends the start-up (``StartupStopped``): its download's waits at once, the rest between steps.
 
     torch, diffusers and transformers leave millions of long-lived objects behind; a full
     garbage collection walks them all holding the GIL (250-600 ms measured on a CPU box), which
@@ -58,7 +61,7 @@ def open_generator(settings: GeneratorSettings) -> Iterator[DiffusersGenerator]:
     """
     from fastwan_adapters.generator.diffusers_generator import DiffusersGenerator  # torch: only now
 
-    generator = DiffusersGenerator.load(settings)
+    generator = DiffusersGenerator.load(settings, stop=stop)
     gc.collect()
     gc.freeze()
     try:
@@ -105,14 +108,20 @@ async def on_the_loop(*parts: object) -> AsyncIterator[None]:
 
 class GenerationContainer(containers.DeclarativeContainer):
     """What both apps run. ``progress`` is what the use case reports to: ``progress_sender``
-    unless the app gives its own port, in front of it (the buffer worker's)."""
+    unless the app gives its own port, in front of it (the buffer worker's). ``stop`` ends the
+    model's start-up when set (the app's stop signal; by default nothing sets it)."""
 
     settings = providers.Dependency(instance_of=CommonSettings)
     # An OrchestratorClient, or None: progress is logged only.
     orchestrator: providers.Dependency[OrchestratorClient | None] = providers.Dependency()
     worker = providers.Dependency(instance_of=WorkerInfo)
 
-    generator = providers.Resource(open_generator, settings.provided.generator)
+    # Set by the app when it must leave during the start-up (anything with is_set() and
+    # wait(timeout), e.g. a threading.Event): the model's download and load end at once.
+    stop: providers.Dependency[StopSignal] = providers.Dependency(
+        default=providers.Singleton(threading.Event)
+    )
+    generator = providers.Resource(open_generator, settings.provided.generator, stop)
     images = providers.Singleton(HttpImageLoader, settings.provided.images)
     encoder = providers.Singleton(build_encoder, settings.provided.encoder)  # FASTWAN_ENCODER, NVENC probed
     store = providers.Singleton(open_result_store, settings.provided.storage)  # B2, else OUTPUT_DIR

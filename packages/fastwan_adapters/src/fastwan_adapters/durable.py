@@ -26,6 +26,7 @@ __all__ = [
     "check_writable_folder",
     "fsync_directory",
     "read_json_file",
+    "read_regular_file",
     "remove_temp_files",
     "why_unreadable",
     "write_atomically",
@@ -131,6 +132,28 @@ def read_json_file(path: Path, *, max_bytes: int = MAX_RECORD_BYTES) -> object:
             (which Python's ``json`` accepts and the contract's JSON does not).
         OSError: it could not be opened or read.
     """
+    data = read_regular_file(path, max_bytes=max_bytes)
+    try:
+        return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise UnreadableRecord("its JSON is nested too deep") from None
+    except UnreadableRecord:
+        raise
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise UnreadableRecord(f"it is not JSON ({error})") from None
+
+
+def read_regular_file(path: Path, *, max_bytes: int) -> bytes:
+    """The bytes of ``path``, a regular file of at most ``max_bytes``, read without blocking:
+    a FIFO, a device (``/dev/zero``, a terminal) or a folder is refused, never waited on or
+    read without end.
+
+    Raises:
+        FileNotFoundError: it is not there.
+        UnreadableRecord: not a regular file (a link to nothing included), or larger than
+            ``max_bytes``; the message completes "... cannot be read: ".
+        OSError: it could not be opened or read.
+    """
     # O_NONBLOCK: opening a FIFO returns at once instead of waiting for a writer; fstat then
     # refuses it. A regular file ignores the flag.
     try:
@@ -150,14 +173,7 @@ def read_json_file(path: Path, *, max_bytes: int = MAX_RECORD_BYTES) -> object:
         os.close(fd)
     if len(data) > max_bytes:
         raise UnreadableRecord(f"it is larger than {max_bytes} bytes")
-    try:
-        return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
-    except RecursionError:
-        raise UnreadableRecord("its JSON is nested too deep") from None
-    except UnreadableRecord:
-        raise
-    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
-        raise UnreadableRecord(f"it is not JSON ({error})") from None
+    return data
 
 
 def why_unreadable(error: Exception) -> str:

@@ -1,4 +1,6 @@
 """The job thread: where the GPU work of both workers runs, one call at a time, off the event loop.
+(And the one way this code base runs a blocking call on a thread of its own: a model
+download's attempt that its caller may give up on, ``generator.hub_retry``, has a runner too.)
 
 Both workers are asyncio programs. What holds the GPU for seconds to minutes (the model's load,
 each job) runs here, so that a heartbeat or a health probe never waits for it, and one call at
@@ -46,6 +48,11 @@ class JobRunner:
     async def run(self, call: Callable[[], _T]) -> _T:
         """``call()``'s result, computed on the job thread. Cancelling the caller does not stop
         ``call`` once it runs: it goes on, and its result is dropped."""
+        return await asyncio.wrap_future(self.submit(call))
+
+    def submit(self, call: Callable[[], _T]) -> concurrent.futures.Future[_T]:
+        """``call()`` queued for the thread, from any thread; its future, for a caller with no
+        event loop (who may stop waiting for it: ``future.result(timeout)``)."""
         if self._closed:
             raise RuntimeError("the job thread is closed")
         future: concurrent.futures.Future[_T] = concurrent.futures.Future()
@@ -53,7 +60,7 @@ class JobRunner:
         if self._thread is None:
             self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
             self._thread.start()
-        return await asyncio.wrap_future(future)
+        return future
 
     def close(self) -> None:
         """No more calls: the thread ends once it is done with those it has."""

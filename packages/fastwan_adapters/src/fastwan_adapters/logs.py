@@ -29,6 +29,8 @@ __all__ = ["SECRET_VARIABLES", "bind_job", "configure_logging", "secrets_in"]
 #: Hugging Face token that fetches a gated model).
 SECRET_VARIABLES: Final = ("INTERNAL_API_KEY", "B2_APP_KEY", "B2_KEY_ID", "HF_TOKEN")
 _REDACTED: Final = "***"
+#: Libraries that write their log lines through a stderr handler of their own.
+_OWN_HANDLER_LIBRARIES: Final = ("transformers", "diffusers")
 # Shorter values would blank out ordinary words and numbers all over the logs.
 _MIN_SECRET_LENGTH: Final = 4
 
@@ -116,7 +118,44 @@ def configure_logging(fmt: str = "console", level: str = "INFO", secrets: Iterab
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    for name in _OWN_HANDLER_LIBRARIES:
+        _route_through_root(name)
+    logging.captureWarnings(True)  # warnings.warn (torch's, diffusers') as log lines too
     sys.excepthook = _log_uncaught
+
+
+class _RoutedLibraryLogger(logging.Logger):
+    """The root logger of a library that would add its own stderr handler and stop propagating:
+    it keeps no handler of its own and always propagates, so the root's formatter writes its lines."""
+
+    def addHandler(self, hdlr: logging.Handler) -> None:
+        return None
+
+    @property
+    def propagate(self) -> bool:
+        return True
+
+    @propagate.setter
+    def propagate(self, _value: bool) -> None:
+        return None
+
+
+def _route_through_root(name: str) -> None:
+    """Make ``name``'s root logger a :class:`_RoutedLibraryLogger`: transformers and diffusers
+    each add a stderr handler of their own (lines such as ``[transformers] ...``, raw in a JSON
+    log) when first imported, which is after this runs; if one was imported first, its handlers
+    go now (it adds them once)."""
+    existing = logging.Logger.manager.loggerDict.get(name)
+    if isinstance(existing, logging.Logger):
+        existing.handlers[:] = []
+        existing.propagate = True
+        return
+    default = logging.getLoggerClass()
+    logging.setLoggerClass(_RoutedLibraryLogger)
+    try:
+        logging.getLogger(name)
+    finally:
+        logging.setLoggerClass(default)
 
 
 def _log_uncaught(kind: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:

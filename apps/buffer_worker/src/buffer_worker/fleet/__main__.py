@@ -16,7 +16,7 @@ from typing import Final
 
 from buffer_worker.fleet.backoff import DEFAULT_INITIAL_S, MAX_S, RestartBackoff
 from buffer_worker.fleet.keeper import Keeper
-from buffer_worker.fleet.plan import list_gpus, plan_workers
+from buffer_worker.fleet.plan import GpuListUnreadable, list_gpus, plan_workers
 from fastwan_adapters.config import ConfigError, env_float, env_int
 from fastwan_adapters.exit_code import ExitCode
 from fastwan_adapters.logs import configure_logging, secrets_in
@@ -45,6 +45,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except ConfigError as error:
         log.error("cannot start: %s", error)
         return ExitCode.CONFIG
+    except GpuListUnreadable as error:
+        log.error("cannot start: %s; set CUDA_VISIBLE_DEVICES to name the GPUs, or restart", error)
+        return ExitCode.RESTART
     if len(plans) > 1:
         log.info("%d GPUs: one buffer worker on each", len(plans))
     keeper = Keeper(

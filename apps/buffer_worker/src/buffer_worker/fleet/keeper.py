@@ -10,6 +10,8 @@ a signal the supervisor did not send, is a restart, after the backoff; 2 (a bad 
 every worker and the container exits 2; 0 or another status ends that worker. SIGTERM/SIGINT
 go to every worker as they came (a second one too: the worker's "stop now"), no worker is
 restarted any more, and a worker still running ``stop_timeout_s`` after the first is killed.
+SIGHUP (the terminal or the session went away) stops them the same way, sent on as SIGTERM:
+its default action would end the supervisor alone and leave its workers running unwatched.
 The container then exits with the first non-zero status a worker ended with, else 0.
 """
 
@@ -38,7 +40,7 @@ log = logging.getLogger(__name__)
 
 #: How many times the supervisor has restarted this worker; the worker sends it as ``restarts``.
 RESTARTS_ENV: Final = "BUFFER_WORKER_RESTARTS"
-_STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
+_STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 @attrs.define
@@ -106,7 +108,8 @@ class Keeper:
         except queue.Empty:
             kind, first, second = "tick", 0, 0
         if kind == "signal":
-            self._stop(first, f"received {signal.Signals(first).name}")
+            forwarded = signal.SIGTERM if first == signal.SIGHUP else first
+            self._stop(forwarded, f"received {signal.Signals(first).name}")
         elif kind == "exit":
             self._exited(first, second)
         now = self._clock()

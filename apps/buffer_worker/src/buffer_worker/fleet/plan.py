@@ -18,12 +18,18 @@ import attrs
 
 from fastwan_adapters.config import ConfigError
 
-__all__ = ["WorkerPlan", "list_gpus", "plan_workers"]
+__all__ = ["NVIDIA_SMI_TIMEOUT_S", "GpuListUnreadable", "WorkerPlan", "list_gpus", "plan_workers"]
 
 log = logging.getLogger(__name__)
 
-_NVIDIA_SMI_TIMEOUT_S: Final = 20.0
+#: A driver in trouble can leave nvidia-smi hanging; a healthy one answers in well under a second.
+NVIDIA_SMI_TIMEOUT_S: Final = 10.0
+_MAX_PORT: Final = 65535
 _DEFAULT_STATE_DIR: Final = "./state"  # the worker's own default (settings.DEFAULT_STATE_DIR)
+
+
+class GpuListUnreadable(Exception):
+    """``nvidia-smi`` is installed but did not say which GPUs there are (see :func:`list_gpus`)."""
 
 
 @attrs.frozen
@@ -41,9 +47,16 @@ class WorkerPlan:
     gpu: str | None = None
 
 
-def list_gpus(env: Mapping[str, str]) -> list[str] | None:
+def list_gpus(env: Mapping[str, str], *, timeout_s: float = NVIDIA_SMI_TIMEOUT_S) -> list[str] | None:
     """The GPUs the container may use: ``CUDA_VISIBLE_DEVICES``' entries when it is set,
-    else the indices ``nvidia-smi`` lists; ``None`` when neither can tell."""
+    else the indices ``nvidia-smi`` lists; ``None`` when there is no ``nvidia-smi`` (a machine
+    without GPUs: one worker).
+
+    Raises:
+        GpuListUnreadable: ``nvidia-smi`` is there but fails, hangs past ``timeout_s`` or lists
+            something else than indices: a driver in trouble, which a restart may clear. Running
+            one worker instead would idle every other GPU for the life of the container.
+    """
     visible = env.get("CUDA_VISIBLE_DEVICES")
     if visible is not None and visible.strip():
         return [entry.strip() for entry in visible.split(",") if entry.strip()]
@@ -52,17 +65,23 @@ def list_gpus(env: Mapping[str, str]) -> list[str] | None:
             ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],  # noqa: S607 found on PATH
             capture_output=True,
             text=True,
-            timeout=_NVIDIA_SMI_TIMEOUT_S,
+            timeout=timeout_s,
             check=True,
             env=dict(env),
         )
-    except (OSError, subprocess.SubprocessError) as error:
-        log.info("no GPU list from nvidia-smi (%s): one worker", type(error).__name__)
+    except FileNotFoundError:
+        log.info("no nvidia-smi: one worker")
         return None
+    except subprocess.TimeoutExpired:
+        raise GpuListUnreadable(f"nvidia-smi did not list the GPUs within {timeout_s:g} s") from None
+    except subprocess.CalledProcessError as error:
+        detail = (error.stderr or error.stdout or "").strip()[:200]
+        raise GpuListUnreadable(f"nvidia-smi failed with status {error.returncode}: {detail!r}") from None
+    except OSError as error:
+        raise GpuListUnreadable(f"nvidia-smi could not be run: {error}") from None
     indices = [line.strip() for line in listed.stdout.splitlines() if line.strip()]
-    if not all(index.isdigit() for index in indices):
-        log.warning("nvidia-smi listed GPUs as %r, not as indices: one worker", listed.stdout[:200])
-        return None
+    if not indices or not all(index.isdigit() for index in indices):
+        raise GpuListUnreadable(f"nvidia-smi listed the GPUs as {listed.stdout[:200]!r}, not as indices")
     return indices
 
 
@@ -106,6 +125,12 @@ def plan_workers(env: Mapping[str, str], gpus: Sequence[str] | None) -> list[Wor
     base_id = _worker_id(env)
     state_dir = (env.get("STATE_DIR") or "").strip() or _DEFAULT_STATE_DIR
     metrics_port = _port(env)
+    if metrics_port is not None and metrics_port + count - 1 > _MAX_PORT:
+        # Each worker's own check would name a port nobody set (METRICS_PORT + i).
+        raise ConfigError(
+            f"METRICS_PORT={metrics_port} with {count} workers needs ports {metrics_port} to "
+            f"{metrics_port + count - 1} (one per GPU); it must be at most {_MAX_PORT - count + 1}"
+        )
     plans = []
     for index in range(count):
         worker_env = {

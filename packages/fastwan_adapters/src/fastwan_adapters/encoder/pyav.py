@@ -43,8 +43,8 @@ class PyAVEncoder:
 
     The defaults were chosen with ``bench/encode.py``: against diffusers' ``export_to_video``
     (an ``ffmpeg`` subprocess, libx264 ``medium`` at CRF 25) they encode 121 frames of 720x1280
-    over twice as fast on two cores, at a PSNR about 0.5 dB higher, for a file about a quarter
-    larger: a few hundred kB, cheap next to the GPU time a slower encode would hold up.
+    in under half its CPU time on two cores, at a PSNR about 0.4 dB higher, for a file about
+    40 % larger (0.98 MB against 0.68): cheap next to the GPU time a slower encode would hold up.
 
     Attributes:
         crf: libx264's constant rate factor, 0 (lossless) to 51; lower is better and larger.
@@ -59,13 +59,15 @@ class PyAVEncoder:
         codec: ``libx264`` (CRF and preset apply) or ``h264_nvenc`` (its own CQ settings).
         queue_chunks: in the streaming form, how many decoded chunks may wait for the encoder
             before the decoder waits for it (bounded memory).
-        x264_params: extra libx264 options (``key=value:key=value``). libx264's default
-            macroblock-tree rate control (``mbtree``) does not give the same bytes twice for
-            the same frames (measured here, at every thread count); ``mbtree=0`` does, which
-            the tests that compare MP4 bytes use.
+        mbtree: libx264's macroblock-tree rate control, off by default: with it the same frames
+            did not give the same bytes twice (6 distinct MP4s of 6 runs in ``bench/encode.py``'s
+            "MP4s" column; at every thread count, most often under CPU load), so a seeded job
+            would not give the same MP4 (nor ``metrics.sha1``) twice. Off, CRF 23 keeps the
+            PSNR of mbtree at CRF 22 (39.48 dB against 39.55) for a file 14 % larger.
+        x264_params: extra libx264 options (``key=value:key=value``).
     """
 
-    crf: int = attrs.field(default=22, validator=[attrs.validators.ge(0), attrs.validators.le(51)])
+    crf: int = attrs.field(default=23, validator=[attrs.validators.ge(0), attrs.validators.le(51)])
     preset: str = attrs.field(default="veryfast", validator=attrs.validators.in_(X264_PRESETS))
     threads: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     resize_filter: ResizeFilter = attrs.field(
@@ -74,6 +76,7 @@ class PyAVEncoder:
     temp_dir: Path | None = None
     codec: Codec = attrs.field(default="libx264", validator=attrs.validators.in_(CODECS))
     queue_chunks: int = attrs.field(default=2, validator=attrs.validators.ge(1))
+    mbtree: bool = False
     x264_params: str = ""
 
     def open(self, size: Size, fps: int, *, cover: bool = False) -> EncodingSession:

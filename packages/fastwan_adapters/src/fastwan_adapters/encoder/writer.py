@@ -103,6 +103,8 @@ class Mp4Options(Protocol):
     @property
     def codec(self) -> Codec: ...
     @property
+    def mbtree(self) -> bool: ...
+    @property
     def x264_params(self) -> str: ...
 
 
@@ -140,7 +142,11 @@ class Mp4Writer:
         container = av.open(str(self._path), mode="w", format="mp4", options={"movflags": "+faststart"})
         self._container = container
         if encoder.codec == "libx264":
-            options = {"crf": str(encoder.crf), "preset": encoder.preset}
+            options = {
+                "crf": str(encoder.crf),
+                "preset": encoder.preset,
+                "mbtree": "1" if encoder.mbtree else "0",
+            }
             if encoder.x264_params:
                 options["x264-params"] = encoder.x264_params
         else:

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fastwan_adapters.generator.errors import ModelDownloadFailed, ModelUnavailableError, NoGpuError
+from fastwan_adapters.generator.errors import (
+    ModelDownloadFailed,
+    ModelUnavailableError,
+    NoGpuError,
+    StartupStopped,
+)
 from fastwan_adapters.generator.profiles import PROFILES, MemoryProfile, choose_profile
 from fastwan_adapters.generator.settings import DEFAULT_MODEL, TINY_MODEL, GeneratorSettings
 
@@ -25,6 +30,7 @@ __all__ = [
     "ModelDownloadFailed",
     "ModelUnavailableError",
     "NoGpuError",
+    "StartupStopped",
     "choose_profile",
 ]
 

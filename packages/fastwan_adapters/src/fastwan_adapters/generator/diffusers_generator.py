@@ -27,7 +27,9 @@ import torch
 from PIL import Image
 
 from fastwan_adapters.generator.device import release_memory, select_device
+from fastwan_adapters.generator.errors import StartupStopped
 from fastwan_adapters.generator.hub import resolve_model_folder
+from fastwan_adapters.generator.hub_retry import NEVER_STOPPED, StopSignal
 from fastwan_adapters.generator.loading import WanComponents, load_components
 from fastwan_adapters.generator.pipelines import Pipelines
 from fastwan_adapters.generator.placement import configure_transformer, place_components
@@ -81,28 +83,39 @@ class DiffusersGenerator:
     # -- construction -------------------------------------------------------------------
 
     @classmethod
-    def load(cls, settings: GeneratorSettings) -> DiffusersGenerator:
+    def load(cls, settings: GeneratorSettings, *, stop: StopSignal = NEVER_STOPPED) -> DiffusersGenerator:
         """Find or download the model, load it, place it, and warm it up (unless told not to).
+
+        ``stop`` set ends the downloads' waits at once, and the start-up between its steps.
 
         Raises:
             NoGpuError: a real model without a CUDA GPU.
             ModelUnavailableError: the model's files cannot be had or loaded.
+            StartupStopped: ``stop`` was set.
         """
         started = time.perf_counter()
         device = select_device(settings)
-        folder = resolve_model_folder(settings)
+        folder = resolve_model_folder(settings, stop=stop)
+        _check_stop(stop, "before loading the model")
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         components = load_components(folder, dtype, model=settings.model)
-        generator = cls.from_components(components, settings, device)
+        _check_stop(stop, "after loading the model")
+        generator = cls.from_components(components, settings, device, stop=stop)
         generator._load_seconds = time.perf_counter() - started
         log.info("model %s loaded in %.1f s", settings.model, generator._load_seconds)
         if settings.warmup:
+            _check_stop(stop, "before the warm-up")
             generator.warm_up()
         return generator
 
     @classmethod
     def from_components(
-        cls, components: WanComponents, settings: GeneratorSettings, device: torch.device
+        cls,
+        components: WanComponents,
+        settings: GeneratorSettings,
+        device: torch.device,
+        *,
+        stop: StopSignal = NEVER_STOPPED,
     ) -> DiffusersGenerator:
         """A generator over already-built modules (``load`` uses it; so does the benchmark).
 
@@ -118,7 +131,7 @@ class DiffusersGenerator:
         attention = choose_attention(components.transformer, settings, device)
         place_components(components, profile, device)
         configure_transformer(components, settings, profile, vsa=attention.kind == "vsa")
-        pipelines = Pipelines.over(components, VideoDecoder(components.vae, settings, device))
+        pipelines = Pipelines.over(components, VideoDecoder(components.vae, settings, device, stop=stop))
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
         memory = f", {total / _GIB:.1f} GiB" if total else ""
         log.info(
@@ -289,3 +302,8 @@ class _DropFrames:
 
 _WARM_UP_EVENTS: Final = _WarmUpEvents()
 _DROP_FRAMES: Final = _DropFrames()
+
+
+def _check_stop(stop: StopSignal, where: str) -> None:
+    if stop.is_set():
+        raise StartupStopped(f"the start-up was stopped {where} (the worker is leaving)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from fastwan_adapters.config import ConfigError
 
-__all__ = ["ModelDownloadFailed", "ModelUnavailableError", "NoGpuError"]
+__all__ = ["ModelDownloadFailed", "ModelUnavailableError", "NoGpuError", "StartupStopped"]
 
 
 class NoGpuError(ConfigError):
@@ -25,3 +25,8 @@ class ModelUnavailableError(ConfigError):
 class ModelDownloadFailed(RuntimeError):
     """A download kept failing for a reason that passes (no connection, a timeout, HTTP 5xx or
     429) until its retry time ran out: a restart later may well succeed."""
+
+
+class StartupStopped(Exception):
+    """The stop signal given to the model's download or load was set: nothing failed, the worker
+    is leaving (its exit status is the one of a stop, 0)."""

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from tqdm import tqdm
 
-from fastwan_adapters.generator.hub_retry import download_with_retry
+from fastwan_adapters.generator.hub_retry import NEVER_STOPPED, StopSignal, download_with_retry
 from fastwan_adapters.generator.settings import TINY_SPARSE_MODEL, GeneratorSettings
 
 __all__ = ["COMPONENT_FOLDERS", "LoggingProgress", "resolve_model_folder"]
@@ -28,14 +28,17 @@ _ALLOW_PATTERNS: Final = ["model_index.json", *(f"{folder}/*" for folder in COMP
 _LOG_EVERY_S: Final = 10.0
 
 
-def resolve_model_folder(settings: GeneratorSettings) -> Path:
+def resolve_model_folder(settings: GeneratorSettings, *, stop: StopSignal = NEVER_STOPPED) -> Path:
     """The folder holding the model in diffusers layout, downloading it if allowed.
+
+    ``stop`` set ends the download's waits (see ``hub_retry``).
 
     Raises:
         ModelUnavailableError: offline and not cached, not on the Hub, the disk full: a failure
             that retrying cannot change.
         ModelDownloadFailed: the Hub could not be reached, or kept failing (HTTP 5xx, 429), for
             ``settings.download_retry`` (see ``hub_retry``).
+        StartupStopped: ``stop`` was set during the download.
     """
     if settings.is_tiny:
         from fastwan_adapters.generator.tiny import ensure_tiny_model
@@ -43,10 +46,10 @@ def resolve_model_folder(settings: GeneratorSettings) -> Path:
         return ensure_tiny_model(settings.tiny_folder, sparse=settings.model == TINY_SPARSE_MODEL)
     if (folder := settings.local_folder) is not None:
         return folder
-    return _download(settings)
+    return _download(settings, stop)
 
 
-def _download(settings: GeneratorSettings) -> Path:
+def _download(settings: GeneratorSettings, stop: StopSignal) -> Path:
     import huggingface_hub
     from huggingface_hub import constants
 
@@ -58,19 +61,21 @@ def _download(settings: GeneratorSettings) -> Path:
     )
     started = time.monotonic()
     folder = download_with_retry(
-        lambda: huggingface_hub.snapshot_download(
+        lambda headers: huggingface_hub.snapshot_download(
             repo,
             cache_dir=cache,
             local_files_only=offline,
             allow_patterns=_ALLOW_PATTERNS,
             tqdm_class=LoggingProgress,
             endpoint=settings.hub_endpoint,
+            headers=dict(headers),
         ),
         variable="FASTWAN_MODEL",
         name=repo,
         cache=cache,
         offline=offline,
         retry=settings.download_retry,
+        stop=stop,
     )
     log.info("model %s: files ready in %s (%.1f s)", repo, folder, time.monotonic() - started)
     return Path(str(folder))

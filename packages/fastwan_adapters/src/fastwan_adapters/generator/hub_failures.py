@@ -18,7 +18,6 @@ network error as its cause. The cause tells them apart, and ``offline`` says whi
 from __future__ import annotations
 
 import errno
-import importlib
 from typing import Final
 
 import attrs
@@ -103,15 +102,11 @@ def _http_failure(status: int) -> HubFailure:
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
-    """Connection, timeout and protocol errors of the HTTP client huggingface_hub uses
-    (httpx2 from 1.x on; requests' errors before that are ``OSError``s)."""
-    found: list[type[BaseException]] = [ConnectionError, TimeoutError]
-    for module in ("httpx2", "httpx"):
-        try:
-            found.append(importlib.import_module(module).TransportError)
-        except (ImportError, AttributeError):
-            continue
-    return tuple(found)
+    """Connection, timeout and protocol errors of the HTTP client huggingface_hub uses (its own
+    ``utils.httpx``: httpx2 from huggingface_hub 2.0 on, httpx in 1.x)."""
+    from huggingface_hub.utils import httpx  # type: ignore[attr-defined]  # not re-exported for mypy
+
+    return (ConnectionError, TimeoutError, httpx.TransportError)
 
 
 def _disk_failure(error: OSError) -> HubFailure:

@@ -25,7 +25,7 @@ from typing import Final
 import torch
 
 from fastwan_adapters.generator.errors import ModelUnavailableError
-from fastwan_adapters.generator.hub_retry import DownloadRetry, download_with_retry
+from fastwan_adapters.generator.hub_retry import NEVER_STOPPED, DownloadRetry, StopSignal, download_with_retry
 from fastwan_adapters.generator.taehv import TGrow, TinyWanDecoder
 
 __all__ = ["load_tiny_decoder"]
@@ -44,18 +44,20 @@ def load_tiny_decoder(
     offline: bool,
     retry: DownloadRetry | None = None,
     endpoint: str | None = None,
+    stop: StopSignal = NEVER_STOPPED,
 ) -> TinyWanDecoder:
     """The decoder in ``source``: an existing file, else a Hub file spec, downloaded if allowed.
 
     ``cache_dir`` None means huggingface_hub's default cache; ``offline`` (or ``HF_HUB_OFFLINE``)
     means the Hub file must already be cached; ``retry`` (default: ``DownloadRetry()``) how
-    long a failing download is retried; ``endpoint`` the Hub's URL (None: huggingface_hub's).
-    The decoder is returned on the CPU in fp32, in eval mode.
+    long a failing download is retried; ``endpoint`` the Hub's URL (None: huggingface_hub's);
+    ``stop`` set ends the download's waits. The decoder is returned on the CPU in fp32, in eval mode.
 
     Raises:
         ModelUnavailableError: naming ``FASTWAN_TINY_DECODER``: not a file nor a Hub file spec,
             not cached while offline, not found, unreadable, or not a ``taew2_2`` decoder.
         ModelDownloadFailed: the Hub kept failing for a passing reason for ``retry``'s time.
+        StartupStopped: ``stop`` was set during the download.
     """
     path = Path(source).expanduser()
     if not path.is_file():
@@ -73,6 +75,7 @@ def load_tiny_decoder(
             offline=offline,
             retry=retry or DownloadRetry(),
             endpoint=endpoint,
+            stop=stop,
         )
     decoder = TinyWanDecoder()
     decoder.load_state_dict(_decoder_part(_read(path), decoder, where=str(path)), strict=True)
@@ -88,6 +91,7 @@ def _download(
     offline: bool,
     retry: DownloadRetry,
     endpoint: str | None,
+    stop: StopSignal,
 ) -> Path:
     import huggingface_hub
     from huggingface_hub import constants
@@ -95,14 +99,20 @@ def _download(
     cache = cache_dir or Path(constants.HF_HUB_CACHE)
     offline = offline or constants.HF_HUB_OFFLINE
     found = download_with_retry(
-        lambda: huggingface_hub.hf_hub_download(
-            repo, filename, cache_dir=cache, local_files_only=offline, endpoint=endpoint
+        lambda headers: huggingface_hub.hf_hub_download(
+            repo,
+            filename,
+            cache_dir=cache,
+            local_files_only=offline,
+            endpoint=endpoint,
+            headers=dict(headers),
         ),
         variable=_VARIABLE,
         name=f"{repo}/{filename}",
         cache=cache,
         offline=offline,
         retry=retry,
+        stop=stop,
     )
     return Path(str(found))
 

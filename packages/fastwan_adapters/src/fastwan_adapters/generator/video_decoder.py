@@ -19,6 +19,7 @@ import torch
 from diffusers.models.autoencoders.autoencoder_kl_wan import AutoencoderKLWan
 
 from fastwan_adapters.generator.decoding import configure_full_decoder, decode_chunks
+from fastwan_adapters.generator.hub_retry import NEVER_STOPPED, StopSignal
 from fastwan_adapters.generator.settings import GeneratorSettings
 from fastwan_adapters.generator.tiny_latents import LatentSpace, expected_latents
 from fastwan_core.errors import ErrorCode, JobFailure
@@ -36,11 +37,21 @@ log = logging.getLogger(__name__)
 class VideoDecoder:
     """The configured decoder on ``device``, built once at load.
 
+    ``stop`` set ends the waits of ``FASTWAN_TINY_DECODER``'s download.
+
     Raises (at construction):
         ModelUnavailableError: ``FASTWAN_TINY_DECODER`` cannot be had or has another layout.
+        StartupStopped: ``stop`` was set during that download.
     """
 
-    def __init__(self, vae: AutoencoderKLWan, settings: GeneratorSettings, device: torch.device) -> None:
+    def __init__(
+        self,
+        vae: AutoencoderKLWan,
+        settings: GeneratorSettings,
+        device: torch.device,
+        *,
+        stop: StopSignal = NEVER_STOPPED,
+    ) -> None:
         self.name = settings.vae_decoder
         self._vae, self._device = vae, device
         self._bf16 = settings.vae_decode_dtype == "bf16" and device.type == "cuda"
@@ -50,7 +61,7 @@ class VideoDecoder:
         if settings.vae_decoder == "tiny":
             # Its stream runs in the module's dtype: bf16 weights where the full decoder would autocast.
             dtype = torch.bfloat16 if self._bf16 else torch.float32
-            self._tiny = _tiny_decoder(settings, device).to(dtype=dtype)
+            self._tiny = _tiny_decoder(settings, device, stop).to(dtype=dtype)
             self.tiny_latents = expected_latents(settings.tiny_decoder, settings.tiny_decoder_latents)
         else:
             configure_full_decoder(
@@ -129,7 +140,7 @@ def _checked(chunks: Iterator[np.ndarray], check: Callable[[], None]) -> Iterato
             close()
 
 
-def _tiny_decoder(settings: GeneratorSettings, device: torch.device) -> TinyWanDecoder:
+def _tiny_decoder(settings: GeneratorSettings, device: torch.device, stop: StopSignal) -> TinyWanDecoder:
     """``FASTWAN_TINY_DECODER``'s decoder, or random weights for the tiny model without one."""
     from fastwan_adapters.generator.taehv import build_random_tiny_decoder
     from fastwan_adapters.generator.taehv_files import load_tiny_decoder
@@ -146,6 +157,7 @@ def _tiny_decoder(settings: GeneratorSettings, device: torch.device) -> TinyWanD
             offline=settings.offline,
             retry=settings.download_retry,
             endpoint=settings.hub_endpoint,
+            stop=stop,
         )
         log.info("tiny VAE decoder: %s", settings.tiny_decoder)
     return decoder.to(device).eval().requires_grad_(False)

@@ -69,10 +69,12 @@ class LocalResultStore:
         directory: where outputs go; created on first use if missing.
         base_url: when set, URLs are ``base_url/name`` (the folder is served over HTTP);
             otherwise they are ``file://`` URLs of the written file.
+        named: what chose ``directory``, for messages: ``OUTPUT_DIR``, or the CLI's ``--out``.
     """
 
     directory: Path = attrs.field(converter=Path)
     base_url: str | None = None
+    named: str = "OUTPUT_DIR"
 
     @classmethod
     def open(cls, settings: LocalStoreSettings) -> LocalResultStore:
@@ -107,7 +109,7 @@ class LocalResultStore:
         except OSError as exc:
             raise JobFailure(
                 ErrorCode.UPLOAD_FAILED,
-                f"could not write {failing} to OUTPUT_DIR {str(self.directory)!r}: {exc.strerror or exc}",
+                f"could not write {failing} to {self.named} {str(self.directory)!r}: {exc.strerror or exc}",
             ) from exc
         finally:
             for temp in staged.values():
