@@ -16,7 +16,7 @@ CPU_TORCH_FIND_LINKS ?= /opt/wheels
 # `make run` builds the tiny model once, here (ignored by git, removed by `make clean`).
 TINY_DIR := $(CURDIR)/.tiny-model
 
-.PHONY: install lock tools test lint typecheck unit run clean image image-test
+.PHONY: install lock tools test lint typecheck unit run clean image image-test chaos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,15 @@ image:
 
 image-test: install image
 	FASTWAN_IMAGE_TESTS=1 TWIN_IMAGE=$(TWIN_IMAGE) HF_HUB_OFFLINE=1 $(BIN)/pytest tests/image
+
+# The long chaos run (bench/chaos.py, issue 21): K buffer workers under the real supervisor and K
+# queue workers behind the Salad double, tiny model, faults from a seeded schedule, every job
+# checked against the ledgers and the store; a few minutes a seed here. `make test` runs a short
+# one (tests/chaos). CHAOS_ARGS=--seed N replays a run's faults.
+CHAOS_ARGS ?= --jobs 160 --workers 3
+
+chaos: install
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/chaos.py --tiny-dir $(TINY_DIR) $(CHAOS_ARGS)
 
 # The queue worker on its embedded defaults: local storage served under /outputs, no
 # orchestrator. Without an NVIDIA GPU the tiny random-weight model (its videos are noise).

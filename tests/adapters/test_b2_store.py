@@ -8,36 +8,22 @@ from __future__ import annotations
 
 import hashlib
 import io
-import re
 from typing import Any
 
 import attrs
 import pytest
-from b2sdk.v2 import B2Api, B2HttpApiConfig, Bucket, InMemoryAccountInfo, InMemoryCache, RawSimulator
+from b2sdk.v2 import B2Api, B2HttpApiConfig, Bucket, InMemoryAccountInfo, InMemoryCache
 from b2sdk.v2.exception import ServiceError, Unauthorized
 
 from fastwan_adapters.config import ConfigError
 from fastwan_adapters.storage import B2ResultStore, B2Settings, UploadRetry
+from fastwan_adapters.testing.b2_double import ProductionLikeSimulator
 from fastwan_core import EncodedVideo, ErrorCode, JobFailure, Size
 
 BUCKET = "talking-avatar"
 METADATA = {"job_id": "job-1", "seed": "42", "model": "FastVideo/FastWan2.2-TI2V-5B-Diffusers"}
 NO_WAIT = UploadRetry(attempts=3, wait_initial_s=0.0, wait_max_s=0.0, wait_jitter_s=0.0)
 B2SDK_ATTEMPTS = 5  # b2sdk's UploadManager.MAX_UPLOAD_ATTEMPTS
-
-
-class ProductionLikeSimulator(RawSimulator):
-    """The simulator with B2's real download host shape and part size.
-
-    The stock simulator recommends 200-byte parts, which would send every test upload down the
-    large-file path; real B2 recommends 100 MB, so a video of a few MB is one small upload.
-    """
-
-    MIN_PART_SIZE = 5_000_000
-    DOWNLOAD_URL = "https://f005.backblazeb2.com"
-    DOWNLOAD_URL_MATCHER = re.compile(
-        RawSimulator.DOWNLOAD_URL_MATCHER.pattern.replace(RawSimulator.DOWNLOAD_URL, DOWNLOAD_URL, 1)
-    )
 
 
 @attrs.frozen

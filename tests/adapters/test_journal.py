@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,14 @@ def test_the_local_store_removes_only_the_temp_files_of_a_write_cut_short(tmp_pa
 
     assert sorted(store.discard_partial("job-1.mp4")) == sorted(cut_short)
     assert [path for path in [*cut_short, *kept] if path.exists()] == kept
+
+
+def test_the_local_store_leaves_a_temp_file_written_since_a_moment_alone(tmp_path: Path) -> None:
+    store = LocalResultStore(tmp_path)
+    old, live = tmp_path / ".job-1.mp4.old00001.tmp", tmp_path / ".job-1.mp4.live0001.tmp"
+    for path in (old, live):
+        path.write_bytes(b"x")
+    os.utime(old, (time.time() - 60, time.time() - 60))
+
+    assert store.discard_partial("job-1.mp4", older_than=time.time() - 30) == [old]
+    assert live.exists() and not old.exists()

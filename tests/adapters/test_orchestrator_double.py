@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from fastwan_adapters.testing import DEFAULT_API_KEY, Endpoint, Fault, OrchestratorDouble
+from fastwan_adapters.testing import DEFAULT_API_KEY, Endpoint, Fault, LeaseRules, OrchestratorDouble
 
 JOB = {"musetalk_job_id": "job-1", "prompt": "a cat on a sofa", "width": 720, "height": 1280}
 CLAIM = "/internal/buffer/jobs/claim"
@@ -259,3 +259,149 @@ def test_wait_for_returns_once_a_background_request_arrives(orch):
 def test_url_before_start_is_an_error():
     with pytest.raises(RuntimeError, match="not started"):
         _ = OrchestratorDouble().url
+
+
+# -- lease rules (opt-in) -------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def leased(clock):
+    with OrchestratorDouble(lease=LeaseRules(heartbeat_interval_s=1.0, intervals=3), clock=clock) as double:
+        yield double
+
+
+@pytest.fixture
+def leased_http(leased):
+    with httpx.Client(
+        base_url=leased.url, headers={"X-Internal-API-Key": leased.api_key}, timeout=2.0
+    ) as client:
+        yield client
+
+
+def beat(http, worker_id: str, current_job_id: str | None) -> None:
+    body = {"status": "busy" if current_job_id else "idle", "current_job_id": current_job_id}
+    assert http.post(f"/internal/buffer/workers/{worker_id}/heartbeat", json=body).status_code == 200
+
+
+def test_without_lease_rules_a_silent_workers_job_stays_claimed(orch, http):
+    buffer_job_id = orch.add_job(JOB)
+    http.post(CLAIM, json={"worker_id": "w-1"})
+    assert orch.expire_leases() == []
+    assert orch.job_state(buffer_job_id) == "claimed"
+    assert [(c.number, c.worker_id, c.open) for c in orch.claims_of(buffer_job_id)] == [(1, "w-1", True)]
+
+
+def test_heartbeats_naming_the_job_keep_its_lease_and_silence_gives_it_back(leased, leased_http, clock):
+    buffer_job_id = leased.add_job(JOB)
+    leased_http.post(CLAIM, json={"worker_id": "w-1"})
+    for _ in range(5):  # five intervals, each with a heartbeat that names the job: still held
+        clock.now += 1.0
+        beat(leased_http, "w-1", buffer_job_id)
+    assert leased.job_state(buffer_job_id) == "claimed"
+
+    clock.now += 2.0
+    beat(leased_http, "w-2", None)  # another worker's news renews nothing
+    beat(leased_http, "w-1", None)  # nor does its own heartbeat without the job (it lost it)
+    assert leased.expire_leases() == []
+    clock.now += 1.5
+    assert leased.expire_leases() == [buffer_job_id]
+
+    assert leased.job_state(buffer_job_id) == "queued"
+    (claim,) = leased.claims_of(buffer_job_id)
+    assert (claim.status, claim.taken_back) == (None, "lease expired")
+    late = leased_http.post(status_path(buffer_job_id), json={"status": "succeeded", "worker_id": "w-1"})
+    assert late.status_code == 409
+    again = leased_http.post(CLAIM, json={"worker_id": "w-2"}).json()["job"]
+    assert again["buffer_job_id"] == buffer_job_id
+    done = leased_http.post(status_path(buffer_job_id), json={"status": "succeeded", "worker_id": "w-2"})
+    assert done.status_code == 200
+    assert [(c.worker_id, c.status, c.taken_back) for c in leased.claims_of(buffer_job_id)] == [
+        ("w-1", None, "lease expired"),
+        ("w-2", "succeeded", None),
+    ]
+    assert [(s["status"], s["worker_id"]) for s in leased.statuses(buffer_job_id, recorded_only=False)] == [
+        ("succeeded", "w-1"),
+        ("succeeded", "w-2"),
+    ]
+
+
+def test_a_lease_runs_out_before_a_request_is_answered_so_the_late_status_gets_409(
+    leased, leased_http, clock
+):
+    buffer_job_id = leased.add_job(JOB)
+    leased_http.post(CLAIM, json={"worker_id": "w-1"})
+    clock.now += 3.5  # the worker was killed; nobody asked the double anything meanwhile
+
+    answer = leased_http.post(status_path(buffer_job_id), json={"status": "failed", "worker_id": "w-1"})
+
+    assert answer.status_code == 409
+    assert leased.job_state(buffer_job_id) == "queued"
+
+
+def test_the_running_status_renews_the_lease(leased, leased_http, clock):
+    buffer_job_id = leased.add_job(JOB)
+    leased_http.post(CLAIM, json={"worker_id": "w-1"})
+    clock.now += 2.5
+    running = {"status": "running", "worker_id": "w-1"}
+    assert leased_http.post(status_path(buffer_job_id), json=running).status_code == 200
+    clock.now += 2.5
+    assert leased.expire_leases() == []
+    clock.now += 1.0
+    assert leased.expire_leases() == [buffer_job_id]
+
+
+def test_a_retryable_failure_ends_the_claim_and_queues_the_job_again_up_to_max_claims(clock):
+    rules = LeaseRules(heartbeat_interval_s=1.0, max_claims=2)
+    with (
+        OrchestratorDouble(lease=rules, clock=clock) as leased,
+        httpx.Client(base_url=leased.url, headers={"X-Internal-API-Key": leased.api_key}) as http,
+    ):
+        buffer_job_id = leased.add_job(JOB)
+        failure = {"status": "failed", "retryable": True, "error_code": "worker_shutdown"}
+        for worker_id in ("w-1", "w-2"):
+            assert http.post(CLAIM, json={"worker_id": worker_id}).json()["job"] is not None
+            body = {**failure, "worker_id": worker_id}
+            assert http.post(status_path(buffer_job_id), json=body).status_code == 200
+
+        assert http.post(CLAIM, json={"worker_id": "w-3"}).json()["job"] is None
+        assert leased.job_state(buffer_job_id) == "failed"
+        assert [(c.worker_id, c.status) for c in leased.claims_of(buffer_job_id)] == [
+            ("w-1", "failed"),
+            ("w-2", "failed"),
+        ]
+
+
+def test_a_non_retryable_failure_or_a_success_is_final(leased, leased_http):
+    for status, retryable in (("failed", False), ("succeeded", None), ("cancelled", False)):
+        buffer_job_id = leased.add_job({**JOB, "musetalk_job_id": f"job-{status}"})
+        leased_http.post(CLAIM, json={"worker_id": "w-1"})
+        body = {"status": status, "retryable": retryable, "worker_id": "w-1"}
+        assert leased_http.post(status_path(buffer_job_id), json=body).status_code == 200
+        assert leased.job_state(buffer_job_id) == status
+    assert leased_http.post(CLAIM, json={"worker_id": "w-1"}).json()["job"] is None
+
+
+def test_take_back_queues_a_held_job_now_and_its_holder_gets_409(leased, leased_http):
+    buffer_job_id = leased.add_job(JOB)
+    assert not leased.take_back(buffer_job_id)  # not held: nothing to take back
+    leased_http.post(CLAIM, json={"worker_id": "w-1"})
+
+    assert leased.take_back(buffer_job_id)
+
+    running = leased_http.post(status_path(buffer_job_id), json={"status": "running", "worker_id": "w-1"})
+    assert running.status_code == 409
+    assert leased.claims_of(buffer_job_id)[0].taken_back == "taken back"
+    assert leased.job_ids() == [buffer_job_id]

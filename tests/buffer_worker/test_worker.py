@@ -5,6 +5,7 @@ that waits on an event), which a real generator cannot be made to do on cue.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -257,12 +258,18 @@ def test_a_job_claimed_while_stopping_is_handed_back_as_worker_shutdown(make_rig
     assert rig.generator.calls == []
 
 
+def orphaned(orch: OrchestratorDouble, tmp_path: Path, job_id: str) -> str:
+    """A job the worker's previous run (``w-1``) claimed and died with: still in its claim journal."""
+    buffer_job_id = add(orch, job_id)
+    assert claimed_earlier(orch) is not None
+    ClaimJournal(tmp_path / "state").record(buffer_job_id, job_id)
+    return buffer_job_id
+
+
 def test_a_job_left_in_the_claim_journal_is_reported_failed_retryable_once_before_the_first_claim(
     make_rig: Callable[..., Rig], orch: OrchestratorDouble, tmp_path: Path
 ) -> None:
-    orphan = add(orch, "orphan")
-    assert claimed_earlier(orch) is not None
-    ClaimJournal(tmp_path / "state").record(orphan, "orphan")
+    orphan = orphaned(orch, tmp_path, "orphan")
     before = len(orch.requests())
 
     rig = make_rig().start()
@@ -288,12 +295,78 @@ def test_a_job_left_in_the_claim_journal_is_reported_failed_retryable_once_befor
     assert ClaimJournal(tmp_path / "state").orphans() == []
 
 
+def test_an_orphan_whose_job_is_no_longer_ours_gets_no_final_progress(
+    make_rig: Callable[..., Rig], orch: OrchestratorDouble, tmp_path: Path
+) -> None:
+    # Killed mid-job, restarted late: meanwhile the lease ran out and another worker finished
+    # the job. The orphan's status is answered 409; nothing at all may be said for the job then
+    # (issue 21: the orchestrator got `failed` progress after `succeeded`).
+    orphan = orphaned(orch, tmp_path, "finished-elsewhere")
+    orch.take_away(orphan, status=409)
+
+    rig = make_rig().start()
+    rig.wait(lambda o: bool(o.statuses(orphan, recorded_only=False)), "the orphan's status")
+    rig.wait(lambda o: len(o.requests(Endpoint.CLAIM)) > 1, "a claim of this run")  # one was the last run's
+    rig.request_stop()
+    rig.join()
+
+    assert [s["status"] for s in orch.statuses(orphan, recorded_only=False)] == ["failed"]
+    assert rig.sent_progress.for_job("finished-elsewhere") == []
+    assert ClaimJournal(tmp_path / "state").orphans() == []
+
+
+def test_an_orphans_final_progress_waits_for_its_status_to_be_taken(
+    make_rig: Callable[..., Rig], orch: OrchestratorDouble, tmp_path: Path
+) -> None:
+    orphan = orphaned(orch, tmp_path, "refused-first")
+    orch.refuse(503, buffer_job_id=orphan)
+
+    rig = make_rig().start()
+    rig.wait(lambda o: len(o.statuses(orphan, recorded_only=False)) >= 2, "two refused tries")
+    assert rig.sent_progress.for_job("refused-first") == []  # not while its status is refused
+    orch.clear_refusals()
+    rig.wait(rig.ended(orphan), "the orphan's status taken")
+    deadline = time.monotonic() + TIMEOUT
+    while not rig.sent_progress.for_job("refused-first") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    rig.request_stop()
+    rig.join()
+
+    assert [(u.status.value, u.error_code) for u in rig.sent_progress.for_job("refused-first")] == [
+        ("failed", ErrorCode.WORKER_SHUTDOWN)
+    ]
+
+
+def test_an_orphans_cleanup_removes_only_what_its_dead_run_left_never_a_finished_or_live_write(
+    make_rig: Callable[..., Rig], orch: OrchestratorDouble, tmp_path: Path
+) -> None:
+    # OUTPUT_DIR is shared by the supervisor's workers: while this worker was down, a sibling
+    # claimed the job again; it finished it once (the video and its sidecar) and is writing it
+    # again right now (its temp files, fresh). Only the dead run's temp file may go.
+    orphan = orphaned(orch, tmp_path, "shared")
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    finished = [outputs / "shared.mp4", outputs / "shared.mp4.json"]
+    live = [outputs / ".shared.mp4.live0001.tmp", outputs / ".shared.mp4.json.live0002.tmp"]
+    dead = outputs / ".shared.mp4.dead0001.tmp"
+    for path in [*finished, *live, dead]:
+        path.write_bytes(b"x")
+    an_hour_ago = time.time() - 3600
+    os.utime(dead, (an_hour_ago, an_hour_ago))  # last written before this process started
+
+    rig = make_rig().start()
+    rig.wait(rig.ended(orphan), "the orphan's status")
+    rig.request_stop()
+    rig.join()
+
+    assert not dead.exists()
+    assert [path for path in [*finished, *live] if not path.exists()] == []
+
+
 def test_a_claim_whose_status_reached_the_outbox_before_the_crash_is_sent_as_written_only(
     make_rig: Callable[..., Rig], orch: OrchestratorDouble, tmp_path: Path
 ) -> None:
-    buffer_job_id = add(orch, "written")
-    assert claimed_earlier(orch) is not None
-    ClaimJournal(tmp_path / "state").record(buffer_job_id, "written")
+    buffer_job_id = orphaned(orch, tmp_path, "written")
     StatusOutbox(tmp_path / "state").put(buffer_job_id, {"status": "succeeded", "output_url": "memory://x"})
 
     rig = make_rig().start()

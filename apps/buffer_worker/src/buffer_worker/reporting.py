@@ -14,7 +14,9 @@ again (``_Recent``).
 What an earlier run left (statuses in the outbox: the orchestrator was down; claims in the
 journal: it was killed mid-job, ``recovery.py``) goes out beside this run's work, in rounds:
 every status tried once per round, oldest first, a backoff between rounds, until all are taken
-or the worker stops (what is left stays in the outbox for the next start).
+or the worker stops (what is left stays in the outbox for the next start). An orphan's final
+progress call goes out only once its status is taken: never for a job the orchestrator says is
+no longer this worker's.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from typing import Final
 
 import attrs
 
+from buffer_worker import STARTED_AT
 from buffer_worker.metrics import WorkerMetrics
-from buffer_worker.recovery import report_orphans
+from buffer_worker.recovery import OrphanProgress, report_orphans
 from buffer_worker.ticket import JobTicket, StopReason
 from fastwan_adapters.logs import bind_job
 from fastwan_adapters.orchestrator import (
@@ -101,6 +104,7 @@ class StatusDelivery:
     _storage: StoreSettings
     _running_after_end_s: float = RUNNING_AFTER_END_S
     _recent: _Recent = attrs.field(init=False, factory=_Recent)
+    _orphans: dict[str, OrphanProgress | None] = attrs.field(init=False, factory=dict)
     first_try: asyncio.Event = attrs.field(init=False, factory=asyncio.Event)
     first_round: asyncio.Event = attrs.field(init=False, factory=asyncio.Event)
 
@@ -245,12 +249,14 @@ class StatusDelivery:
         """Report the journal's orphans, then send the outbox's leftovers in rounds until all are
         taken or ``stop`` is set. Never raises: what is not sent stays on disk."""
         try:
-            report_orphans(
+            self._orphans = report_orphans(
                 self._journal,
                 self._outbox,
-                progress=self._progress,
-                # Temp files in OUTPUT_DIR with local storage; nothing with B2 (objects appear whole).
-                discard_partial_output=lambda name: discard_partial_output(self._storage, name),
+                # Temp files in OUTPUT_DIR with local storage, those the dead run left (written
+                # before this process started); nothing with B2 (an object appears whole).
+                discard_partial_output=lambda name: discard_partial_output(
+                    self._storage, name, older_than=STARTED_AT
+                ),
                 worker=self._worker,
             )
             left = self._outbox.pending()
@@ -290,7 +296,10 @@ class StatusDelivery:
             job_id = entry.body.get("musetalk_job_id")
             with bind_job(job_id if isinstance(job_id, str) else None, buffer_job_id=entry.buffer_job_id):
                 try:
-                    await self._outbox.send(self._client, entry, stop=stop, max_attempts=1)
+                    outcome = await self._outbox.send(self._client, entry, stop=stop, max_attempts=1)
+                    orphan = self._orphans.pop(entry.buffer_job_id, None)
+                    if orphan is not None and outcome is StatusOutcome.RECORDED:
+                        self._progress.report(orphan.job_id, orphan.update)  # taken: now it may be said
                 except DeliveryInterrupted:
                     raise
                 except OrchestratorError as error:

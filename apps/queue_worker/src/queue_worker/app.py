@@ -44,8 +44,7 @@ def create_app(container: Container) -> FastAPI:
 def _lifespan(container: Container) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        sender = container.generation.progress_sender()
-        async with on_the_loop(container.orchestrator(), sender, container.deletion_cost()):
+        async with on_the_loop(container.orchestrator(), container.sender(), container.deletion_cost()):
             container.slot().attach(asyncio.get_running_loop())
             loading = asyncio.create_task(container.loader().load())
             try:

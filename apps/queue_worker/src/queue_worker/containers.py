@@ -10,13 +10,14 @@ import threading
 
 from dependency_injector import containers, providers
 
-from fastwan_adapters.container import GenerationContainer, orchestrator_client
+from fastwan_adapters.container import GenerationContainer, orchestrator_client, progress_sender_for
 from fastwan_adapters.job_runner import JobRunner
 from fastwan_adapters.salad import DeletionCost
 from fastwan_core import WorkerInfo
 from queue_worker.loader import ModelLoader
 from queue_worker.metrics import QueueMetrics
 from queue_worker.process import ProcessExit
+from queue_worker.progress import CallerProgressReporter
 from queue_worker.readiness import Readiness
 from queue_worker.settings import QueueWorkerSettings
 from queue_worker.slot import JobSlot
@@ -38,13 +39,28 @@ class Container(containers.DeclarativeContainer):
 
     # -- the use case and its adapters, built on the job thread ---------------------------
     orchestrator = providers.Singleton(orchestrator_client, common.orchestrator_url, common.api_key)
+    sender = providers.Singleton(progress_sender_for, orchestrator)
+    deletion_cost = providers.Singleton(DeletionCost.on_salad, config.salad_imds_url)
+    slot = providers.Singleton(
+        JobSlot,
+        jobs=jobs,
+        readiness=readiness,
+        metrics=metrics,
+        process_exit=process_exit,
+        fatal_exit_delay_s=config.fatal_exit_delay_s,
+        deletion_cost=deletion_cost,
+    )
+    # What the core reports goes out only while the job's caller waits for it (progress.py).
+    progress = providers.Singleton(CallerProgressReporter, sender, slot)
     worker = providers.Singleton(WorkerInfo, config.worker_id, config.worker_version, config.gpu_class)
     generation = providers.Container(
-        GenerationContainer, settings=common, orchestrator=orchestrator, worker=worker, stop=startup_stop
+        GenerationContainer,
+        settings=common,
+        orchestrator=orchestrator,
+        worker=worker,
+        stop=startup_stop,
+        progress=progress,
     )
-    deletion_cost = providers.Singleton(DeletionCost.on_salad, config.salad_imds_url)
-
-    # -- the services the routes call -------------------------------------------------------
     loader = providers.Singleton(
         ModelLoader,
         build=generation.usecase.provider,
@@ -54,13 +70,4 @@ class Container(containers.DeclarativeContainer):
         process_exit=process_exit,
         fatal_exit_delay_s=config.fatal_exit_delay_s,
         secrets=common.secrets.call(),
-    )
-    slot = providers.Singleton(
-        JobSlot,
-        jobs=jobs,
-        readiness=readiness,
-        metrics=metrics,
-        process_exit=process_exit,
-        fatal_exit_delay_s=config.fatal_exit_delay_s,
-        deletion_cost=deletion_cost,
     )

@@ -207,6 +207,16 @@ class JobSlot:
     def job_id(self) -> str | None:
         return self._job_id
 
+    def caller_left(self, job_id: str) -> bool:
+        """Whether ``job_id`` is the job in hand and its caller has hung up (``progress.py``)."""
+        cancel = self._cancel
+        return (
+            job_id == self._job_id
+            and cancel is not None
+            and cancel.is_set()
+            and cancel.code is ErrorCode.CANCELLED
+        )
+
     def begin_shutdown(self, grace_s: float) -> None:
         """Take no more jobs; stop the job in hand if it still runs ``grace_s`` seconds from now.
 

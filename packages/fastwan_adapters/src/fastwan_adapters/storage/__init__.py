@@ -59,8 +59,9 @@ def open_result_store(settings: StoreSettings) -> B2ResultStore | LocalResultSto
     return LocalResultStore.open(settings)
 
 
-def discard_partial_output(settings: StoreSettings, name: str) -> None:
-    """Remove what a write of ``name`` killed mid-way left: temporary files in ``OUTPUT_DIR``;
-    nothing with B2, where an object appears only once its upload is complete."""
+def discard_partial_output(settings: StoreSettings, name: str, *, older_than: float | None = None) -> None:
+    """Remove what a write of ``name`` killed mid-way left: temporary files in ``OUTPUT_DIR``
+    (last written before ``older_than``, when given); nothing with B2, where an object appears
+    only once its upload is complete."""
     if isinstance(settings, LocalStoreSettings):
-        LocalResultStore(settings.directory).discard_partial(name)
+        LocalResultStore(settings.directory).discard_partial(name, older_than=older_than)

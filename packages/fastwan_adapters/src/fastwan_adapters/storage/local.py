@@ -116,15 +116,21 @@ class LocalResultStore:
                 temp.unlink(missing_ok=True)
         return self.url_for(name)
 
-    def discard_partial(self, name: str) -> list[Path]:
+    def discard_partial(self, name: str, *, older_than: float | None = None) -> list[Path]:
         """Remove the temporary files a write of ``name`` killed mid-way left (never the
-        finished file: a complete video is replaced in one step when the job runs again)."""
+        finished file: a complete video is replaced in one step when the job runs again).
+
+        Args:
+            older_than: only those last written before this ``time.time()``: the folder may be
+                shared (the supervisor's workers share ``OUTPUT_DIR``), and another worker may be
+                writing the same name right now, its job having been handed to it again.
+        """
         name = checked_name(name)
         # write_atomically's temp names: ".{name}." or ".{name}.json.", mkstemp's 8 characters, ".tmp"
         pattern = re.compile(rf"\.{re.escape(name)}(?:\.json)?\.[A-Za-z0-9_]{{8}}\.tmp")
         removed = []
         for path in self.directory.glob(f".{name}.*.tmp"):
-            if pattern.fullmatch(path.name):
+            if pattern.fullmatch(path.name) and (older_than is None or _written_before(path, older_than)):
                 path.unlink(missing_ok=True)
                 removed.append(path)
         return removed
@@ -134,3 +140,10 @@ class LocalResultStore:
         if self.base_url is not None:
             return f"{self.base_url.rstrip('/')}/{quote(name)}"
         return (self.directory / name).absolute().as_uri()
+
+
+def _written_before(path: Path, moment: float) -> bool:
+    try:
+        return path.stat().st_mtime < moment
+    except FileNotFoundError:  # renamed in place meanwhile: nothing to remove
+        return False

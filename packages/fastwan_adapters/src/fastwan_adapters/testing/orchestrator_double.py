@@ -23,6 +23,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +35,7 @@ from fastwan_adapters.testing.orchestrator_faults import (
     RecordingSleep,
     route,
 )
+from fastwan_adapters.testing.orchestrator_leases import LeaseRules
 from fastwan_adapters.testing.orchestrator_state import DEFAULT_API_KEY, OrchestratorState
 from fastwan_adapters.testing.serving import BackgroundServer
 
@@ -75,12 +77,22 @@ class OrchestratorDouble(OrchestratorState):
         api_key: the only ``X-Internal-API-Key`` accepted (anything else: 401).
         terminal_conflict: answer 409 to a status for a job already ended, as the real
             orchestrator does for a job that is no longer open.
+        lease: the lease rules (``orchestrator_leases``): a job whose worker says nothing of it
+            for a few heartbeat intervals, or that fails retryably, goes back to the queue.
+            ``None`` (the default): a claimed job stays its worker's for good.
+        clock: the lease rules' clock (``time.monotonic``).
     """
 
     def __init__(
-        self, api_key: str = DEFAULT_API_KEY, *, host: str = "127.0.0.1", terminal_conflict: bool = True
+        self,
+        api_key: str = DEFAULT_API_KEY,
+        *,
+        host: str = "127.0.0.1",
+        terminal_conflict: bool = True,
+        lease: LeaseRules | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(api_key, terminal_conflict=terminal_conflict)
+        super().__init__(api_key, terminal_conflict=terminal_conflict, lease=lease, clock=clock)
         self._host = host
         self._closing = threading.Event()
         self._serving: BackgroundServer | None = None

@@ -1,37 +1,39 @@
 """What the orchestrator double knows and how it answers, apart from HTTP: the tests' side.
 
-The jobs it hands out and the state of each, the faults and refusals armed, the cancels its
-heartbeat answers name, and every request it has recorded: what a test arranges and queries,
-under one lock that ``wait_for`` waits on. The contract's answer to each request (the key
-check, a claim, a status: 404 for a job it does not know, 409 for one that is not this
-worker's or already ended) is decided here too; ``orchestrator_double`` serves it over HTTP.
+The jobs it hands out and the state and claims of each, the faults and refusals armed, the
+cancels its heartbeat answers name, and every request it has recorded: what a test arranges,
+under one lock that ``wait_for`` waits on (what it queries is ``orchestrator_ledger``). The
+contract's answer to each request (the key check, a claim, a status: 404 for a job it does not
+know, 409 for one that is not this worker's or already ended) is decided here too, and so are
+the lease rules when they are on (``orchestrator_leases``); ``orchestrator_double`` serves it
+over HTTP.
 """
 
 from __future__ import annotations
 
 import hmac
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import attrs
 
 from fastwan_adapters.testing.orchestrator_faults import Endpoint, Fault, RecordedRequest, Refusal
+from fastwan_adapters.testing.orchestrator_leases import (
+    LEASE_EXPIRED,
+    STATUSES,
+    TAKEN_BACK,
+    TERMINAL,
+    JobSlot,
+    LeaseRules,
+)
+from fastwan_adapters.testing.orchestrator_ledger import OrchestratorLedger
 
 __all__ = ["DEFAULT_API_KEY", "OrchestratorState"]
 
 DEFAULT_API_KEY: Final = "test-internal-key"
-_TERMINAL: Final = frozenset({"succeeded", "failed", "cancelled"})
-_STATUSES: Final = _TERMINAL | {"running"}
-
-
-@attrs.define
-class _Slot:
-    job: dict[str, Any]
-    state: str = "queued"
-    worker_id: str | None = None
-    gone_status: int | None = None
 
 
 @attrs.define
@@ -40,15 +42,24 @@ class _Armed:
     remaining: int
 
 
-class OrchestratorState:
+class OrchestratorState(OrchestratorLedger):
     """The double's jobs, faults and records (see :class:`OrchestratorDouble` for the arguments)."""
 
-    def __init__(self, api_key: str = DEFAULT_API_KEY, *, terminal_conflict: bool = True) -> None:
+    def __init__(
+        self,
+        api_key: str = DEFAULT_API_KEY,
+        *,
+        terminal_conflict: bool = True,
+        lease: LeaseRules | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.api_key = api_key
         self.terminal_conflict = terminal_conflict
+        self.lease = lease
+        self._clock = clock
         self._changed = threading.Condition(threading.RLock())
         self._requests: list[RecordedRequest] = []
-        self._slots: dict[str, _Slot] = {}
+        self._slots: dict[str, JobSlot] = {}
         self._queue: deque[str] = deque()
         self._faults: dict[Endpoint, deque[_Armed]] = {endpoint: deque() for endpoint in Endpoint}
         self._cancels: set[str] = set()
@@ -68,7 +79,7 @@ class OrchestratorState:
                 buffer_job_id = job.get("buffer_job_id") or self._new_id()
             if buffer_job_id in self._slots:
                 raise ValueError(f"buffer_job_id {buffer_job_id!r} is already in the double's queue")
-            self._slots[buffer_job_id] = _Slot({**job, "buffer_job_id": buffer_job_id})
+            self._slots[buffer_job_id] = JobSlot({**job, "buffer_job_id": buffer_job_id})
             self._queue.append(buffer_job_id)
             self._changed.notify_all()
         return buffer_job_id
@@ -77,10 +88,17 @@ class OrchestratorState:
         """Queue a job again as it was, open, for the next claim: an orchestrator that lost
         the job's status, or retries it under the same id."""
         with self._changed:
+            self._requeue(self._slot(buffer_job_id), None)
+
+    def take_back(self, buffer_job_id: str) -> bool:
+        """Queue a claimed job again now, as if its lease had run out: its holder's status
+        calls are answered 409 from now on. ``False`` if the job is not held by a worker."""
+        with self._changed:
             slot = self._slot(buffer_job_id)
-            slot.state, slot.worker_id = "queued", None
-            self._queue.append(buffer_job_id)
-            self._changed.notify_all()
+            if slot.held is None:
+                return False
+            self._requeue(slot, TAKEN_BACK)
+            return True
 
     def take_away(self, buffer_job_id: str, status: int = 409) -> None:
         """From now on, status calls for this job get ``status`` (404 or 409): it is no longer
@@ -122,54 +140,23 @@ class OrchestratorState:
             for armed in self._faults.values() if endpoint is None else [self._faults[endpoint]]:
                 armed.clear()
 
-    # -- querying -------------------------------------------------------------------------
-
-    def requests(self, endpoint: Endpoint | None = None) -> list[RecordedRequest]:
+    def expire_leases(self) -> list[str]:
+        """Apply the lease rules now (the double also does before answering each request);
+        returns the jobs that went back to the queue."""
         with self._changed:
-            return [r for r in self._requests if endpoint is None or r.endpoint is endpoint]
-
-    def claims(self) -> list[Any]:
-        return [r.body for r in self.requests(Endpoint.CLAIM)]
-
-    def heartbeats(self, worker_id: str | None = None) -> list[Any]:
-        return [
-            r.body for r in self.requests(Endpoint.HEARTBEAT) if worker_id is None or r.ident == worker_id
-        ]
-
-    def statuses(self, buffer_job_id: str, *, recorded_only: bool = True) -> list[Any]:
-        """Status bodies for a job: those it recorded (answered 2xx), or every one received."""
-        return [
-            r.body
-            for r in self.requests(Endpoint.STATUS)
-            if r.ident == buffer_job_id and (r.answered_ok or not recorded_only)
-        ]
-
-    def terminal_statuses(self, buffer_job_id: str) -> list[Any]:
-        """Recorded terminal statuses; the contract allows exactly one per claimed job."""
-        return [body for body in self.statuses(buffer_job_id) if body.get("status") in _TERMINAL]
-
-    def progress(self, job_id: str) -> list[Any]:
-        return [r.body for r in self.requests(Endpoint.PROGRESS) if r.ident == job_id]
-
-    def job_state(self, buffer_job_id: str) -> str:
-        """``queued``, ``claimed``, or the last recorded status."""
-        with self._changed:
-            return self._slot(buffer_job_id).state
-
-    def wait_for(self, condition: Callable[[Self], bool], timeout: float = 5.0) -> bool:
-        """Wait until ``condition(self)`` holds (re-checked on every request); ``False`` on timeout."""
-        with self._changed:
-            return self._changed.wait_for(lambda: condition(self), timeout)
+            return self._expire()
 
     # -- answering ------------------------------------------------------------------------
 
     def _respond(self, request: RecordedRequest, readable: bool) -> tuple[int, Any]:
+        self._expire()
         refusal = self._refusal(request, readable)
         if refusal is not None:
             return refusal
         if request.endpoint is Endpoint.CLAIM:
             return self._claim(request.body)
         if request.endpoint is Endpoint.HEARTBEAT:
+            self._renew(request.ident, request.body.get("current_job_id"))
             answer: dict[str, Any] = {"detail": "ok"}
             if self._cancels:
                 answer["cancel_job_ids"] = sorted(self._cancels)
@@ -197,7 +184,7 @@ class OrchestratorState:
         if not self._queue:
             return 200, {"job": None, "error": None}
         slot = self._slots[self._queue.popleft()]
-        slot.state, slot.worker_id = "claimed", worker_id
+        slot.claim(worker_id, self._clock())
         return 200, {"job": dict(slot.job), "error": None}
 
     def _status(self, buffer_job_id: str, body: dict[str, Any]) -> tuple[int, Any]:
@@ -209,15 +196,37 @@ class OrchestratorState:
                 "detail": f"buffer job {buffer_job_id} is no longer assigned to this worker"
             }
         status = body.get("status")
-        if status not in _STATUSES:
-            return 422, {"detail": f"status must be one of {sorted(_STATUSES)}, got {status!r}"}
+        if status not in STATUSES:
+            return 422, {"detail": f"status must be one of {sorted(STATUSES)}, got {status!r}"}
         sender = body.get("worker_id")
         if slot.state == "queued" or (sender is not None and sender != slot.worker_id):
             return 409, {"detail": f"buffer job {buffer_job_id} is not claimed by this worker"}
-        if slot.state in _TERMINAL and self.terminal_conflict:
+        if slot.state in TERMINAL and self.terminal_conflict:
             return 409, {"detail": f"buffer job {buffer_job_id} is already {slot.state}"}
-        slot.state = status
+        if slot.record(status, body, self._clock(), self.lease):
+            self._requeue(slot, None)
         return 200, {"detail": "ok"}
+
+    # -- leases (orchestrator_leases) ---------------------------------------------------------
+
+    def _renew(self, worker_id: str | None, buffer_job_id: object) -> None:
+        slot = self._slots.get(buffer_job_id) if isinstance(buffer_job_id, str) else None
+        if slot is not None and worker_id is not None:
+            slot.renew(worker_id, self._clock())
+
+    def _expire(self) -> list[str]:
+        if self.lease is None:
+            return []
+        now, timeout = self._clock(), self.lease.timeout_s
+        expired = [job_id for job_id, slot in self._slots.items() if slot.expired(now, timeout)]
+        for buffer_job_id in expired:
+            self._requeue(self._slots[buffer_job_id], LEASE_EXPIRED)
+        return expired
+
+    def _requeue(self, slot: JobSlot, taken_back: str | None) -> None:
+        slot.release(taken_back)
+        self._queue.append(slot.job["buffer_job_id"])
+        self._changed.notify_all()
 
     def _take_fault(self, endpoint: Endpoint | None) -> Fault | None:
         if endpoint is None or not self._faults[endpoint]:
@@ -232,12 +241,6 @@ class OrchestratorState:
         with self._changed:
             self._requests[index] = attrs.evolve(self._requests[index], answer=code)
             self._changed.notify_all()
-
-    def _slot(self, buffer_job_id: str) -> _Slot:
-        try:
-            return self._slots[buffer_job_id]
-        except KeyError:
-            raise KeyError(f"buffer_job_id {buffer_job_id!r} was never added to the double") from None
 
     def _new_id(self) -> str:
         self._next_id += 1

@@ -1,16 +1,23 @@
-"""The doubles' HTTP servers, served from a thread of their own while a test runs.
+"""The doubles' threads: their HTTP servers, and the loops of a double that plays a process
+(Salad's job-queue binary), each run from a thread of its own while a test runs.
 
 A test and the worker code it drives wait on each other (a worker's event loop, a blocking call
-in the test), so the doubles answer from outside both: a standard-library threading server,
-started and stopped here for every double alike.
+in the test), so the doubles work from outside both: standard-library threading servers and
+plain loops, started here for every double alike.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from http.server import ThreadingHTTPServer
 
-__all__ = ["BackgroundServer"]
+__all__ = ["BackgroundServer", "background"]
+
+
+def background(target: Callable[[], object], name: str) -> threading.Thread:
+    """A daemon thread, not started, that runs ``target`` (a double's loop)."""
+    return threading.Thread(target=target, name=name, daemon=True)
 
 
 class BackgroundServer:
@@ -19,9 +26,7 @@ class BackgroundServer:
     def __init__(self, server: ThreadingHTTPServer, name: str) -> None:
         server.daemon_threads = True
         self.server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True
-        )
+        self._thread = background(lambda: server.serve_forever(poll_interval=0.05), name)
 
     @property
     def url(self) -> str:
