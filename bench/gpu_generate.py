@@ -38,7 +38,6 @@ H100: a measurement that would not fit is skipped and reported as such.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import platform
@@ -46,21 +45,19 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import attrs
-import numpy as np
 import torch
 from PIL import Image
 
 from fastwan_adapters.generator import PROFILES, DiffusersGenerator, GeneratorSettings
-from fastwan_adapters.generator.architecture import UMT5_XXL_ENCODER, WAN22_TI2V_5B_TRANSFORMER, WAN22_VAE
 from fastwan_adapters.generator.loading import WanComponents, load_components
-from fastwan_adapters.generator.tiny import ensure_tiny_model, tiny_tokenizer
-from fastwan_adapters.generator.vsa.gates import attach_gates
-from fastwan_adapters.testing import FrameCollector
+from fastwan_adapters.generator.random_model import FULL_SIZE, random_model
+from fastwan_adapters.generator.tiny import ensure_tiny_model
+from fastwan_adapters.testing import FrameCollector, gradient_frame
 from fastwan_core.job import Job
 from fastwan_core.plan import GenerationPlan, plan_generation
 from fastwan_core.ports import Stage
@@ -130,46 +127,13 @@ class StageClock:
 # -- building the modules ---------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def default_dtype(dtype: torch.dtype) -> Iterator[None]:
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
-
-
 def build_full_size(device: torch.device, *, gates: bool) -> WanComponents:
-    """Random-weight full-size modules, initialised directly on ``device`` (bf16, VAE fp32).
+    """Random-weight full-size modules, made directly on ``device`` (bf16, VAE fp32).
 
     With ``gates``, random VSA compression gates are attached as the sparse checkpoint's are.
     """
-    from diffusers import AutoencoderKLWan, WanTransformer3DModel
-    from transformers import UMT5Config, UMT5EncoderModel
-
-    torch.manual_seed(0)
-    with torch.device(device), default_dtype(torch.bfloat16):
-        text_encoder = UMT5EncoderModel(UMT5Config(**UMT5_XXL_ENCODER))
-        transformer = WanTransformer3DModel(**WAN22_TI2V_5B_TRANSFORMER)
-    # As from_pretrained(torch_dtype=bf16) leaves them: these stay fp32 in the real model.
-    keep_fp32 = set(transformer._keep_in_fp32_modules or ())
-    for name, tensor in [*transformer.named_parameters(), *transformer.named_buffers()]:
-        if keep_fp32 & set(name.split(".")):
-            tensor.data = tensor.data.float()
-    if gates:
-        dim = transformer.config.num_attention_heads * transformer.config.attention_head_dim
-        weights: dict[str, torch.Tensor] = {}
-        for index in range(len(transformer.blocks)):
-            weights[f"blocks.{index}.to_gate_compress.weight"] = (
-                torch.randn(dim, dim, device=device) / dim**0.5
-            )
-            weights[f"blocks.{index}.to_gate_compress.bias"] = torch.zeros(dim, device=device)
-        attach_gates(transformer, weights, model="random-weights")
-        del weights
-    with torch.device(device):
-        vae = AutoencoderKLWan(**WAN22_VAE)
-    return WanComponents(tiny_tokenizer(), text_encoder.eval(), transformer.eval(), vae.eval())
+    model = random_model(FULL_SIZE, seed=0, sparse=gates, device=device)
+    return WanComponents(model.tokenizer, model.text_encoder, model.transformer, model.vae)
 
 
 def build_tiny(folder: Path, *, gates: bool) -> WanComponents:
@@ -178,16 +142,6 @@ def build_tiny(folder: Path, *, gates: bool) -> WanComponents:
 
 
 # -- running ----------------------------------------------------------------------------------
-
-
-def first_frame(width: int, height: int) -> Image.Image:
-    """A smooth colour gradient: a plausible first frame, cheap to make."""
-    x = np.linspace(0, 255, width, dtype=np.float32)[None, :]
-    y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
-    rgb = np.stack(
-        [np.broadcast_to(x, (height, width)), np.broadcast_to(y, (height, width)), (x + y) / 2], axis=-1
-    )
-    return Image.fromarray(rgb.astype(np.uint8))
 
 
 def measure(
@@ -255,7 +209,7 @@ def run(args: argparse.Namespace, scratch: Path) -> tuple[list[Measurement], lis
                     musetalk_job_id="bench", prompt=args.prompt, width=width, height=height, num_frames=frames
                 )
                 plan = plan_generation(job)
-                image = first_frame(plan.generated_size.width, plan.generated_size.height)
+                image = gradient_frame(plan.generated_size.width, plan.generated_size.height)
                 runs: list[dict[str, float]] = []
                 for index in range(args.runs):
                     remaining = args.budget_s - (time.perf_counter() - started)

@@ -302,6 +302,19 @@ def test_streamed_weights_give_the_same_video_as_resident_ones(
     assert np.array_equal(frames, frames_of(generator, plan(seed=5), picture(), RecordingEvents()))
 
 
+@pytest.mark.parametrize(("cap_gib", "expected"), [("10", "cpu-offload"), ("24", "text-encoder-offload")])
+def test_auto_chooses_the_profile_from_the_memory_caps_test_aid(
+    tiny_dir: Path, cap_gib: str, expected: str
+) -> None:
+    """``FASTWAN_GPU_MEMORY_CAP_GIB``: a machine runs as a card of that size would (here the CPU,
+    which without the cap keeps everything resident)."""
+    loaded = DiffusersGenerator.load(tiny_settings(tiny_dir, FASTWAN_GPU_MEMORY_CAP_GIB=cap_gib))
+    try:
+        assert loaded.profile.name == expected
+    finally:
+        loaded.close()
+
+
 def test_an_attention_backend_that_cannot_run_is_a_startup_error(tiny_dir: Path) -> None:
     from diffusers.utils import is_flash_attn_available
 

@@ -6,12 +6,16 @@ import logging
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+import attrs
 import pytest
 import torch
 
 from fastwan_adapters.config import ConfigError
 from fastwan_adapters.generator import DEFAULT_MODEL, GeneratorSettings, choose_profile
+from fastwan_adapters.generator.device import usable_memory
 from fastwan_adapters.generator.failures import classify_failure
 from fastwan_adapters.generator.hub import LoggingProgress, resolve_model_folder
 from fastwan_adapters.generator.sampling import DistilledFlowScheduler, job_generator
@@ -44,6 +48,7 @@ def test_defaults() -> None:
         False,
         False,
     )
+    assert settings.gpu_memory_cap_gib is None  # the test aid: the whole GPU
 
 
 def test_the_decode_and_prompt_cache_variables_are_read(tmp_path: Path) -> None:
@@ -89,6 +94,7 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
             "FASTWAN_TINY_DIR": str(tmp_path / "tiny"),
             "FASTWAN_ATTENTION": "Dense",
             "FASTWAN_VSA_SPARSITY": "0.5",
+            "FASTWAN_GPU_MEMORY_CAP_GIB": " 9.5 ",
         }
     )
 
@@ -103,6 +109,7 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
     assert settings.tiny_dir == tmp_path / "tiny"
     assert settings.attention == "dense"
     assert settings.vsa_sparsity == 0.5
+    assert settings.gpu_memory_cap_gib == 9.5
 
 
 def test_tiny_sparse_is_a_tiny_model_built_beside_tiny(tmp_path: Path) -> None:
@@ -155,6 +162,11 @@ def test_a_local_folder_is_a_model(tmp_path: Path) -> None:
         ({"PROMPT_CACHE_MB": "-1"}, "PROMPT_CACHE_MB"),
         ({"PROMPT_CACHE_MB": "lots"}, "PROMPT_CACHE_MB"),
         ({"FASTWAN_VAE_COMPILE": "maybe"}, "FASTWAN_VAE_COMPILE"),
+        ({"FASTWAN_GPU_MEMORY_CAP_GIB": "0"}, "FASTWAN_GPU_MEMORY_CAP_GIB must be a number of GiB above 0"),
+        ({"FASTWAN_GPU_MEMORY_CAP_GIB": "-10"}, "FASTWAN_GPU_MEMORY_CAP_GIB must be a number of GiB above 0"),
+        ({"FASTWAN_GPU_MEMORY_CAP_GIB": "ten"}, "FASTWAN_GPU_MEMORY_CAP_GIB must be a number"),
+        ({"FASTWAN_GPU_MEMORY_CAP_GIB": "nan"}, "FASTWAN_GPU_MEMORY_CAP_GIB must be a number"),
+        ({"FASTWAN_GPU_MEMORY_CAP_GIB": "inf"}, "FASTWAN_GPU_MEMORY_CAP_GIB must be a number"),
     ],
 )
 def test_a_bad_value_names_its_variable(env: dict[str, str], variable: str) -> None:
@@ -230,6 +242,50 @@ def test_an_explicit_profile_wins_and_the_cpu_keeps_everything_resident() -> Non
     assert (offload.stream_text_encoder, offload.stream_transformer, offload.vae_tiling) == (True, True, True)
     middle = choose_profile("text-encoder-offload", None)
     assert (middle.stream_text_encoder, middle.stream_transformer) == (True, False)
+
+
+@pytest.mark.parametrize(
+    ("cap_gib", "expected"),
+    [(10.0, "cpu-offload"), (16.0, "cpu-offload"), (24.0, "text-encoder-offload"), (40.0, "resident")],
+)
+def test_auto_chooses_from_the_memory_cap_on_the_cpu(cap_gib: float, expected: str) -> None:
+    usable = usable_memory(torch.device("cpu"), cap_gib)
+
+    assert usable == int(cap_gib * GIB)
+    assert choose_profile("auto", usable).name == expected
+
+
+def test_without_a_cap_the_cpu_has_no_gpu_memory_to_choose_from() -> None:
+    assert usable_memory(torch.device("cpu"), None) is None
+
+
+@attrs.define
+class FakeCuda:
+    """What ``usable_memory`` asks of torch.cuda on a GPU of ``total`` bytes (none here)."""
+
+    total: int
+    fractions: list[tuple[float, torch.device]] = attrs.field(factory=list)
+
+    def get_device_properties(self, device: torch.device) -> Any:
+        return SimpleNamespace(total_memory=self.total, name="NVIDIA H100 80GB HBM3")
+
+    def set_per_process_memory_fraction(self, fraction: float, device: torch.device) -> None:
+        self.fractions.append((fraction, device))
+
+
+def test_a_cap_holds_pytorchs_allocator_to_that_share_of_the_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    cuda = FakeCuda(total=80 * GIB)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", cuda.get_device_properties)
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", cuda.set_per_process_memory_fraction)
+    gpu = torch.device("cuda", 0)
+
+    assert choose_profile("auto", usable_memory(gpu, 10.0)).name == "cpu-offload"
+    assert cuda.fractions == [(0.125, gpu)]
+    assert usable_memory(gpu, None) == 80 * GIB  # unset: the whole GPU, nothing capped
+    assert cuda.fractions == [(0.125, gpu)]
+    with pytest.raises(ConfigError, match=r"FASTWAN_GPU_MEMORY_CAP_GIB=96 is more than this GPU's 80.0 GiB"):
+        usable_memory(gpu, 96.0)
+    assert cuda.fractions == [(0.125, gpu)]
 
 
 # -- the distilled scheduler --------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The tiny model: built locally and deterministically, reused, and loaded like the real checkpoint."""
+"""The random-weight models: built locally and deterministically, reused, loaded like the real checkpoint."""
 
 from __future__ import annotations
 
@@ -8,14 +8,19 @@ import logging
 import shutil
 from pathlib import Path
 
+import attrs
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
 from fastwan_adapters.config import ConfigError
 from fastwan_adapters.generator import ModelUnavailableError
+from fastwan_adapters.generator.architecture import TINY_TEXT_ENCODER, TINY_TRANSFORMER, TINY_VAE
 from fastwan_adapters.generator.loading import load_components
+from fastwan_adapters.generator.model_folder import ensure_model, is_complete
+from fastwan_adapters.generator.random_model import FULL_SIZE, TINY_SIZE
 from fastwan_adapters.generator.tiny import build_tiny_model, ensure_tiny_model
+from fastwan_adapters.generator.vsa.gates import has_gates
 
 _TRANSFORMER_WEIGHTS = "transformer/diffusion_pytorch_model.safetensors"
 
@@ -131,3 +136,30 @@ def test_a_missing_component_is_a_startup_error_naming_it(tiny_dir: Path, tmp_pa
 
     with pytest.raises(ModelUnavailableError, match=r"cannot load vae from .*no-vae"):
         load_components(copy, torch.float32, model="no-vae")
+
+
+def test_the_full_sizes_layout_loads_through_the_real_path(tmp_path: Path) -> None:
+    """``FULL_SIZE`` as ``bench/full_size_model.py`` writes it on a GPU (bf16, 5 GB shards with an
+    index, the tokenizer's vocabulary as large as the encoder's, gates), at the tiny dimensions."""
+    small = attrs.evolve(
+        FULL_SIZE,
+        transformer=TINY_TRANSFORMER,
+        text_encoder=TINY_TEXT_ENCODER,
+        vae=TINY_VAE,
+        max_shard_size="40KB",
+    )
+    folder = ensure_model(tmp_path / "full", small, seed=0, sparse=True, owner="--out")
+
+    components = load_components(folder, torch.bfloat16, model="small full")
+
+    index = json.loads((folder / "transformer/diffusion_pytorch_model.safetensors.index.json").read_text())
+    assert len(set(index["weight_map"].values())) > 1  # sharded, the gates found through the index
+    assert has_gates(components.transformer)
+    assert components.transformer.blocks[0].to_gate_compress.weight.dtype == torch.bfloat16
+    assert components.text_encoder.dtype == torch.bfloat16
+    assert components.vae.dtype == torch.float32
+    assert len(components.tokenizer) == TINY_TEXT_ENCODER["vocab_size"]  # every row reachable
+    assert components.tokenizer.convert_tokens_to_ids("<extra_id_0>") == 98
+    assert is_complete(folder, small, sparse=True)
+    assert not is_complete(folder, small, sparse=False)
+    assert not is_complete(folder, TINY_SIZE, sparse=True)  # the tiny model is another build

@@ -55,6 +55,12 @@ def test_the_twin_build_script_passes_shellcheck() -> None:
     run_linter(linter("shellcheck"), "--shell=bash", "--severity=style", str(TWIN_BUILD))
 
 
+def test_the_gpu_session_script_passes_shellcheck() -> None:
+    run_linter(
+        linter("shellcheck"), "--shell=bash", "--severity=style", str(ROOT / "bench" / "gpu_session.sh")
+    )
+
+
 def test_the_dockerfile_passes_hadolint() -> None:
     run_linter(linter("hadolint"), "--no-color", "--failure-threshold", "style", str(DOCKERFILE))
 

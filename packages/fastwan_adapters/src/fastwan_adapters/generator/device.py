@@ -14,10 +14,18 @@ from typing import Final
 
 import torch
 
+from fastwan_adapters.config import ConfigError
 from fastwan_adapters.generator.errors import NoGpuError
 from fastwan_adapters.generator.settings import GeneratorSettings
 
-__all__ = ["gpu_usable", "peak_memory_gib", "release_memory", "reset_peak_memory", "select_device"]
+__all__ = [
+    "gpu_usable",
+    "peak_memory_gib",
+    "release_memory",
+    "reset_peak_memory",
+    "select_device",
+    "usable_memory",
+]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +47,37 @@ def select_device(settings: GeneratorSettings) -> torch.device:
         f"built for CUDA {torch.version.cuda or 'none'}); run with a GPU, or set FASTWAN_MODEL=tiny for a "
         "CPU smoke run with random weights"
     )
+
+
+def usable_memory(device: torch.device, cap_gib: float | None) -> int | None:
+    """The memory the model may use on ``device``, bytes: the GPU's total, or the test aid's cap.
+
+    With ``FASTWAN_GPU_MEMORY_CAP_GIB`` set, PyTorch's allocator is held to the cap (what CUDA
+    itself takes for its context, about 0.5 GiB, is outside it, as on a real card of that
+    size it is inside the total) and the cap is returned, for the memory profile to be chosen
+    from. None on the CPU without a cap.
+
+    Raises:
+        ConfigError: the cap is more than the GPU has.
+    """
+    cap = None if cap_gib is None else int(cap_gib * _GIB)
+    if device.type != "cuda":
+        return cap
+    total = int(torch.cuda.get_device_properties(device).total_memory)
+    if cap is None:
+        return total
+    if cap > total:
+        raise ConfigError(
+            f"FASTWAN_GPU_MEMORY_CAP_GIB={cap_gib:g} is more than this GPU's {total / _GIB:.1f} GiB"
+        )
+    torch.cuda.set_per_process_memory_fraction(cap / total, device)
+    log.warning(
+        "FASTWAN_GPU_MEMORY_CAP_GIB=%g (a test aid): PyTorch may use %.1f of this GPU's %.1f GiB",
+        cap_gib,
+        cap / _GIB,
+        total / _GIB,
+    )
+    return cap
 
 
 def reset_peak_memory(device: torch.device) -> None:

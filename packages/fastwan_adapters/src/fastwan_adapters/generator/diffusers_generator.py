@@ -26,7 +26,7 @@ import attrs
 import torch
 from PIL import Image
 
-from fastwan_adapters.generator.device import release_memory, select_device
+from fastwan_adapters.generator.device import release_memory, select_device, usable_memory
 from fastwan_adapters.generator.errors import StartupStopped
 from fastwan_adapters.generator.hub import resolve_model_folder
 from fastwan_adapters.generator.hub_retry import NEVER_STOPPED, StopSignal
@@ -126,7 +126,7 @@ class DiffusersGenerator:
         Raises:
             ConfigError: the attention asked for cannot run with this checkpoint or on this GPU.
         """
-        total = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else None
+        total = usable_memory(device, settings.gpu_memory_cap_gib)
         profile = choose_profile(settings.memory_profile, total)
         attention = choose_attention(components.transformer, settings, device)
         place_components(components, profile, device)

@@ -15,7 +15,7 @@ from typing import Final, Literal
 
 import attrs
 
-from fastwan_adapters.config import ConfigError, env_bool, env_choice, env_int, env_str
+from fastwan_adapters.config import ConfigError, env_bool, env_choice, env_float, env_int, env_str
 from fastwan_adapters.generator.hub_retry import DownloadRetry
 from fastwan_adapters.generator.tiny_latents import LATENT_CHOICES, LatentChoice
 
@@ -108,6 +108,10 @@ class GeneratorSettings:
             around a cuDNN 9.8 slowdown), LightX2V PR 860. Not yet measured by our GPU bench.
         cudnn_benchmark: ``FASTWAN_CUDNN_BENCHMARK``: cuDNN picks the fastest convolution per shape.
         vae_compile: ``FASTWAN_VAE_COMPILE``: ``torch.compile`` the full decoder (paid in the warm-up).
+        gpu_memory_cap_gib: ``FASTWAN_GPU_MEMORY_CAP_GIB``, a test aid, unset in production: the
+            GPU memory this process may use (``torch.cuda.set_per_process_memory_fraction``),
+            from which ``GPU_MEMORY_PROFILE=auto`` then chooses, so that a big GPU runs as a
+            10 GB card would (``bench/gpu_session.sh``); on the CPU it only chooses the profile.
     """
 
     model: str = DEFAULT_MODEL
@@ -130,6 +134,7 @@ class GeneratorSettings:
     vae_channels_last: bool = True
     cudnn_benchmark: bool = False
     vae_compile: bool = False
+    gpu_memory_cap_gib: float | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> GeneratorSettings:
@@ -171,6 +176,7 @@ class GeneratorSettings:
             vae_channels_last=env_bool(env, "FASTWAN_VAE_CHANNELS_LAST", True),
             cudnn_benchmark=env_bool(env, "FASTWAN_CUDNN_BENCHMARK", False),
             vae_compile=env_bool(env, "FASTWAN_VAE_COMPILE", False),
+            gpu_memory_cap_gib=_memory_cap_gib(env),
         )
 
     @property
@@ -222,6 +228,18 @@ def _sparsity(value: str | None) -> float:
             f"FastWan was trained with {DEFAULT_VSA_SPARSITY}), got {value!r}"
         )
     return sparsity
+
+
+def _memory_cap_gib(env: Mapping[str, str]) -> float | None:
+    if env_str(env, "FASTWAN_GPU_MEMORY_CAP_GIB") is None:
+        return None
+    cap = env_float(env, "FASTWAN_GPU_MEMORY_CAP_GIB", 0.0)
+    if cap <= 0:
+        raise ConfigError(
+            f"FASTWAN_GPU_MEMORY_CAP_GIB must be a number of GiB above 0 (a test aid: leave it unset "
+            f"to use the whole GPU), got {cap:g}"
+        )
+    return cap
 
 
 def _is_tiny_model(model: str) -> bool:
