@@ -8,8 +8,9 @@ array, so the only variable left is the worker's own machinery. For each job:
 
     overhead = (arrival of its terminal status) - (arrival of the claim that handed it out) - T
 
-as the orchestrator sees it: claim answer, validation, job thread, the concurrent ``running``
-status, progress, the outbox write and the status POST. Two variants:
+as the orchestrator sees it: claim answer, validation, the job thread and the way back to the
+event loop, the concurrent ``running`` status, progress, the outbox write and the status POST.
+Two variants:
 
 - ``excluded``: encoding and upload excluded (the core's fake encoder and in-memory store);
 - ``included``: the real ``PyAVEncoder`` and ``LocalResultStore`` (an fsync'd file; B2's
@@ -22,6 +23,7 @@ status, progress, the outbox write and the status POST. Two variants:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import platform
 import statistics
@@ -110,13 +112,19 @@ def run_once(variant: str, jobs: int, seconds: float, frames: int, width: int, h
         container.generation.encoder.override(providers.Object(encoder))
         container.generation.store.override(providers.Object(store))
         worker = container.worker()
-        loop = threading.Thread(target=worker.run, daemon=True)
-        loop.start()
+        loops: list[asyncio.AbstractEventLoop] = []
+
+        async def run() -> None:
+            loops.append(asyncio.get_running_loop())
+            await worker.run()
+
+        thread = threading.Thread(target=asyncio.run, args=(run(),), daemon=True)
+        thread.start()
         done = orch.wait_for(
             lambda o: all(o.terminal_statuses(b) for b in ids), timeout=jobs * (seconds + 30)
         )
-        worker.request_stop()
-        loop.join(30)
+        loops[0].call_soon_threadsafe(worker.stop)
+        thread.join(30)
         container.shutdown_resources()
         if not done:
             raise SystemExit(f"{variant}: not every job ended")

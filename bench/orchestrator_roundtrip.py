@@ -3,7 +3,8 @@
 Each call is a heartbeat (a JSON body out, a JSON answer read back) to the orchestrator double on
 127.0.0.1, so the figures are the client's and the stack's overhead, not a network's. The pooled
 client keeps one keep-alive connection; a new client per call pays for a TCP connect and an
-``httpx.Client`` (its SSL context included) every time.
+``httpx.AsyncClient`` (its SSL context included) every time. Both on one event loop, as the
+workers call it.
 
     python bench/orchestrator_roundtrip.py --calls 1000 --runs 3
 """
@@ -11,9 +12,10 @@ client keeps one keep-alive connection; a new client per call pays for a TCP con
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastwan_adapters.orchestrator import Heartbeat, OrchestratorClient, WorkerStatus
 from fastwan_adapters.testing import OrchestratorDouble
@@ -22,14 +24,14 @@ BEAT = Heartbeat(status=WorkerStatus.IDLE, gpu_class="RTX 4090", worker_version=
 WARMUP = 50
 
 
-def timed(calls: int, call: Callable[[], object]) -> list[float]:
+async def timed(calls: int, call: Callable[[], Awaitable[object]]) -> list[float]:
     """Milliseconds per call, ``calls`` of them, after a short warm-up."""
     for _ in range(WARMUP):
-        call()
+        await call()
     samples = []
     for _ in range(calls):
         started = time.perf_counter()
-        call()
+        await call()
         samples.append((time.perf_counter() - started) * 1000)
     return samples
 
@@ -38,15 +40,15 @@ def p99(samples: list[float]) -> float:
     return statistics.quantiles(samples, n=100)[98]
 
 
-def one_run(url: str, api_key: str, calls: int) -> dict[str, tuple[float, float]]:
-    with OrchestratorClient(url, api_key) as pooled:
-        pooled_ms = timed(calls, lambda: pooled.heartbeat("bench-worker", BEAT))
+async def one_run(url: str, api_key: str, calls: int) -> dict[str, tuple[float, float]]:
+    async with OrchestratorClient(url, api_key) as pooled:
+        pooled_ms = await timed(calls, lambda: pooled.heartbeat("bench-worker", BEAT))
 
-    def fresh_client_call() -> None:
-        with OrchestratorClient(url, api_key) as client:
-            client.heartbeat("bench-worker", BEAT)
+    async def fresh_client_call() -> None:
+        async with OrchestratorClient(url, api_key) as client:
+            await client.heartbeat("bench-worker", BEAT)
 
-    fresh_ms = timed(calls, fresh_client_call)
+    fresh_ms = await timed(calls, fresh_client_call)
     return {
         "pooled client": (statistics.median(pooled_ms), p99(pooled_ms)),
         "new client per call": (statistics.median(fresh_ms), p99(fresh_ms)),
@@ -60,7 +62,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with OrchestratorDouble() as orch:
-        runs = [one_run(orch.url, orch.api_key, args.calls) for _ in range(args.runs)]
+        runs = [asyncio.run(one_run(orch.url, orch.api_key, args.calls)) for _ in range(args.runs)]
 
     print(f"{args.calls} heartbeat calls per variant, {args.runs} runs, loopback, orchestrator double")
     print(f"{'variant':<22}{'median ms':>12}{'p99 ms':>10}   per run (median/p99)")

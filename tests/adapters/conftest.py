@@ -1,14 +1,15 @@
-"""Fixtures of the adapter tests that run the tiny model."""
+"""Fixtures of the adapter tests: the tiny model, and an event loop for the async adapters."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.adapters.support import tiny_settings
+from tests.adapters.support import Run, tiny_settings
 
 if TYPE_CHECKING:
     from fastwan_adapters.generator import DiffusersGenerator
@@ -33,3 +34,17 @@ def generator(tiny_dir: Path) -> Iterator[DiffusersGenerator]:
     loaded = DiffusersGenerator.load(tiny_settings(tiny_dir))
     yield loaded
     loaded.close()
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """An event loop of the test's own, for the async adapters (the orchestrator client)."""
+    made = asyncio.new_event_loop()
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def run(loop: asyncio.AbstractEventLoop) -> Run:
+    """Runs a coroutine to its end on the test's loop."""
+    return loop.run_until_complete

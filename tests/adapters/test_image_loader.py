@@ -168,24 +168,24 @@ def _fresh_request_log(server: Server) -> None:
     server.requests.clear()
 
 
-class RouteToServer(httpcore.NetworkBackend):
+class RouteToServer(httpcore.AsyncNetworkBackend):
     """Delivers connections for PUBLIC_IP to the loopback server; records every address asked."""
 
     def __init__(self) -> None:
         self.connected: list[str] = []
-        self._sockets = httpcore.SyncBackend()
+        self._sockets = httpcore.AnyIOBackend()
 
-    def connect_tcp(
+    async def connect_tcp(
         self,
         host: str,
         port: int,
         timeout: float | None = None,
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
+    ) -> httpcore.AsyncNetworkStream:
         self.connected.append(host)
         target = "127.0.0.1" if host == PUBLIC_IP else host
-        return self._sockets.connect_tcp(target, port, timeout, local_address, socket_options)
+        return await self._sockets.connect_tcp(target, port, timeout, local_address, socket_options)
 
 
 def fixed_resolver(table: dict[str, list[str]]) -> Callable[[str, int], list[str]]:
@@ -196,18 +196,12 @@ def fixed_resolver(table: dict[str, list[str]]) -> Callable[[str, int], list[str
 
 
 @pytest.fixture
-def make_loader() -> Iterator[Callable[..., HttpImageLoader]]:
-    loaders: list[HttpImageLoader] = []
-
+def make_loader() -> Callable[..., HttpImageLoader]:
     def make(backend: GuardedBackend | None = None, **settings: Any) -> HttpImageLoader:
         options: dict[str, Any] = {"allow_private": True, "max_bytes": CAP, "total_timeout_s": 5.0}
-        loader = HttpImageLoader(ImageLoaderSettings(**(options | settings)), backend=backend)
-        loaders.append(loader)
-        return loader
+        return HttpImageLoader(ImageLoaderSettings(**(options | settings)), backend=backend)
 
-    yield make
-    for loader in loaders:
-        loader.close()
+    return make
 
 
 def failure_of(loader: HttpImageLoader, source: ImageSource) -> JobFailure:

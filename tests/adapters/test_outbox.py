@@ -7,23 +7,24 @@ the orchestrator double, which must end up with exactly one recorded terminal st
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
 import sys
 import textwrap
-import threading
 
 import pytest
 
 from fastwan_adapters.orchestrator import (
     DeliveryInterrupted,
-    OrchestratorClient,
     OrchestratorUnavailable,
+    RetryPolicy,
     StatusOutbox,
     StatusOutcome,
 )
 from fastwan_adapters.testing import Endpoint, Fault, OrchestratorDouble, RecordingSleep
+from tests.adapters.support import opened
 
 BODY = {"status": "succeeded", "output_url": "https://f005.example/file/b/job-1.mp4", "worker_id": "w-1"}
 
@@ -35,8 +36,8 @@ def orch():
 
 
 @pytest.fixture
-def client(orch):
-    with OrchestratorClient(orch.url, orch.api_key, timeout=1.0, sleep=RecordingSleep()) as c:
+def client(orch, run):
+    with opened(run, orch.url, orch.api_key, timeout=1.0, retry=RetryPolicy(sleep=RecordingSleep())) as c:
         yield c
 
 
@@ -45,10 +46,10 @@ def outbox(tmp_path):
     return StatusOutbox(tmp_path)
 
 
-def claim(orch, client, count=1) -> list[str]:
+def claim(run, orch, client, count=1) -> list[str]:
     ids = [orch.add_job({"musetalk_job_id": f"job-{n}", "prompt": "p"}) for n in range(count)]
     for _ in ids:
-        client.claim("w-1")
+        run(client.claim("w-1"))
     return ids
 
 
@@ -99,12 +100,12 @@ def test_put_refuses_a_body_that_is_not_json(outbox):
     assert outbox.pending() == []
 
 
-def test_an_unreadable_entry_is_set_aside_and_does_not_block_the_others(outbox, orch, client):
-    (buffer_job_id,) = claim(orch, client)
+def test_an_unreadable_entry_is_set_aside_and_does_not_block_the_others(outbox, orch, client, run):
+    (buffer_job_id,) = claim(run, orch, client)
     outbox.put(buffer_job_id, BODY)
     (outbox.directory / "b-broken.status.json").write_text("{half a record")
 
-    assert outbox.flush(client) == {buffer_job_id: StatusOutcome.RECORDED}
+    assert run(outbox.flush(client)) == {buffer_job_id: StatusOutcome.RECORDED}
     assert (outbox.directory / "b-broken.corrupt").exists()
     assert outbox.pending() == []
 
@@ -112,10 +113,10 @@ def test_an_unreadable_entry_is_set_aside_and_does_not_block_the_others(outbox, 
 # -- delivery -------------------------------------------------------------------------------
 
 
-def test_deliver_records_the_status_and_removes_the_entry(outbox, orch, client):
-    (buffer_job_id,) = claim(orch, client)
+def test_deliver_records_the_status_and_removes_the_entry(outbox, orch, client, run):
+    (buffer_job_id,) = claim(run, orch, client)
 
-    assert outbox.deliver(client, buffer_job_id, BODY) is StatusOutcome.RECORDED
+    assert run(outbox.deliver(client, buffer_job_id, BODY)) is StatusOutcome.RECORDED
 
     assert orch.terminal_statuses(buffer_job_id) == [BODY]
     assert outbox.pending() == []
@@ -123,57 +124,59 @@ def test_deliver_records_the_status_and_removes_the_entry(outbox, orch, client):
 
 
 @pytest.mark.parametrize("code", [404, 409])
-def test_a_job_taken_away_is_gone_and_its_entry_removed(outbox, orch, client, code):
-    (buffer_job_id,) = claim(orch, client)
+def test_a_job_taken_away_is_gone_and_its_entry_removed(outbox, orch, client, code, run):
+    (buffer_job_id,) = claim(run, orch, client)
     orch.take_away(buffer_job_id, status=code)
 
-    assert outbox.deliver(client, buffer_job_id, BODY) is StatusOutcome.GONE
+    assert run(outbox.deliver(client, buffer_job_id, BODY)) is StatusOutcome.GONE
 
     assert orch.terminal_statuses(buffer_job_id) == []
     assert outbox.pending() == []
 
 
-def test_a_refused_status_is_kept_aside_on_disk_not_resent(outbox, orch, client):
-    (buffer_job_id,) = claim(orch, client)
+def test_a_refused_status_is_kept_aside_on_disk_not_resent(outbox, orch, client, run):
+    (buffer_job_id,) = claim(run, orch, client)
     orch.fail_next(Endpoint.STATUS, Fault.answer(422))
 
-    assert outbox.deliver(client, buffer_job_id, BODY) is StatusOutcome.REJECTED
+    assert run(outbox.deliver(client, buffer_job_id, BODY)) is StatusOutcome.REJECTED
 
     assert outbox.pending() == []
     kept = json.loads((outbox.directory / f"{buffer_job_id}.rejected.json").read_text())
     assert kept["body"] == BODY
-    assert outbox.flush(client) == {}
+    assert run(outbox.flush(client)) == {}
     assert len(orch.statuses(buffer_job_id, recorded_only=False)) == 1
 
 
-def test_an_outage_keeps_the_entry_until_a_later_flush_delivers_it_once(tmp_path, orch):
-    stop = threading.Event()
+def test_an_outage_keeps_the_entry_until_a_later_flush_delivers_it_once(tmp_path, orch, run):
+    stop = asyncio.Event()
     outbox = StatusOutbox(tmp_path)
-    with OrchestratorClient(orch.url, orch.api_key, sleep=RecordingSleep(stop=stop, stop_after=4)) as c:
-        (buffer_job_id,) = claim(orch, c)
+    with opened(
+        run, orch.url, orch.api_key, retry=RetryPolicy(sleep=RecordingSleep(stop=stop, stop_after=4))
+    ) as c:
+        (buffer_job_id,) = claim(run, orch, c)
         orch.fail_next(Endpoint.STATUS, Fault.answer(503), times=50)
         with pytest.raises(DeliveryInterrupted):
-            outbox.deliver(c, buffer_job_id, BODY, stop=stop)
+            run(outbox.deliver(c, buffer_job_id, BODY, stop=stop))
     assert [p.buffer_job_id for p in outbox.pending()] == [buffer_job_id]
     assert orch.terminal_statuses(buffer_job_id) == []
 
     orch.clear_faults()  # the orchestrator is back
-    with OrchestratorClient(orch.url, orch.api_key, sleep=RecordingSleep()) as c:
-        assert StatusOutbox(tmp_path).flush(c) == {buffer_job_id: StatusOutcome.RECORDED}
+    with opened(run, orch.url, orch.api_key, retry=RetryPolicy(sleep=RecordingSleep())) as c:
+        assert run(StatusOutbox(tmp_path).flush(c)) == {buffer_job_id: StatusOutcome.RECORDED}
 
     assert orch.terminal_statuses(buffer_job_id) == [BODY]
     assert StatusOutbox(tmp_path).pending() == []
 
 
 def test_send_with_max_attempts_raises_and_keeps_the_entry_and_discard_removes_it_unsent(
-    outbox, orch, client
+    outbox, orch, client, run
 ):
-    (buffer_job_id,) = claim(orch, client)
+    (buffer_job_id,) = claim(run, orch, client)
     entry = outbox.put(buffer_job_id, {"status": "succeeded"})
     orch.fail_next(Endpoint.STATUS, Fault.answer(503), times=5)
 
     with pytest.raises(OrchestratorUnavailable):
-        outbox.send(client, entry, max_attempts=2)
+        run(outbox.send(client, entry, max_attempts=2))
     assert [e.buffer_job_id for e in outbox.pending()] == [buffer_job_id]
     assert len(orch.statuses(buffer_job_id, recorded_only=False)) == 2
 
@@ -182,12 +185,12 @@ def test_send_with_max_attempts_raises_and_keeps_the_entry_and_discard_removes_i
     assert len(orch.statuses(buffer_job_id, recorded_only=False)) == 2
 
 
-def test_flush_sends_oldest_first(outbox, orch, client):
-    first, second, third = claim(orch, client, 3)
+def test_flush_sends_oldest_first(outbox, orch, client, run):
+    first, second, third = claim(run, orch, client, 3)
     for buffer_job_id in (second, third, first):
         outbox.put(buffer_job_id, BODY)
 
-    outcomes = outbox.flush(client)
+    outcomes = run(outbox.flush(client))
 
     assert list(outcomes) == [second, third, first]
     assert [r.ident for r in orch.requests(Endpoint.STATUS)] == [second, third, first]
@@ -206,9 +209,15 @@ _SENT_THEN_CRASH_BEFORE_REMOVAL = """
     import os, sys
     from fastwan_adapters.orchestrator import OrchestratorClient, StatusOutbox, outbox
     outbox._remove_durably = lambda path: os._exit(9)  # the crash: right after the 2xx
+    import asyncio
     state_dir, buffer_job_id, url, key = sys.argv[1:]
-    with OrchestratorClient(url, key) as client:
-        StatusOutbox(state_dir).deliver(client, buffer_job_id, {"status": "failed", "worker_id": "w-1"})
+
+    async def deliver():
+        async with OrchestratorClient(url, key) as client:
+            body = {"status": "failed", "worker_id": "w-1"}
+            await StatusOutbox(state_dir).deliver(client, buffer_job_id, body)
+
+    asyncio.run(deliver())
     os._exit(0)
 """
 
@@ -220,21 +229,21 @@ _CRASH_INSIDE_PUT = """
 """
 
 
-def test_killed_after_put_the_restarted_outbox_sends_the_status_exactly_once(tmp_path, orch, client):
-    (buffer_job_id,) = claim(orch, client)
+def test_killed_after_put_the_restarted_outbox_sends_the_status_exactly_once(tmp_path, orch, client, run):
+    (buffer_job_id,) = claim(run, orch, client)
 
     assert run_child(_PUT_THEN_SIGKILL, str(tmp_path), buffer_job_id) == -signal.SIGKILL
     assert orch.statuses(buffer_job_id, recorded_only=False) == []
 
     restarted = StatusOutbox(tmp_path)
-    assert restarted.flush(client) == {buffer_job_id: StatusOutcome.RECORDED}
-    assert restarted.flush(client) == {}
+    assert run(restarted.flush(client)) == {buffer_job_id: StatusOutcome.RECORDED}
+    assert run(restarted.flush(client)) == {}
     assert orch.terminal_statuses(buffer_job_id) == [{"status": "succeeded", "worker_id": "w-1"}]
     assert restarted.pending() == []
 
 
-def test_crash_between_the_2xx_and_the_removal_is_resent_once_and_recorded_once(tmp_path, orch, client):
-    (buffer_job_id,) = claim(orch, client)
+def test_crash_between_the_2xx_and_the_removal_is_resent_once_and_recorded_once(tmp_path, orch, client, run):
+    (buffer_job_id,) = claim(run, orch, client)
 
     assert (
         run_child(_SENT_THEN_CRASH_BEFORE_REMOVAL, str(tmp_path), buffer_job_id, orch.url, orch.api_key) == 9
@@ -243,7 +252,9 @@ def test_crash_between_the_2xx_and_the_removal_is_resent_once_and_recorded_once(
 
     restarted = StatusOutbox(tmp_path)
     assert [p.buffer_job_id for p in restarted.pending()] == [buffer_job_id]
-    assert restarted.flush(client) == {buffer_job_id: StatusOutcome.GONE}  # the double's 409: already ended
+    assert run(restarted.flush(client)) == {
+        buffer_job_id: StatusOutcome.GONE
+    }  # the double's 409: already ended
     assert orch.terminal_statuses(buffer_job_id) == [{"status": "failed", "worker_id": "w-1"}]
     assert restarted.pending() == []
 

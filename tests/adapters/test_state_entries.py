@@ -19,10 +19,12 @@ from fastwan_adapters.orchestrator import (
     ClaimJournal,
     OrchestratorClient,
     PendingStatus,
+    RetryPolicy,
     StatusOutbox,
     StatusOutcome,
 )
 from fastwan_adapters.testing import OrchestratorDouble, RecordingSleep
+from tests.adapters.support import Run, opened
 
 BODY = {"status": "succeeded", "output_url": "https://f005.example/file/b/job-1.mp4", "worker_id": "w-1"}
 GOOD_CLAIM = {"version": 1, "buffer_job_id": "b-good", "musetalk_job_id": "job-good", "claimed_at": 1.0}
@@ -36,14 +38,14 @@ def orch() -> Iterator[OrchestratorDouble]:
 
 
 @pytest.fixture
-def client(orch: OrchestratorDouble) -> Iterator[OrchestratorClient]:
-    with OrchestratorClient(orch.url, orch.api_key, timeout=1.0, sleep=RecordingSleep()) as c:
+def client(orch: OrchestratorDouble, run: Run) -> Iterator[OrchestratorClient]:
+    with opened(run, orch.url, orch.api_key, timeout=1.0, retry=RetryPolicy(sleep=RecordingSleep())) as c:
         yield c
 
 
-def claimed(orch: OrchestratorDouble, client: OrchestratorClient) -> str:
+def claimed(run: Run, orch: OrchestratorDouble, client: OrchestratorClient) -> str:
     buffer_job_id = orch.add_job({"musetalk_job_id": "job-1", "prompt": "p"})
-    client.claim("w-1")
+    run(client.claim("w-1"))
     return buffer_job_id
 
 
@@ -88,14 +90,15 @@ def test_an_outbox_entry_that_put_could_not_have_written_is_set_aside_and_the_ot
     client: OrchestratorClient,
     caplog: pytest.LogCaptureFixture,
     text: str,
+    run: Run,
 ) -> None:
     outbox = StatusOutbox(tmp_path)
-    buffer_job_id = claimed(orch, client)
+    buffer_job_id = claimed(run, orch, client)
     outbox.put(buffer_job_id, BODY)
     (outbox.directory / "b-bad.status.json").write_text(text)
 
     with caplog.at_level(logging.ERROR):
-        assert outbox.flush(client) == {buffer_job_id: StatusOutcome.RECORDED}
+        assert run(outbox.flush(client)) == {buffer_job_id: StatusOutcome.RECORDED}
 
     assert orch.terminal_statuses(buffer_job_id) == [BODY]
     assert (outbox.directory / "b-bad.corrupt").read_text() == text  # kept, for a person to read
@@ -104,32 +107,40 @@ def test_an_outbox_entry_that_put_could_not_have_written_is_set_aside_and_the_ot
 
 
 def test_a_folder_where_an_outbox_entry_should_be_is_set_aside(
-    tmp_path: Path, orch: OrchestratorDouble, client: OrchestratorClient, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    orch: OrchestratorDouble,
+    client: OrchestratorClient,
+    caplog: pytest.LogCaptureFixture,
+    run: Run,
 ) -> None:
     outbox = StatusOutbox(tmp_path)
-    buffer_job_id = claimed(orch, client)
+    buffer_job_id = claimed(run, orch, client)
     outbox.put(buffer_job_id, BODY)
     (outbox.directory / "b-dir.status.json").mkdir()
 
     with caplog.at_level(logging.ERROR):
-        assert outbox.flush(client) == {buffer_job_id: StatusOutcome.RECORDED}
+        assert run(outbox.flush(client)) == {buffer_job_id: StatusOutcome.RECORDED}
 
     assert (outbox.directory / "b-dir.corrupt").is_dir()
     assert "b-dir.status.json is unreadable (it is a folder, not a regular file)" in caplog.text
 
 
 def test_an_entry_that_cannot_be_set_aside_is_skipped_with_a_log_line_at_every_read(
-    tmp_path: Path, orch: OrchestratorDouble, client: OrchestratorClient, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    orch: OrchestratorDouble,
+    client: OrchestratorClient,
+    caplog: pytest.LogCaptureFixture,
+    run: Run,
 ) -> None:
     outbox = StatusOutbox(tmp_path)
-    buffer_job_id = claimed(orch, client)
+    buffer_job_id = claimed(run, orch, client)
     outbox.put(buffer_job_id, BODY)
     (outbox.directory / "b-dir.status.json").mkdir()
     (outbox.directory / "b-dir.corrupt").mkdir()
     (outbox.directory / "b-dir.corrupt" / "kept").write_text("a folder not empty: no rename onto it")
 
     with caplog.at_level(logging.ERROR):
-        assert outbox.flush(client) == {buffer_job_id: StatusOutcome.RECORDED}
+        assert run(outbox.flush(client)) == {buffer_job_id: StatusOutcome.RECORDED}
         assert outbox.pending() == []
 
     assert "could not set outbox file b-dir.status.json aside" in caplog.text
@@ -183,18 +194,22 @@ def test_a_file_where_the_outbox_folder_should_be_is_moved_aside_and_the_outbox_
 
 
 def test_a_status_whose_request_cannot_be_built_is_a_failure_of_that_entry_not_of_the_flush(
-    tmp_path: Path, orch: OrchestratorDouble, client: OrchestratorClient, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    orch: OrchestratorDouble,
+    client: OrchestratorClient,
+    caplog: pytest.LogCaptureFixture,
+    run: Run,
 ) -> None:
     outbox = StatusOutbox(tmp_path)
-    buffer_job_id = claimed(orch, client)
+    buffer_job_id = claimed(run, orch, client)
     # An id too long for a URL (httpx.InvalidURL), as a caller holding a hand-made entry has it.
     path = outbox.directory / "b-long.status.json"
     path.write_text(json.dumps(record("b-long")))
     unsendable = PendingStatus("x" * 100_000, BODY, 1, path)
 
     with caplog.at_level(logging.ERROR):
-        assert outbox.send(client, unsendable) is StatusOutcome.REJECTED
-    assert outbox.deliver(client, buffer_job_id, BODY) is StatusOutcome.RECORDED
+        assert run(outbox.send(client, unsendable)) is StatusOutcome.REJECTED
+    assert run(outbox.deliver(client, buffer_job_id, BODY)) is StatusOutcome.RECORDED
 
     assert "the request cannot be built (InvalidURL" in caplog.text
     assert (outbox.directory / "b-long.rejected.json").exists()
@@ -211,14 +226,19 @@ def test_a_status_whose_request_cannot_be_built_is_a_failure_of_that_entry_not_o
     ids=["an id too long for a URL", "a body with NaN", "an empty id"],
 )
 def test_a_status_request_that_cannot_be_built_is_rejected_at_once_without_a_try(
-    orch: OrchestratorDouble, caplog: pytest.LogCaptureFixture, buffer_job_id: str, body: dict, why: str
+    orch: OrchestratorDouble,
+    caplog: pytest.LogCaptureFixture,
+    buffer_job_id: str,
+    body: dict,
+    why: str,
+    run: Run,
 ) -> None:
     sleep = RecordingSleep()
     with (
-        OrchestratorClient(orch.url, orch.api_key, timeout=1.0, sleep=sleep) as client,
+        opened(run, orch.url, orch.api_key, timeout=1.0, retry=RetryPolicy(sleep=sleep)) as client,
         caplog.at_level(logging.ERROR),
     ):
-        assert client.post_status(buffer_job_id, body) is StatusOutcome.REJECTED
+        assert run(client.post_status(buffer_job_id, body)) is StatusOutcome.REJECTED
 
     assert orch.requests() == []
     assert sleep.waits == []  # not retried

@@ -7,6 +7,7 @@ leaves no process behind.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from typing import Any
 
 import av
 
+from fastwan_adapters.orchestrator import OrchestratorClient
 from fastwan_adapters.testing import Endpoint, OrchestratorDouble
 
 # Short enough for tests, long enough that a loaded 2-core machine keeps the cadence.
@@ -138,3 +140,13 @@ def decoded_frames(path: Path) -> tuple[int, int, int, str]:
         stream = container.streams.video[0]
         count = sum(1 for _ in container.decode(stream))
         return count, stream.codec_context.width, stream.codec_context.height, stream.codec_context.name
+
+
+def claimed_earlier(orch: OrchestratorDouble, worker_id: str = "w-1") -> dict[str, Any] | None:
+    """One claim, as an earlier run of the worker made it (a client on an event loop of its own)."""
+
+    async def claim() -> dict[str, Any] | None:
+        async with OrchestratorClient(orch.url, orch.api_key) as client:
+            return await client.claim(worker_id)
+
+    return asyncio.run(claim())

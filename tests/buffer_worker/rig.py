@@ -1,8 +1,9 @@
-"""The claim loop in-process, composed by its container with the core's fakes for the model: the
-real client, outbox, journal and heartbeat against the orchestrator double (``make_rig``)."""
+"""The buffer worker in-process, composed by its container with the core's fakes for the model:
+the real client, outbox, journal and heartbeat against the orchestrator double (``make_rig``)."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,13 +14,11 @@ import attrs
 import pytest
 from dependency_injector import providers
 
-from buffer_worker.board import WorkerBoard
 from buffer_worker.containers import Container
-from buffer_worker.control import StopControl
 from buffer_worker.settings import BufferWorkerSettings
 from buffer_worker.worker import BufferWorker
 from fastwan_adapters.exit_code import ExitCode
-from fastwan_adapters.orchestrator import Backoff, HeartbeatAnswer, OrchestratorClient, StatusOutbox
+from fastwan_adapters.orchestrator import HeartbeatAnswer, OrchestratorClient, RetryPolicy, StatusOutbox
 from fastwan_adapters.testing import Endpoint, OrchestratorDouble
 from fastwan_core import WorkerInfo
 from fastwan_core.testing import (
@@ -36,6 +35,9 @@ TIMEOUT = 10.0
 
 @attrs.define
 class Rig:
+    """One worker of the container, run by ``asyncio.run`` on a thread of the test (``start``);
+    ``request_stop`` and ``stop_now`` are the first and second signal."""
+
     orch: OrchestratorDouble
     client: OrchestratorClient
     container: Container
@@ -43,6 +45,7 @@ class Rig:
     store: InMemoryResultStore
     sent_progress: RecordingProgressReporter
     thread: threading.Thread | None = None
+    loop: asyncio.AbstractEventLoop | None = None
     exit_code: ExitCode | None = None
 
     @property
@@ -50,29 +53,41 @@ class Rig:
         return self.container.worker()
 
     @property
-    def board(self) -> WorkerBoard:
-        return self.container.board()
-
-    @property
-    def control(self) -> StopControl:
-        return self.container.control()
-
-    @property
     def outbox(self) -> StatusOutbox:
         return self.container.outbox()
 
     def start(self) -> Rig:
-        def run() -> None:
-            self.exit_code = self.worker.run()
+        running = threading.Event()
 
-        self.thread = threading.Thread(target=run, name="test-claim-loop", daemon=True)
+        async def run() -> ExitCode:
+            self.loop = asyncio.get_running_loop()
+            running.set()
+            return await self.worker.run()
+
+        def main() -> None:
+            self.exit_code = asyncio.run(run())
+
+        self.thread = threading.Thread(target=main, name="test-event-loop", daemon=True)
         self.thread.start()
+        assert running.wait(TIMEOUT)
         return self
+
+    def request_stop(self) -> None:
+        """What the first SIGTERM does."""
+        self._call(self.worker.stop)
+
+    def stop_now(self) -> None:
+        """What the second SIGTERM does."""
+        self._call(self.worker.stop_now)
+
+    def _call(self, action: Callable[[], None]) -> None:
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(action)
 
     def join(self, timeout: float = TIMEOUT) -> ExitCode | None:
         assert self.thread is not None
         self.thread.join(timeout)
-        assert not self.thread.is_alive(), "the claim loop did not end"
+        assert not self.thread.is_alive(), "the worker did not end"
         return self.exit_code
 
     def wait(self, condition: Callable[[OrchestratorDouble], Any], what: str) -> None:
@@ -85,21 +100,18 @@ class Rig:
         return lambda o: bool(o.terminal_statuses(buffer_job_id))
 
 
-class Sender:
+class BreakingHeartbeats(OrchestratorClient):
     """The client, whose heartbeats pass through until ``broken`` is set: then they fail as a
-    bug would (not as an orchestrator outage), killing the heartbeat thread."""
+    bug would (not as an orchestrator outage), killing the heartbeat."""
 
-    def __init__(self, client: OrchestratorClient) -> None:
-        self.client = client
+    def __init__(self, *args: Any, **options: Any) -> None:
+        super().__init__(*args, **options)
         self.broken = threading.Event()
 
-    def heartbeat(self, worker_id: str, beat: Any) -> HeartbeatAnswer:
+    async def heartbeat(self, worker_id: str, beat: Any) -> HeartbeatAnswer:
         if self.broken.is_set():
             raise KeyError("a bug in the heartbeat")
-        return self.client.heartbeat(worker_id, beat)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.client, name)
+        return await super().heartbeat(worker_id, beat)
 
 
 def rig_env(orch: OrchestratorDouble, tmp_path: Path, grace: float) -> dict[str, str]:
@@ -133,50 +145,44 @@ def make_rig(orch: OrchestratorDouble, tmp_path: Path) -> Iterator[Callable[...,
         load_error: Exception | None = None,
         grace: float = 25.0,
         stop_wait: float = 3.0,
-        heartbeat_sender: Callable[[OrchestratorClient], Any] = lambda client: client,
-        claim_client: Callable[[Any, StopControl], Any] = lambda client, _control: client,
+        client_class: type[OrchestratorClient] = OrchestratorClient,
         running_after_end_s: float | None = None,
-        backoff: Backoff | None = None,
+        retry: RetryPolicy | None = None,
+        env: dict[str, str] | None = None,
+        encoder: Any = None,
     ) -> Rig:
         """The container with the model's ports faked; ``load_error``: the model cannot load;
-        ``heartbeat_sender`` and ``claim_client`` wrap the client the worker's parts share."""
-        client = OrchestratorClient(orch.url, orch.api_key, timeout=2.0, backoff=Backoff(initial=0.05))
+        ``client_class``: the client the worker's parts share; ``retry``: its retry rule;
+        ``env``: more variables for the settings; ``encoder``: instead of the core's fake."""
+        client = client_class(orch.url, orch.api_key, timeout=2.0, retry=retry or RetryPolicy(initial=0.05))
         generator = generator or FakeGenerator()
         store = InMemoryResultStore()
         sent = RecordingProgressReporter()
-        container = Container(settings=BufferWorkerSettings.from_env(rig_env(orch, tmp_path, grace)))
+        settings = BufferWorkerSettings.from_env({**rig_env(orch, tmp_path, grace), **(env or {})})
+        container = Container(settings=settings)
         container.worker_info.override(providers.Object(WorkerInfo("w-1", "1.0", gpu_class="FakeGPU")))
-        container.control.override(
-            providers.Singleton(
-                StopControl, shutdown_grace_s=grace, stop_wait_s=stop_wait, final_report_s=2.0
-            )
-        )
-        container.client.override(
-            providers.Object(claim_client(heartbeat_sender(client), container.control()))
-        )
-        container.generation.progress_sender.override(providers.Object(sent))
+        container.worker.add_kwargs(stop_wait_s=stop_wait, final_report_s=2.0)
+        container.client.override(providers.Object(client))
+        container.sender.override(providers.Object(sent))
         if load_error is not None:
             container.generation.generator.override(providers.Callable(_cannot_load, load_error))
         else:
             container.generation.generator.override(providers.Object(generator))
         container.generation.images.override(providers.Object(images or FakeImageLoader()))
-        container.generation.encoder.override(providers.Object(FakeEncoder()))
+        container.generation.encoder.override(providers.Object(encoder or FakeEncoder()))
         container.generation.store.override(providers.Object(store))
         if running_after_end_s is not None:
-            container.running_after_end_s.override(providers.Object(running_after_end_s))
-        if backoff is not None:
-            container.backoff.override(providers.Object(backoff))
+            container.delivery.add_kwargs(running_after_end_s=running_after_end_s)
         rig = Rig(orch, client, container, generator, store, sent)
         rigs.append(rig)
         return rig
 
     yield make
     for rig in rigs:
-        rig.control.abort_now()
-        if rig.thread is not None:
+        if rig.thread is not None and rig.thread.is_alive():
+            rig.stop_now()
             rig.thread.join(TIMEOUT)
         rig.container.shutdown_resources()
-        rig.client.close()
 
 
 def add(orch: OrchestratorDouble, job_id: str, **fields: Any) -> str:

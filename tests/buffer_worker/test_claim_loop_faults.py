@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from fastwan_adapters.exit_code import ExitCode
-from fastwan_adapters.orchestrator import Backoff, ClaimJournal, OrchestratorClient, StatusOutbox
+from fastwan_adapters.orchestrator import ClaimJournal, RetryPolicy, StatusOutbox
 from fastwan_adapters.testing import Endpoint, Fault, OrchestratorDouble
 from fastwan_core import ErrorCode, JobFailure, JobState
 from fastwan_core.testing import FakeGenerator
 
+from .harness import claimed_earlier
 from .rig import JOB, TIMEOUT, Rig, add, claimed_after
 
 BEAT_S = 0.05  # the rig's heartbeat interval
@@ -57,7 +58,7 @@ def test_a_finished_job_whose_running_is_refused_has_its_status_in_the_outbox_at
     # `running` is given up after running_after_end_s: the status goes alone, the worker goes on.
     following = add(orch, "j-next")
     rig.wait(rig.ended(following), "the next job to end")
-    rig.worker.request_stop()
+    rig.request_stop()
     assert rig.join() is ExitCode.OK
     assert [s["status"] for s in orch.statuses(buffer_job_id)] == ["succeeded"]
     assert not outbox_holds(tmp_path, buffer_job_id)
@@ -73,7 +74,7 @@ def test_a_lease_lost_to_a_late_running_drops_the_status_from_the_outbox_unsent(
     orch.take_away(buffer_job_id, 409)
 
     rig.wait(lambda o: claimed_after(o, buffer_job_id), "a claim after the 409")
-    rig.worker.request_stop()
+    rig.request_stop()
     rig.join()
 
     assert [s["status"] for s in orch.statuses(buffer_job_id, recorded_only=False)] == ["running"]
@@ -87,10 +88,9 @@ def leave_statuses(orch: OrchestratorDouble, tmp_path: Path, count: int) -> list
     """``count`` jobs an earlier run claimed and ended, their statuses still in its outbox."""
     ids = [add(orch, f"left-{n}") for n in range(count)]
     outbox = StatusOutbox(tmp_path / "state")
-    with OrchestratorClient(orch.url, orch.api_key) as previous_life:
-        for buffer_job_id in ids:
-            assert previous_life.claim("w-1") is not None
-            outbox.put(buffer_job_id, {"status": "succeeded", "output_url": f"memory://{buffer_job_id}"})
+    for buffer_job_id in ids:
+        assert claimed_earlier(orch) is not None
+        outbox.put(buffer_job_id, {"status": "succeeded", "output_url": f"memory://{buffer_job_id}"})
     return ids
 
 
@@ -108,7 +108,7 @@ def test_heartbeats_and_claims_go_on_while_the_orchestrator_refuses_the_last_run
     first_beat = orch.requests(Endpoint.HEARTBEAT)[0].at
     job = add(orch, "j-meanwhile")
     rig.wait(rig.ended(job), "a job claimed and run meanwhile")
-    rig.worker.request_stop()
+    rig.request_stop()
     assert rig.join() is ExitCode.OK
 
     assert first_beat - started < 1.0
@@ -127,12 +127,13 @@ def test_the_last_runs_statuses_the_orchestrator_takes_later_are_delivered_in_th
     (first, second) = leave_statuses(orch, tmp_path, 2)
     orch.refuse(503, buffer_job_id=first)  # refused for a while; the second is not held up by it
 
-    rig = make_rig(backoff=Backoff(initial=0.05, cap=0.2)).start()
+    rig = make_rig(retry=RetryPolicy(initial=0.05, cap=0.2)).start()
     rig.wait(rig.ended(second), "the second leftover")
     rig.wait(lambda o: len(o.statuses(first, recorded_only=False)) >= 2, "a second round")
     orch.clear_refusals()
     rig.wait(rig.ended(first), "the first leftover, once taken")
-    rig.worker.request_stop()
+    assert eventually(lambda: not outbox_holds(tmp_path, first)), "the answer never reached the worker"
+    rig.request_stop()
     rig.join()
 
     assert [s["status"] for s in orch.terminal_statuses(first)] == ["succeeded"]
@@ -151,7 +152,7 @@ def test_a_stop_during_a_dripping_claim_ends_the_worker_at_once_with_a_stopping_
     time.sleep(0.2)  # well into it
 
     stopped = time.monotonic()
-    rig.worker.request_stop()
+    rig.request_stop()
 
     assert rig.join(timeout=5.0) is ExitCode.OK
     assert time.monotonic() - stopped < 2.0
@@ -172,7 +173,7 @@ def test_a_job_with_an_unusable_buffer_job_id_is_skipped_with_both_ids_as_seen_i
     rig = make_rig().start()
 
     rig.wait(rig.ended(following), "the next job to end")
-    rig.worker.request_stop()
+    rig.request_stop()
     rig.join()
 
     lines = [r.getMessage() for r in caplog.records if "usable buffer_job_id" in r.getMessage()]
@@ -195,7 +196,7 @@ def test_a_finished_job_claimed_again_is_reported_again_from_its_result_not_run_
         rig.wait(rig.ended(other), "the job between")
     orch.hand_out_again(buffer_job_id)
     rig.wait(lambda o: len(o.terminal_statuses(buffer_job_id)) == 2, "the status reported again")
-    rig.worker.request_stop()
+    rig.request_stop()
     rig.join()
 
     first, second = orch.terminal_statuses(buffer_job_id)
@@ -216,7 +217,7 @@ def test_a_retryable_failure_claimed_again_is_run_again(
     rig.wait(rig.ended(buffer_job_id), "the job to fail")
     orch.hand_out_again(buffer_job_id)  # the orchestrator's retry, under the same id
     rig.wait(lambda o: len(o.terminal_statuses(buffer_job_id)) == 2, "the second run's status")
-    rig.worker.request_stop()
+    rig.request_stop()
     rig.join()
 
     assert prompts(rig) == ["retry", "retry"]

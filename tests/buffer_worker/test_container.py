@@ -11,15 +11,13 @@ from pathlib import Path
 import pytest
 from dependency_injector import providers
 
-from buffer_worker.board import JobTicket
 from buffer_worker.containers import Container
 from buffer_worker.settings import BufferWorkerSettings
 from buffer_worker.worker import BufferWorker
 from fastwan_adapters.config import ConfigError
 from fastwan_adapters.exit_code import ExitCode
-from fastwan_adapters.orchestrator import StatusOutbox
+from fastwan_adapters.orchestrator import OrchestratorClient, OrchestratorProgressReporter, StatusOutbox
 from fastwan_adapters.storage import LocalResultStore
-from fastwan_core import JobState, Phase, ProgressUpdate
 from fastwan_core.testing import FakeGenerator
 
 ENV = {
@@ -43,22 +41,12 @@ def test_the_worker_is_composed_without_loading_the_model(container: Container, 
 
     assert isinstance(worker, BufferWorker)
     assert container.worker() is worker
-    assert container.gpu_class() == "RTX 3080"
+    assert container.worker_info().gpu_class == "RTX 3080"
     assert isinstance(container.outbox(), StatusOutbox)
     assert container.outbox().directory == tmp_path / "state" / "status-outbox"
     assert not container.generation.generator.initialized
-    assert container.client.initialized  # the worker holds the one pooled client
-
-
-def test_the_progress_port_given_to_the_core_feeds_the_heartbeats_board(container: Container) -> None:
-    container.board().begin(JobTicket("b-1", "j-1", started=0.0))
-
-    container.progress().report(
-        "j-1", ProgressUpdate(status=JobState.RUNNING, phase=Phase.DECODING, progress=0.85)
-    )
-
-    snapshot = container.board().snapshot()
-    assert (snapshot.current_job_id, snapshot.phase, snapshot.progress) == ("b-1", Phase.DECODING, 0.85)
+    assert isinstance(container.client(), OrchestratorClient)  # the one pooled client
+    assert isinstance(container.progress().sender, OrchestratorProgressReporter)
 
 
 def test_the_settings_handed_in_choose_the_store_and_the_use_case_reports_to_the_board(
@@ -76,7 +64,7 @@ def test_the_settings_handed_in_choose_the_store_and_the_use_case_reports_to_the
     assert isinstance(usecase.store, LocalResultStore)
     assert usecase.store.directory == (tmp_path / "outputs").resolve()
     assert not (tmp_path / "not-this-one").exists()
-    assert usecase.progress is made.progress()  # the board first, then the orchestrator
+    assert usecase.progress is made.progress()  # the worker first, then the orchestrator
     assert usecase.worker == made.worker_info() and usecase.clock is made.generation.clock()
     made.shutdown_resources()
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from fastwan_adapters.orchestrator import OrchestratorClient, StatusOutbox
+from fastwan_adapters.orchestrator import StatusOutbox
 from fastwan_adapters.testing import Endpoint, Fault, OrchestratorDouble
 
 from .harness import (
@@ -21,6 +21,7 @@ from .harness import (
     SMALL_JOB,
     START_TIMEOUT_S,
     WorkerProcess,
+    claimed_earlier,
     ended,
     wait_until,
     worker_env,
@@ -47,6 +48,8 @@ def test_a_kill_after_the_job_finished_with_running_refused_reports_succeeded_on
         while not outbox.exists() and time.monotonic() < deadline and first.running:
             time.sleep(0.02)
         assert outbox.exists(), f"the finished job's status is not in the outbox\n{first.log()}"
+        # The job's final progress call goes out beside the outbox write (a few ms after it).
+        wait_until(orch, lambda o: o.progress("finished-then-killed")[-1]["status"] != "running", first, 5)
         first.signal(signal.SIGKILL)
         assert first.wait(10) == -signal.SIGKILL
     assert orch.terminal_statuses(buffer_job_id) == []
@@ -95,8 +98,7 @@ def test_heartbeats_keep_their_cadence_while_the_orchestrator_refuses_the_last_r
     orch: OrchestratorDouble, tmp_path: Path, tiny_dir: Path
 ) -> None:
     refused = orch.add_job(job("left-refused"))
-    with OrchestratorClient(orch.url, orch.api_key) as previous_life:
-        assert previous_life.claim("vast-test") is not None
+    assert claimed_earlier(orch, "vast-test") is not None
     StatusOutbox(tmp_path / "state").put(refused, {"status": "succeeded", "output_url": "file:///x.mp4"})
     orch.refuse(503, buffer_job_id=refused)
     meanwhile = orch.add_job(job("meanwhile"))

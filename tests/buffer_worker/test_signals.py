@@ -1,33 +1,32 @@
-"""Signals: counted into "stop" and "stop now", and the old handlers put back."""
+"""The signal handling: SIGTERM/SIGINT received by the event loop as "stop", then "stop now", and
+the old handlers put back."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
-import threading
-import time
 
-from buffer_worker.signals import ShutdownRequests, handle_signals
-
-
-def wait_for(flag: threading.Event, timeout: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not flag.is_set() and time.monotonic() < deadline:
-        time.sleep(0.01)
+from buffer_worker.signals import stop_signals
 
 
 def test_the_first_signal_asks_to_stop_the_second_to_stop_now() -> None:
-    requests = ShutdownRequests()
-    with handle_signals(requests):
-        os.kill(os.getpid(), signal.SIGTERM)
-        wait_for(requests.graceful)
-        assert requests.graceful.is_set() and not requests.immediate.is_set()
+    calls: list[str] = []
 
-        os.kill(os.getpid(), signal.SIGINT)
-        wait_for(requests.immediate)
+    async def main() -> None:
+        with stop_signals(lambda: calls.append("stop"), lambda: calls.append("stop now")):
+            os.kill(os.getpid(), signal.SIGTERM)
+            while not calls:
+                await asyncio.sleep(0.01)
+            assert calls == ["stop"]
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGTERM)
+            while len(calls) < 3:
+                await asyncio.sleep(0.01)
 
-    assert requests.immediate.is_set()
-    assert requests.last_signal == signal.SIGINT
+    asyncio.run(asyncio.wait_for(main(), 5))
+
+    assert calls == ["stop", "stop now", "stop now"]
 
 
 def test_the_previous_handlers_are_restored_on_exit() -> None:
@@ -36,9 +35,13 @@ def test_the_previous_handlers_are_restored_on_exit() -> None:
 
     before_int = signal.getsignal(signal.SIGINT)
     previous = signal.signal(signal.SIGTERM, mine)
-    try:
-        with handle_signals(ShutdownRequests()):
+
+    async def main() -> None:
+        with stop_signals(lambda: None, lambda: None):
             assert signal.getsignal(signal.SIGTERM) is not mine
+
+    try:
+        asyncio.run(main())
         assert signal.getsignal(signal.SIGTERM) is mine
         assert signal.getsignal(signal.SIGINT) is before_int
     finally:

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from fastwan_adapters.exit_code import ExitCode
-from fastwan_adapters.orchestrator import OrchestratorClient, StatusOutbox
+from fastwan_adapters.orchestrator import StatusOutbox
 from fastwan_adapters.testing import OrchestratorDouble
 
-from .harness import START_TIMEOUT_S, WorkerProcess, ready, wait_until, worker_env
+from .harness import START_TIMEOUT_S, WorkerProcess, claimed_earlier, ready, wait_until, worker_env
 
 pytestmark = pytest.mark.slow
 
@@ -101,8 +101,7 @@ def test_one_bad_file_in_state_dir_is_set_aside_and_the_worker_starts_sends_the_
 ) -> None:
     state = tmp_path / "state"
     left = orch.add_job({"musetalk_job_id": "job-left", "prompt": "p"})
-    with OrchestratorClient(orch.url, orch.api_key) as client:
-        client.claim("vast-test")
+    claimed_earlier(orch, "vast-test")
     bad = make(state)
     outbox_is_bad = bad.name == "status-outbox"  # the outbox's own folder: nothing can be left in it
     if not outbox_is_bad:

@@ -8,13 +8,13 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from buffer_worker.control import StopControl
+from buffer_worker.worker import BufferWorker
 from fastwan_adapters.exit_code import ExitCode
 from fastwan_adapters.generator import NoGpuError
 from fastwan_adapters.orchestrator import ClaimJournal, OrchestratorClient, StatusOutbox
@@ -22,7 +22,8 @@ from fastwan_adapters.testing import Endpoint, Fault, OrchestratorDouble
 from fastwan_core import ErrorCode, JobFailure, JobState, progress_to_wire
 from fastwan_core.testing import FakeGenerator, FakeImageLoader
 
-from .rig import TIMEOUT, Rig, Sender, add, claimed_after, gated, paced
+from .harness import claimed_earlier
+from .rig import TIMEOUT, BreakingHeartbeats, Rig, add, claimed_after, gated, paced
 
 
 def test_a_job_runs_and_its_terminal_status_goes_through_the_outbox(make_rig: Callable[..., Rig]) -> None:
@@ -30,7 +31,7 @@ def test_a_job_runs_and_its_terminal_status_goes_through_the_outbox(make_rig: Ca
     buffer_job_id = add(rig.orch, "j-1")
 
     rig.wait(rig.ended(buffer_job_id), "the job to end")
-    rig.worker.request_stop()
+    rig.request_stop()
 
     assert rig.join() is ExitCode.OK
     assert [s["status"] for s in rig.orch.statuses(buffer_job_id)] == ["running", "succeeded"]
@@ -50,15 +51,14 @@ def test_statuses_left_from_a_previous_run_are_sent_before_anything_else(
     make_rig: Callable[..., Rig], orch: OrchestratorDouble, tmp_path: Path
 ) -> None:
     buffer_job_id = add(orch, "left-over")
-    with OrchestratorClient(orch.url, orch.api_key) as previous_life:
-        assert previous_life.claim("w-1") is not None
+    assert claimed_earlier(orch) is not None
     StatusOutbox(tmp_path / "state").put(buffer_job_id, {"status": "succeeded", "output_url": "memory://x"})
     before = len(orch.requests())
 
     rig = make_rig().start()
     rig.wait(rig.ended(buffer_job_id), "the left-over status")
-    rig.wait(lambda o: bool(o.requests(Endpoint.CLAIM)), "a claim")
-    rig.worker.request_stop()
+    rig.wait(lambda o: len(o.requests(Endpoint.CLAIM)) > 1, "a claim of this run")  # one was the last run's
+    rig.request_stop()
     rig.join()
 
     first = orch.requests()[before]
@@ -77,7 +77,7 @@ def test_after_the_grace_period_a_stopped_job_is_reported_worker_shutdown_with_i
     buffer_job_id = add(rig.orch, "j-grace")
     rig.wait(rig.running(buffer_job_id), "`running`")
 
-    rig.worker.request_stop()
+    rig.request_stop()
 
     assert rig.join() is ExitCode.OK
     (final,) = rig.orch.terminal_statuses(buffer_job_id)
@@ -99,7 +99,7 @@ def test_a_job_that_finishes_within_the_grace_period_is_reported_as_it_ended(
     queued = add(rig.orch, "j-never-claimed")
     rig.wait(rig.running(buffer_job_id), "`running`")
 
-    rig.worker.request_stop()
+    rig.request_stop()
 
     assert rig.join() is ExitCode.OK
     assert [s["status"] for s in rig.orch.statuses(buffer_job_id)] == ["running", "succeeded"]
@@ -114,16 +114,53 @@ def test_a_job_that_will_not_stop_is_reported_without_it_and_the_worker_leaves(
     buffer_job_id = add(rig.orch, "j-stuck")
     rig.wait(rig.running(buffer_job_id), "`running`")
 
-    rig.worker.request_stop()
+    rig.request_stop()
     try:
         assert rig.join(timeout=5) is ExitCode.OK
-        assert rig.worker.job_running
+        assert rig.worker.runner.busy  # main then leaves with os._exit, not waiting for it
     finally:
         gate.set()
 
     (final,) = rig.orch.terminal_statuses(buffer_job_id)
     assert (final["error_code"], final["retryable"]) == ("worker_shutdown", True)
     assert final["metrics"]["worker_id"] == "w-1" and final["metrics"]["duration_sec"] >= 0.2
+    terminal = [u.error_code for j, u in rig.sent_progress.updates if j == "j-stuck" and u.is_terminal]
+    assert terminal == [ErrorCode.WORKER_SHUTDOWN]
+
+
+def test_a_restart_during_a_shutdown_stops_the_job_at_once_and_asks_to_be_restarted(
+    make_rig: Callable[..., Rig],
+) -> None:
+    rig = make_rig(generator=paced(0.5), grace=30.0, client_class=BreakingHeartbeats).start()
+    buffer_job_id = add(rig.orch, "j-restart")
+    rig.wait(rig.running(buffer_job_id), "`running`")
+    rig.request_stop()  # the job may run on for 30 s
+
+    assert isinstance(rig.client, BreakingHeartbeats)
+    rig.client.broken.set()
+
+    assert rig.join() is ExitCode.RESTART
+    (final,) = rig.orch.terminal_statuses(buffer_job_id)
+    assert (final["error_code"], final["retryable"]) == ("internal_error", True)
+    assert final["error"] == "the worker is restarting: the heartbeat thread stopped (KeyError)"
+
+
+def test_a_status_still_refused_when_the_worker_must_leave_stays_in_the_outbox(
+    make_rig: Callable[..., Rig], tmp_path: Path
+) -> None:
+    rig = make_rig(generator=paced(0.3), grace=0.1).start()  # the reports then get 3 + 2 s more
+    buffer_job_id = add(rig.orch, "j-unsent")
+    rig.wait(rig.running(buffer_job_id), "`running`")
+    rig.orch.refuse(503, buffer_job_id=buffer_job_id)
+
+    rig.request_stop()
+    started = time.monotonic()
+    assert rig.join(timeout=15) is ExitCode.OK
+
+    assert time.monotonic() - started < 0.1 + 3.0 + 2.0 + 2.0
+    assert rig.orch.terminal_statuses(buffer_job_id) == []
+    (entry,) = StatusOutbox(tmp_path / "state").pending()
+    assert (entry.buffer_job_id, entry.body["error_code"]) == (buffer_job_id, "worker_shutdown")
 
 
 def test_a_second_signal_reports_the_job_and_returns_at_once(make_rig: Callable[..., Rig]) -> None:
@@ -131,11 +168,12 @@ def test_a_second_signal_reports_the_job_and_returns_at_once(make_rig: Callable[
     rig = make_rig(generator=gated(gate), grace=30.0).start()
     buffer_job_id = add(rig.orch, "j-abort")
     rig.wait(rig.running(buffer_job_id), "`running`")
-    rig.worker.request_stop()
+    rig.request_stop()
 
     started = time.monotonic()
     try:
-        assert rig.worker.abort() is ExitCode.OK
+        rig.stop_now()
+        assert rig.join() is ExitCode.OK
         took = time.monotonic() - started
     finally:
         gate.set()
@@ -144,24 +182,18 @@ def test_a_second_signal_reports_the_job_and_returns_at_once(make_rig: Callable[
     (final,) = rig.orch.terminal_statuses(buffer_job_id)
     assert (final["error_code"], final["retryable"]) == ("worker_shutdown", True)
     assert rig.orch.heartbeats("w-1")[-1]["status"] == "stopping"
-    rig.join()
     assert len(rig.orch.terminal_statuses(buffer_job_id)) == 1
 
 
 def test_a_dead_heartbeat_fails_the_job_retryable_and_the_worker_exits_to_be_restarted(
     make_rig: Callable[..., Rig],
 ) -> None:
-    senders: list[Sender] = []
-
-    def sender(client: OrchestratorClient) -> Sender:
-        senders.append(Sender(client))
-        return senders[-1]
-
-    rig = make_rig(generator=paced(0.5), heartbeat_sender=sender).start()
+    rig = make_rig(generator=paced(0.5), client_class=BreakingHeartbeats).start()
     buffer_job_id = add(rig.orch, "j-orphan")
     rig.wait(rig.running(buffer_job_id), "`running`")
 
-    senders[0].broken.set()
+    assert isinstance(rig.client, BreakingHeartbeats)
+    rig.client.broken.set()
 
     assert rig.join() is ExitCode.RESTART
     (final,) = rig.orch.terminal_statuses(buffer_job_id)
@@ -200,24 +232,23 @@ def test_a_model_that_cannot_load_is_a_configuration_error_told_to_the_orchestra
     assert last["error"] == "cannot start: FASTWAN_MODEL names a real model and there is no CUDA GPU"
 
 
-class _StopsOnClaim:
+class _StopsOnClaim(OrchestratorClient):
     """The claim answers just as the stop signal comes: the job is claimed by a stopping worker."""
 
-    def __init__(self, client: OrchestratorClient, control: StopControl) -> None:
-        self.client, self.control = client, control
+    worker: BufferWorker | None = None
 
-    def claim_with_backoff(self, worker_id: str, **options: Any) -> Mapping[str, Any] | None:
-        job = self.client.claim_with_backoff(worker_id, **options)
-        if job is not None:
-            self.control.request_stop()
+    async def claim_with_backoff(self, worker_id: str, **options: Any) -> dict[str, Any] | None:
+        job = await super().claim_with_backoff(worker_id, **options)
+        if job is not None and self.worker is not None:
+            self.worker.stop()
         return job
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.client, name)
 
 
 def test_a_job_claimed_while_stopping_is_handed_back_as_worker_shutdown(make_rig: Callable[..., Rig]) -> None:
-    rig = make_rig(claim_client=_StopsOnClaim).start()
+    rig = make_rig(client_class=_StopsOnClaim)
+    assert isinstance(rig.client, _StopsOnClaim)
+    rig.client.worker = rig.worker
+    rig.start()
     buffer_job_id = add(rig.orch, "j-late")
 
     assert rig.join() is ExitCode.OK
@@ -230,8 +261,7 @@ def test_a_job_claimed_while_stopping_is_handed_back_as_worker_shutdown(make_rig
 def orphaned(orch: OrchestratorDouble, tmp_path: Path, job_id: str) -> str:
     """A job the worker's previous run (``w-1``) claimed and died with: still in its claim journal."""
     buffer_job_id = add(orch, job_id)
-    with OrchestratorClient(orch.url, orch.api_key) as previous_life:
-        assert previous_life.claim("w-1") is not None
+    assert claimed_earlier(orch) is not None
     ClaimJournal(tmp_path / "state").record(buffer_job_id, job_id)
     return buffer_job_id
 
@@ -244,12 +274,13 @@ def test_a_job_left_in_the_claim_journal_is_reported_failed_retryable_once_befor
 
     rig = make_rig().start()
     rig.wait(rig.ended(orphan), "the orphan's status")
-    rig.wait(lambda o: bool(o.requests(Endpoint.CLAIM)), "a claim")
-    rig.worker.request_stop()
+    rig.wait(lambda o: len(o.requests(Endpoint.CLAIM)) > 1, "a claim of this run")  # one was the last run's
+    rig.request_stop()
     rig.join()
+    claims = len(orch.requests(Endpoint.CLAIM))
     again = make_rig().start()  # a second restart reports nothing more
-    again.wait(lambda o: len(o.requests(Endpoint.CLAIM)) > 1, "a claim of the second restart")
-    again.worker.request_stop()
+    again.wait(lambda o: len(o.requests(Endpoint.CLAIM)) > claims, "a claim of the second restart")
+    again.request_stop()
     again.join()
 
     first = orch.requests()[before]
@@ -275,8 +306,8 @@ def test_an_orphan_whose_job_is_no_longer_ours_gets_no_final_progress(
 
     rig = make_rig().start()
     rig.wait(lambda o: bool(o.statuses(orphan, recorded_only=False)), "the orphan's status")
-    rig.wait(lambda o: bool(o.requests(Endpoint.CLAIM)), "a claim")
-    rig.worker.request_stop()
+    rig.wait(lambda o: len(o.requests(Endpoint.CLAIM)) > 1, "a claim of this run")  # one was the last run's
+    rig.request_stop()
     rig.join()
 
     assert [s["status"] for s in orch.statuses(orphan, recorded_only=False)] == ["failed"]
@@ -298,7 +329,7 @@ def test_an_orphans_final_progress_waits_for_its_status_to_be_taken(
     deadline = time.monotonic() + TIMEOUT
     while not rig.sent_progress.for_job("refused-first") and time.monotonic() < deadline:
         time.sleep(0.01)
-    rig.worker.request_stop()
+    rig.request_stop()
     rig.join()
 
     assert [(u.status.value, u.error_code) for u in rig.sent_progress.for_job("refused-first")] == [
@@ -325,7 +356,7 @@ def test_an_orphans_cleanup_removes_only_what_its_dead_run_left_never_a_finished
 
     rig = make_rig().start()
     rig.wait(rig.ended(orphan), "the orphan's status")
-    rig.worker.request_stop()
+    rig.request_stop()
     rig.join()
 
     assert not dead.exists()
@@ -339,8 +370,8 @@ def test_a_claim_whose_status_reached_the_outbox_before_the_crash_is_sent_as_wri
     StatusOutbox(tmp_path / "state").put(buffer_job_id, {"status": "succeeded", "output_url": "memory://x"})
 
     rig = make_rig().start()
-    rig.wait(lambda o: bool(o.requests(Endpoint.CLAIM)), "a claim")
-    rig.worker.request_stop()
+    rig.wait(lambda o: len(o.requests(Endpoint.CLAIM)) > 1, "a claim of this run")  # one was the last run's
+    rig.request_stop()
     rig.join()
 
     assert [s["status"] for s in orch.statuses(buffer_job_id, recorded_only=False)] == ["succeeded"]
@@ -364,7 +395,7 @@ def test_the_claim_journal_holds_the_job_in_hand_and_lets_go_once_it_is_reported
     lost = add(rig.orch, "lost")
     rig.orch.take_away(lost)  # 409 on `running`: the job is no longer ours
     rig.wait(lambda o: claimed_after(o, lost), "a claim after the 409")
-    rig.worker.request_stop()
+    rig.request_stop()
     rig.join()
     assert ClaimJournal(tmp_path / "state").orphans() == []
 
@@ -399,7 +430,7 @@ def test_a_failed_status_carries_the_sibling_names_and_its_final_progress_the_me
     buffer_job_id = add(rig.orch, "j-sib", image_url="https://images.example/face.png")
 
     rig.wait(rig.ended(buffer_job_id), "the job to end")
-    rig.worker.request_stop()
+    rig.request_stop()
     rig.join()
 
     (final,) = rig.orch.terminal_statuses(buffer_job_id)
@@ -423,7 +454,7 @@ def test_a_status_the_worker_writes_itself_carries_the_sibling_names(make_rig: C
     buffer_job_id = add(rig.orch, "j-stuck-sib")
     rig.wait(rig.running(buffer_job_id), "`running`")
 
-    rig.worker.request_stop()
+    rig.request_stop()
     try:
         rig.join(timeout=5)
     finally:
@@ -477,7 +508,7 @@ def test_a_stop_during_decode_takes_effect_within_one_chunk_and_nothing_is_store
         elif reason == "lease_lost":
             rig.orch.take_away(job, 409)  # the delayed `running` is answered 409 now
         else:
-            rig.worker.request_stop()
+            rig.request_stop()
 
     rig = make_rig(generator=stopping_in_chunk_2(trigger, heard), grace=0.0)
     box["rig"] = rig
@@ -503,3 +534,4 @@ def test_a_stop_during_decode_takes_effect_within_one_chunk_and_nothing_is_store
         assert rig.join() is ExitCode.OK
     else:
         assert rig.orch.terminal_statuses(job) == []  # not ours any more: nothing reported
+        assert not [u for j, u in rig.sent_progress.updates if j == "j-decode" and u.is_terminal]

@@ -98,7 +98,7 @@ def fake_container(
     generation.images.override(providers.Object(fakes.images))
     generation.encoder.override(providers.Object(fakes.encoder))
     generation.store.override(providers.Object(fakes.store))
-    generation.progress_sender.override(providers.Object(fakes.progress))  # behind the worker's filter
+    container.sender.override(providers.Object(fakes.progress))  # behind the worker's filter
     return container
 
 

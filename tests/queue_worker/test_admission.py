@@ -137,7 +137,7 @@ def test_a_body_over_the_limit_without_a_length_is_refused_413_and_the_slot_free
         assert answer.status_code == 413
         assert "at most" in answer.json()["error"]
 
-    wait_until(lambda: not worker.container.runner().busy, 5, "the slot to be freed")
+    wait_until(lambda: not worker.container.slot().busy, 5, "the slot to be freed")
     assert post(worker, {**T2V, "musetalk_job_id": "after-413"}).status_code == 200
 
 
@@ -158,7 +158,7 @@ def test_a_body_that_stalls_is_answered_408_and_the_slot_freed(impatient: Served
     assert "BODY_TIMEOUT_S" in body["error"]
     assert waited < 3.0
     assert impatient.metric("fastwan_requests_rejected_total", reason="body_timeout") == 1
-    wait_until(lambda: not impatient.container.runner().busy, 5, "the slot to be freed")
+    wait_until(lambda: not impatient.container.slot().busy, 5, "the slot to be freed")
     assert post(impatient, {**T2V, "musetalk_job_id": "after-stall"}).status_code == 200
 
 

@@ -3,6 +3,7 @@ stand-in; an IMDS that is down or hangs changes nothing for the job."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
@@ -109,12 +110,17 @@ def test_a_dead_imds_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     with socket.socket() as probe:  # a port nobody listens on: refused at once
         probe.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    cost = DeletionCost(dead, timeout_s=1.0)
+
+    async def scenario() -> None:
+        cost = DeletionCost(dead, timeout_s=1.0)
+        async with cost:
+            for _ in range(3):
+                cost.busy()
+                cost.idle()
+            await cost.aclose(timeout=TIMEOUT_S)
+
     with caplog.at_level(logging.INFO, logger="fastwan_adapters.salad"):
-        for _ in range(3):
-            cost.busy()
-            cost.idle()
-        cost.close(timeout=TIMEOUT_S)
+        asyncio.run(scenario())
 
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1

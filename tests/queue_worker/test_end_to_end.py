@@ -201,7 +201,7 @@ def one_torch_thread() -> Iterator[None]:
 @pytest.mark.usefixtures("one_torch_thread")
 def test_health_answers_within_100_ms_during_a_real_generation(worker: Served) -> None:
     job = {**JOB, "musetalk_job_id": "e2e-health", "width": 512, "height": 512, "num_frames": 9}
-    runner = worker.container.runner()
+    runner = worker.container.slot()
     thread = threading.Thread(target=lambda: worker.client.post("/generate", json=job))
     thread.start()
     latencies = []

@@ -212,7 +212,7 @@ def caller_left(caplog: pytest.LogCaptureFixture) -> Callable[[], bool]:
 def test_a_caller_who_hangs_up_cancels_the_job_at_its_next_step(
     worker: Served, fakes: Fakes, caplog: pytest.LogCaptureFixture
 ) -> None:
-    runner = worker.container.runner()
+    runner = worker.container.slot()
     seen = caller_left(caplog)
     fakes.generator.on_step = lambda index: (
         wait_until(seen, 10, "the server to see the caller leave") if index == 1 else None
@@ -257,7 +257,7 @@ def test_the_line_that_says_the_caller_left_names_the_job(worker: Served, fakes:
         sock = raw_post(worker.url, "/generate", json.dumps({**T2V, "musetalk_job_id": "gone-3"}).encode())
         wait_until(lambda: fakes.generator.steps_run == [1], 10, "the job's first step")
         sock.close()
-        wait_until(lambda: not worker.container.runner().busy, 10, "the job to end")
+        wait_until(lambda: not worker.container.slot().busy, 10, "the job to end")
     finally:
         logging.getLogger("queue_worker.runner").removeHandler(capture)
 
@@ -267,7 +267,7 @@ def test_the_line_that_says_the_caller_left_names_the_job(worker: Served, fakes:
 def test_a_caller_who_hangs_up_during_decode_stops_the_job_within_one_chunk(
     worker: Served, fakes: Fakes, caplog: pytest.LogCaptureFixture
 ) -> None:
-    runner = worker.container.runner()
+    runner = worker.container.slot()
     seen = caller_left(caplog)
     fakes.generator.on_chunk = lambda index: (
         wait_until(seen, 10, "the server to see the caller leave") if index == 2 else None

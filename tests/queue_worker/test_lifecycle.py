@@ -110,7 +110,7 @@ def test_after_sigterm_no_new_job_is_taken_and_the_one_in_hand_finishes(tmp_path
     answers: list[httpx.Response] = []
     with serving(container) as worker:
         job = job_in_hand(worker, fakes, answers)
-        container.runner().begin_shutdown(10.0)  # what SIGTERM does first, before uvicorn closes its socket
+        container.slot().begin_shutdown(10.0)  # what SIGTERM does first, before uvicorn closes its socket
         with httpx.Client(base_url=worker.url) as other:
             refused = other.post("/generate", json={**T2V, "musetalk_job_id": "late-1"})
             ready = other.get("/ready")

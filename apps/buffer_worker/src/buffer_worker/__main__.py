@@ -9,23 +9,21 @@ included) or a model that cannot be loaded (restarting will not help until the s
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import cast
 
 import httpx
-from dependency_injector import providers
 
 from buffer_worker.containers import Container
 from buffer_worker.settings import BufferWorkerSettings, worker_version
-from buffer_worker.signals import ShutdownRequests, handle_signals
-from buffer_worker.supervisor import supervise
+from buffer_worker.signals import stop_signals
+from buffer_worker.worker import BufferWorker
 from fastwan_adapters.config import ConfigError
 from fastwan_adapters.exit_code import ExitCode
 from fastwan_adapters.logs import configure_logging, secrets_in
-from fastwan_adapters.orchestrator.progress import OrchestratorProgressReporter
 
 __all__ = ["main"]
 
@@ -69,25 +67,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         log.error("cannot start: %s", error)
         return ExitCode.CONFIG
-    requests = ShutdownRequests()
-    with handle_signals(requests):
-        code = supervise(worker, requests)
+    code = asyncio.run(_run(worker))
     log.info("exiting with status %d (%s)", code, code.name)
-    if requests.immediate.is_set() or worker.job_running:
-        # A second signal, or a job thread that would not stop: the claim loop or the job may
-        # still be in a call, and waiting for them or closing the model under them could hang
-        # the exit. Whatever had to be reported was reported or is in the outbox; the last
-        # progress updates get a second to go out.
-        # A nested container's providers are typed Provider[Any]; this one is the Resource.
-        sender = cast(
-            "providers.Resource[OrchestratorProgressReporter]", container.generation.progress_sender
-        )
-        if sender.initialized:
-            sender().close(timeout=1.0)
+    if worker.runner.busy:
+        # A job (or the model's load) that would not stop is still on the job thread: closing the
+        # model under it could hang the exit, and so could the interpreter's end (a daemon thread
+        # in a CUDA call). Whatever had to be reported was reported or is in the outbox.
         logging.shutdown()
         os._exit(int(code))
     container.shutdown_resources()
     return int(code)
+
+
+async def _run(worker: BufferWorker) -> ExitCode:
+    with stop_signals(worker.stop, worker.stop_now):
+        return await worker.run()
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import logging
 
-__all__ = ["detect_gpu_name"]
+from buffer_worker.settings import BufferWorkerSettings
+from fastwan_core import WorkerInfo
+
+__all__ = ["detect_gpu_name", "worker_info"]
 
 log = logging.getLogger(__name__)
 
@@ -22,3 +25,8 @@ def detect_gpu_name() -> str:
     except Exception as error:  # a broken driver is the model loader's to report, with details
         log.warning("could not read the GPU's name (%s); GPU_CLASS will be 'cpu'", type(error).__name__)
     return "cpu"
+
+
+def worker_info(settings: BufferWorkerSettings) -> WorkerInfo:
+    """Who claims and heartbeats: ``GPU_CLASS``, else the GPU's name."""
+    return WorkerInfo(settings.worker_id, settings.worker_version, settings.gpu_class or detect_gpu_name())

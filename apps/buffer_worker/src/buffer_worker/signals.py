@@ -1,57 +1,52 @@
-"""SIGTERM and SIGINT, turned into two flags the supervisor reads: "stop" and "stop now".
+"""The signal handling: SIGTERM and SIGINT, received by the event loop, as "stop" and "stop now".
 
-A Python signal handler runs on the main thread between two bytecodes, possibly while that
-thread holds a lock; so the handler here only sets events that the main thread never waits on
-(it polls them), and everything else happens outside the handler. The previous handlers are put
-back on exit, so tests and embedding programs get their own behaviour back.
+``loop.add_signal_handler`` runs the handler as an ordinary callback of the loop, never in the
+middle of other code, so it may act on the worker directly. The previous handlers are put back
+on exit, so tests and embedding programs get their own behaviour back.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import signal
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from types import FrameType
 from typing import Final
 
-__all__ = ["STOP_SIGNALS", "ShutdownRequests", "handle_signals"]
+__all__ = ["STOP_SIGNALS", "stop_signals"]
+
+log = logging.getLogger("buffer_worker.supervisor")
 
 STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
 
 
-class ShutdownRequests:
-    """Counts stop signals: the first asks for a graceful stop, the second for an immediate one.
-
-    Attributes:
-        graceful: set by the first signal.
-        immediate: set by the second.
-    """
-
-    def __init__(self) -> None:
-        self.graceful = threading.Event()
-        self.immediate = threading.Event()
-        self.last_signal: int | None = None
-
-    def on_signal(self, signum: int, _frame: FrameType | None = None) -> None:
-        self.last_signal = signum
-        if self.graceful.is_set():
-            self.immediate.set()
-        else:
-            self.graceful.set()
-
-
 @contextmanager
-def handle_signals(requests: ShutdownRequests, signals: Sequence[int] = STOP_SIGNALS) -> Iterator[None]:
-    """Route ``signals`` to ``requests`` inside the block; restore the previous handlers after.
+def stop_signals(stop: Callable[[], None], stop_now: Callable[[], None]) -> Iterator[None]:
+    """Inside the block, the first of ``STOP_SIGNALS`` calls ``stop`` (claim nothing more, let
+    the job in hand finish in its grace period) and any later one ``stop_now``.
 
-    Must be entered on the main thread (only it may install signal handlers).
+    Must be entered on the main thread, in a coroutine of its running loop.
     """
-    previous = {signum: signal.getsignal(signum) for signum in signals}
+    loop = asyncio.get_running_loop()
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        name = signal.Signals(signum).name
+        if len(received) == 1:
+            log.info("%s: stopping", name)
+            stop()
+        else:
+            log.warning("%s again: exiting now", name)
+            stop_now()
+
     try:
-        for signum in signals:
-            signal.signal(signum, requests.on_signal)
+        for signum in STOP_SIGNALS:
+            loop.add_signal_handler(signum, on_signal, signum)
         yield
     finally:
         for signum, handler in previous.items():
+            loop.remove_signal_handler(signum)
             signal.signal(signum, handler)

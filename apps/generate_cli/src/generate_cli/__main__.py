@@ -92,7 +92,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = usecase.run(job)
     finally:
         bar.close()
-        images.close()
         generator.close()
     if args.json:
         output.result(result_to_wire(result))

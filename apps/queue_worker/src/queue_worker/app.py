@@ -1,8 +1,10 @@
 """The FastAPI app: routes, the outputs folder, and the start-up and shutdown of the worker.
 
-The lifespan starts the model's background load and returns at once, so that uvicorn listens
-from the first second; at shutdown (after uvicorn has let the job in hand finish, see
-:mod:`queue_worker.server`) it closes what the adapters hold, sending the last progress updates.
+The lifespan opens what works on uvicorn's event loop (the orchestrator client, the progress
+sender, SaladCloud's deletion cost), starts the model's load and returns at once, so that
+uvicorn listens from the first second; at shutdown (after uvicorn has let the job in hand
+finish, see :mod:`queue_worker.server`) it sends the last progress updates and closes what the
+adapters hold.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 
+from fastwan_adapters.container import on_the_loop
 from queue_worker import routes
 from queue_worker.containers import Container
 from queue_worker.outputs import FinishedVideos
@@ -41,12 +44,15 @@ def create_app(container: Container) -> FastAPI:
 def _lifespan(container: Container) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        container.loader().start()
-        try:
-            yield
-        finally:
-            # Blocking: the progress sender flushes its last updates (a few seconds at most).
-            await asyncio.to_thread(container.shutdown_resources)
-            container.unwire()
+        async with on_the_loop(container.orchestrator(), container.sender(), container.deletion_cost()):
+            container.slot().attach(asyncio.get_running_loop())
+            loading = asyncio.create_task(container.loader().load())
+            try:
+                yield
+            finally:
+                loading.cancel()
+                container.jobs().close()
+        container.shutdown_resources()
+        container.unwire()
 
     return lifespan

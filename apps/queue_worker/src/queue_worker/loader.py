@@ -1,7 +1,8 @@
 """The background start-up: load and warm up the model, connect the store, then say ready.
 
 The server listens from the first second (so that Salad's probes get answers, not refused
-connections); everything slow happens here, in a daemon thread. A start-up that fails is
+connections); everything slow happens here, on the job thread, while the event loop answers. A
+start-up that fails is
 logged with its reason, shown on ``/health`` and ``/ready``, and ends the process non-zero a
 little later, so that the platform replaces the container instead of leaving it idle.
 """
@@ -17,7 +18,7 @@ import attrs
 from fastwan_adapters.config import ConfigError
 from fastwan_adapters.exit_code import ExitCode
 from fastwan_adapters.generator.errors import StartupStopped
-from fastwan_adapters.threads import daemon_thread
+from fastwan_adapters.job_runner import JobRunner
 from fastwan_core import GenerateVideo
 from queue_worker.metrics import QueueMetrics
 from queue_worker.process import ProcessExit
@@ -30,29 +31,28 @@ log = logging.getLogger(__name__)
 
 @attrs.define
 class ModelLoader:
-    """Builds the use case (the slow part: model, warm-up, store) off the event loop.
+    """Builds the use case (the slow part: model, warm-up, store) on the job thread.
 
     Attributes:
         build: returns the ready use case; raises if anything cannot be set up.
+        jobs: the job thread.
         secrets: values scrubbed from the failure reason that ``/health`` shows.
     """
 
     build: Callable[[], GenerateVideo]
+    jobs: JobRunner
     readiness: Readiness
     metrics: QueueMetrics
     process_exit: ProcessExit
     fatal_exit_delay_s: float = 5.0
     secrets: Sequence[str] = attrs.field(default=(), repr=False)
 
-    def start(self) -> None:
-        daemon_thread(self.load, name="model-load").start()
-
-    def load(self) -> None:
-        """Load now, in the calling thread; never raises."""
+    async def load(self) -> None:
+        """Load now; never raises (but cancelled, when the server stops first)."""
         started = time.monotonic()
         log.info("start-up: loading the model and connecting the result store")
         try:
-            usecase = self.build()
+            usecase = await self.jobs.run(self.build)
         except StartupStopped as error:  # a stop signal: nothing failed, the server is draining
             log.info("start-up stopped: %s", error)
             return

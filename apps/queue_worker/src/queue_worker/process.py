@@ -9,8 +9,8 @@ the reason on ``/health`` and ``/ready`` for a few seconds, then asks the server
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
 from collections.abc import Callable
 
 import attrs
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 @attrs.define
 class ProcessExit:
-    """Records why the process must end and tells the server to stop.
+    """Records why the process must end and tells the server to stop (on the event loop).
 
     Attributes:
         stop_server: set by whoever runs the server (``uvicorn.Server.should_exit``); until
@@ -34,19 +34,14 @@ class ProcessExit:
     stop_server: Callable[[], None] | None = None
     code: ExitCode = ExitCode.OK
     reason: str | None = None
-    _lock: threading.Lock = attrs.field(factory=threading.Lock)
 
     def request(self, code: ExitCode, reason: str, *, after_s: float = 0.0) -> None:
         """End the process with ``code`` in ``after_s`` seconds; the first reason given wins."""
-        with self._lock:
-            if self.code is not ExitCode.OK:
-                return
-            self.code, self.reason = code, reason
+        if self.code is not ExitCode.OK:
+            return
+        self.code, self.reason = code, reason
         log.error("the worker will exit with code %d in %.1f s: %s", code, after_s, reason)
-        timer = threading.Timer(after_s, self._stop)
-        timer.daemon = True
-        timer.name = "process-exit"
-        timer.start()
+        asyncio.get_running_loop().call_later(after_s, self._stop)
 
     def _stop(self) -> None:
         if self.stop_server is not None:

@@ -8,7 +8,6 @@ after (see :mod:`queue_worker.process`), and the platform starts a fresh one.
 from __future__ import annotations
 
 import enum
-import threading
 from typing import Final
 
 import attrs
@@ -29,7 +28,7 @@ class WorkerState(enum.Enum):
 
 @attrs.define
 class Readiness:
-    """The worker's state, shared by the loading thread, the job route and the probes.
+    """The worker's state, read by the job route and the probes (all on the event loop).
 
     Attributes:
         reason: why the worker is failed (or stopping), a human-readable line with no secret.
@@ -38,25 +37,21 @@ class Readiness:
     state: WorkerState = WorkerState.LOADING
     reason: str | None = None
     _usecase: GenerateVideo | None = None
-    _lock: threading.Lock = attrs.field(factory=threading.Lock)
 
     def loaded(self, usecase: GenerateVideo) -> bool:
         """The model is ready; ``False`` if the worker stopped or failed meanwhile."""
-        with self._lock:
-            if self.state is not WorkerState.LOADING:
-                return False
-            self._usecase, self.state = usecase, WorkerState.READY
-            return True
+        if self.state is not WorkerState.LOADING:
+            return False
+        self._usecase, self.state = usecase, WorkerState.READY
+        return True
 
     def fail(self, reason: str) -> None:
-        with self._lock:
-            self.state = WorkerState.FAILED
-            self.reason = reason[:_MAX_REASON_CHARS]
+        self.state = WorkerState.FAILED
+        self.reason = reason[:_MAX_REASON_CHARS]
 
     def stop(self, reason: str = "the worker is shutting down") -> None:
-        with self._lock:
-            if self.state is not WorkerState.FAILED:
-                self.state, self.reason = WorkerState.STOPPING, reason
+        if self.state is not WorkerState.FAILED:
+            self.state, self.reason = WorkerState.STOPPING, reason
 
     @property
     def is_ready(self) -> bool:

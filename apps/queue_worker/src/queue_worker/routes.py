@@ -1,4 +1,4 @@
-"""The HTTP endpoints: they translate requests into calls on the runner, and results into answers.
+"""The HTTP endpoints: they translate requests into calls on the job slot, and results into answers.
 
 Every endpoint is ``async`` and does no blocking work, so that the probes answer at once even
 while a generation holds its thread.
@@ -23,8 +23,8 @@ from queue_worker.body import BodyTimeout, BodyTooLarge, NotJson, check_declared
 from queue_worker.containers import Container
 from queue_worker.metrics import CONTENT_TYPE_LATEST, QueueMetrics
 from queue_worker.readiness import Readiness, WorkerState
-from queue_worker.runner import JobRunner, Rejection
 from queue_worker.schema import generate_openapi, generate_responses
+from queue_worker.slot import JobSlot, Rejection
 from queue_worker.status_codes import (
     BODY_TIMEOUT,
     CLIENT_CLOSED_REQUEST,
@@ -49,7 +49,7 @@ router = APIRouter()
 @inject
 async def generate(
     request: Request,
-    runner: Annotated[JobRunner, Depends(Provide[Container.runner])],
+    slot: Annotated[JobSlot, Depends(Provide[Container.slot])],
     metrics: Annotated[QueueMetrics, Depends(Provide[Container.metrics])],
     body_timeout_s: Annotated[float, Depends(Provide[Container.settings.provided.body_timeout_s])],
 ) -> Response:
@@ -68,14 +68,14 @@ async def generate(
         except NotJson as error:
             metrics.job_rejected("not_json")
             return _answer(JobResult.failure(ErrorCode.INVALID_INPUT, str(error)), NOT_JSON)
-        rejection = runner.admit()
+        rejection = slot.admit()
         if rejection is not None:
             log.info("job refused (%s): %s", rejection.reason, rejection.result.error)
             return _answer(rejection.result, rejection.status)
-        body = await _read_admitted(request, runner, metrics, body_timeout_s)
+        body = await _read_admitted(request, slot, metrics, body_timeout_s)
         if isinstance(body, Response):
             return body
-        result = await runner.run(body, caller_gone=_caller_gone(request))
+        result = await slot.run(body, caller_gone=_caller_gone(request))
         status = http_status(result)
         with bind_job(result.job_id):
             code = f" ({result.error_code.value})" if result.error_code else ""
@@ -84,27 +84,27 @@ async def generate(
 
 
 async def _read_admitted(
-    request: Request, runner: JobRunner, metrics: QueueMetrics, timeout_s: float
+    request: Request, slot: JobSlot, metrics: QueueMetrics, timeout_s: float
 ) -> bytes | Response:
     """The admitted job's body, or the answer when it cannot be read (the slot given back)."""
     try:
         return await read_body(request, timeout_s=timeout_s)
     except BodyTooLarge as error:
-        runner.withdraw()
+        slot.withdraw()
         metrics.job_rejected("too_large")
         return _answer(JobResult.failure(ErrorCode.INVALID_INPUT, str(error)), PAYLOAD_TOO_LARGE)
     except BodyTimeout as error:
-        runner.withdraw()
+        slot.withdraw()
         metrics.job_rejected("body_timeout")
         log.info("job refused (body_timeout): %s", error)
         rejection = Rejection.of(BODY_TIMEOUT, "body_timeout", str(error))
         return _answer(rejection.result, rejection.status)
     except ClientDisconnect:
-        runner.withdraw()
+        slot.withdraw()
         log.info("the caller left before sending the whole job")
         return Response(status_code=CLIENT_CLOSED_REQUEST)
     except BaseException:  # cancelled (the server is stopping): the slot must not stay taken
-        runner.withdraw()
+        slot.withdraw()
         raise
 
 
@@ -112,16 +112,16 @@ async def _read_admitted(
 @inject
 async def health(
     readiness: Annotated[Readiness, Depends(Provide[Container.readiness])],
-    runner: Annotated[JobRunner, Depends(Provide[Container.runner])],
+    slot: Annotated[JobSlot, Depends(Provide[Container.slot])],
 ) -> JSONResponse:
     failed = readiness.state is WorkerState.FAILED
     body: dict[str, object] = {
         "status": "failed" if failed else "ok",
         **readiness.describe(),
-        "busy": runner.busy,
+        "busy": slot.busy,
     }
-    if runner.job_id is not None:
-        body["job_id"] = runner.job_id
+    if slot.job_id is not None:
+        body["job_id"] = slot.job_id
     return JSONResponse(body, status_code=503 if failed else 200)
 
 

@@ -29,7 +29,7 @@ from fastapi import FastAPI
 
 from queue_worker.connections import ACCEPT_BURST, BoundedH11Protocol, ConnectionGuard, connection_cap
 from queue_worker.containers import Container
-from queue_worker.runner import JobRunner
+from queue_worker.slot import JobSlot
 
 __all__ = ["STOP_MARGIN_S", "QueueServer", "build_server"]
 
@@ -48,13 +48,13 @@ class QueueServer(uvicorn.Server):
         self,
         config: uvicorn.Config,
         *,
-        runner: JobRunner,
+        slot: JobSlot,
         grace_s: float,
         guard: ConnectionGuard,
         startup_stop: threading.Event,
     ) -> None:
         super().__init__(config)
-        self._runner = runner
+        self._slot = slot
         self._startup_stop = startup_stop
         self._grace_s = grace_s
         self._guard = guard
@@ -65,14 +65,14 @@ class QueueServer(uvicorn.Server):
         """The first stop signal starts the drain; a second one is uvicorn's (it stops now).
 
         Runs in a signal handler: it only sets state (the start-up's stop too: a model download
-        still being retried ends at once) and starts the runner's grace timer.
+        still being retried ends at once) and starts the job slot's grace timer.
         """
         if self._drain_until is not None or self.should_exit:
             super().handle_exit(sig, frame)
             return
         self._drain_until = time.monotonic() + self._grace_s + STOP_MARGIN_S
         self._startup_stop.set()
-        self._runner.begin_shutdown(self._grace_s)
+        self._slot.begin_shutdown(self._grace_s)
 
     def request_stop(self) -> None:
         """Stop without a drain (used by fatal errors, which answer the job in hand first)."""
@@ -98,12 +98,12 @@ class QueueServer(uvicorn.Server):
         await super().shutdown(sockets)
 
     def _drain(self) -> None:
-        busy = self._runner.busy
+        busy = self._slot.busy
         if not self._drain_logged:
             self._drain_logged = True
             log.info(
                 "stop requested: new jobs are answered 503; %s",
-                f"waiting for job {self._runner.job_id} to be answered" if busy else "no job in hand",
+                f"waiting for job {self._slot.job_id} to be answered" if busy else "no job in hand",
             )
         if busy and time.monotonic() < (self._drain_until or 0.0):
             return
@@ -140,7 +140,7 @@ def build_server(
     )
     server = QueueServer(
         config,
-        runner=container.runner(),
+        slot=container.slot(),
         grace_s=settings.shutdown_grace_s,
         guard=guard,
         startup_stop=container.startup_stop(),

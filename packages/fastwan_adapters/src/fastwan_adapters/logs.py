@@ -2,8 +2,8 @@
 
 structlog renders, and the standard library's loggers (the core's, uvicorn's, httpx's,
 diffusers') are routed through the same processors, so one ``LOG_FORMAT`` governs every line.
-The job id travels in a context variable (``bind_job``), which ``asyncio.to_thread`` and
-``contextvars.copy_context`` carry into the generation thread.
+The job id travels in a context variable (``bind_job``), which the event loop's tasks inherit
+and ``fastwan_adapters.job_runner`` carries into the job thread.
 
 No secret in any line: tracebacks are rendered plain, without the values of local variables
 (rich's, structlog's console default, showed B2's application key, the orchestrator's

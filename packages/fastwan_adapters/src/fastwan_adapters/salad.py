@@ -7,16 +7,17 @@ node's Instance Metadata Service (``PUT {SALAD_IMDS_URL}/v1/deletion-cost``, hea
 ``Metadata: true``, body ``{"deletion_cost": N}``; IMDS is ``http://169.254.169.254`` on port
 80 and must be reached without a proxy), and sets it back to 0 when idle.
 
-Best effort by design: the calls go out from a thread of their own, in order, each with a short
-timeout, so a slow or absent IMDS never delays a job; a failure is logged once (until the next
-success) and changes nothing else.
+Best effort by design: the calls go out in order from a task of the worker's event loop, each
+with a short timeout, so a slow or absent IMDS never delays a job; a failure is logged once (until
+the next success) and changes nothing else. The calls work on the loop the object is opened on
+(``async with``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import queue
-import threading
 from typing import Final
 
 import httpx
@@ -29,7 +30,6 @@ DEFAULT_IMDS_URL: Final = "http://169.254.169.254"
 #: Any value above the idle nodes' 0 puts a busy node behind them; Salad documents 100 as its example.
 BUSY_DELETION_COST: Final = 100
 _TIMEOUT_S: Final = 2.0
-_STOP: Final = object()
 
 
 class DeletionCost:
@@ -49,34 +49,54 @@ class DeletionCost:
         self._url = f"{imds_url.rstrip('/')}/v1/deletion-cost"
         self._busy_cost = busy_cost
         # trust_env=False: no proxy from the environment, which IMDS refuses.
-        self._http = httpx.Client(timeout=timeout_s, trust_env=False, headers={"Metadata": "true"})
-        self._pending: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._http = httpx.AsyncClient(timeout=timeout_s, trust_env=False, headers={"Metadata": "true"})
+        self._pending: asyncio.Queue[int] = asyncio.Queue()
+        self._sender: asyncio.Task[None] | None = None
         self._failing = False
-        self._thread = threading.Thread(target=self._run, name="salad-deletion-cost", daemon=True)
-        self._thread.start()
+
+    @classmethod
+    def on_salad(cls, imds_url: str | None) -> DeletionCost | None:
+        """The node's deletion cost on SaladCloud (``imds_url`` set, ``SALAD_MACHINE_ID`` seen);
+        ``None`` anywhere else."""
+        return None if imds_url is None else cls(imds_url)
+
+    async def __aenter__(self) -> DeletionCost:
+        self._sender = asyncio.get_running_loop().create_task(self._send_pending())
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
 
     def busy(self) -> None:
-        """A job started (never blocks)."""
-        self._pending.put(self._busy_cost)
+        """A job started (on the event loop; never waits)."""
+        self._pending.put_nowait(self._busy_cost)
 
     def idle(self) -> None:
-        """The job ended (never blocks)."""
-        self._pending.put(0)
+        """The job ended (on the event loop; never waits)."""
+        self._pending.put_nowait(0)
 
-    def close(self, timeout: float = 1.0) -> None:
+    async def aclose(self, timeout: float = 1.0) -> None:
         """Send what is queued within ``timeout``, then close the connection pool."""
-        self._pending.put(_STOP)
-        self._thread.join(timeout)
-        self._http.close()
+        if self._sender is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._pending.join()
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+        await self._http.aclose()
 
-    def _run(self) -> None:
-        while (cost := self._pending.get()) is not _STOP:
-            assert isinstance(cost, int)
-            self._put(cost)
+    async def _send_pending(self) -> None:
+        while True:
+            cost = await self._pending.get()
+            try:
+                await self._put(cost)
+            finally:
+                self._pending.task_done()
 
-    def _put(self, cost: int) -> None:
+    async def _put(self, cost: int) -> None:
         try:
-            response = self._http.put(self._url, json={"deletion_cost": cost})
+            response = await self._http.put(self._url, json={"deletion_cost": cost})
             response.raise_for_status()
         except httpx.HTTPError as error:
             if not self._failing:
@@ -88,7 +108,7 @@ class DeletionCost:
                     error,
                 )
             return
-        except Exception:  # best effort: nothing here may end the thread
+        except Exception:  # best effort: nothing here may end the sender
             log.exception("setting the SaladCloud deletion cost failed")
             return
         if self._failing:

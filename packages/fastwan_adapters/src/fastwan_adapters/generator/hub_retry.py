@@ -19,13 +19,13 @@ A stop signal (``stop``: anything with ``is_set()`` and ``wait(timeout)``, such 
 ``threading.Event``) ends every wait, an attempt in flight included, within
 :data:`POLL_S`, with ``StartupStopped``.
 
-The waits come from tenacity (already the orchestrator client's and the B2 store's).
+The waits come from tenacity (already the B2 store's).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -37,7 +37,7 @@ import tenacity
 from fastwan_adapters.config import ConfigError, env_float, env_str
 from fastwan_adapters.generator.errors import ModelDownloadFailed, ModelUnavailableError, StartupStopped
 from fastwan_adapters.generator.hub_failures import classify_hub_failure
-from fastwan_adapters.threads import daemon_thread
+from fastwan_adapters.job_runner import JobRunner
 
 __all__ = ["NEVER_STOPPED", "POLL_S", "DownloadRetry", "StopSignal", "download_with_retry"]
 
@@ -200,28 +200,18 @@ def _watched_attempt(
 ) -> T:
     """``call()`` in a thread of its own, given up on (left to end by itself, its requests
     refused) when ``stop`` is set or ``out_of_time(started)`` says so."""
-    done = threading.Event()
-    outcome: list[T] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            outcome.append(call())
-        except BaseException as error:  # handed to the caller below
-            errors.append(error)
-        finally:
-            done.set()
-
+    runner = JobRunner(name="hub-download")
+    attempt = runner.submit(call)
+    runner.close()  # its thread ends with the attempt
     started = time.monotonic()
-    daemon_thread(run, name="hub-download").start()
-    while not done.wait(POLL_S):
-        if stop.is_set():
-            raise StartupStopped(f"{subject}: the download was stopped (the worker is leaving)")
-        if out_of_time(started):
-            raise _OutOfTime
-    if errors:
-        raise errors[0]
-    return outcome[0]
+    while True:
+        try:
+            return attempt.result(timeout=POLL_S)
+        except concurrent.futures.TimeoutError:
+            if stop.is_set():
+                raise StartupStopped(f"{subject}: the download was stopped (the worker is leaving)") from None
+            if out_of_time(started):
+                raise _OutOfTime from None
 
 
 class _OutOfTime(Exception):

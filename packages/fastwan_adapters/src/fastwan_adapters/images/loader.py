@@ -3,8 +3,11 @@
 An image URL is chosen by whoever submits the job, so fetching it is treated as hostile: http
 and https only, every redirect followed here so each hop is checked, no private addresses
 (see :mod:`fastwan_adapters.images.network`), a size cap enforced while streaming, one
-deadline for the whole fetch, and content judged by its bytes. Messages describe the URL with
-``ImageSource.describe()`` (scheme and host only), since image URLs are often signed.
+deadline for the whole fetch (``fastwan_adapters.deadline.within``, as every orchestrator call
+has), and content judged by its bytes. ``load`` is the port's plain call, made on the job
+thread: the fetch runs there on an event loop of its own, its connections with it. Messages
+describe the URL with ``ImageSource.describe()`` (scheme and host only), since image URLs are
+often signed.
 
 Errors follow the contract: network trouble, timeouts and 5xx are ``image_fetch_failed``
 and retryable; a 4xx, a redirect loop or a malformed redirect is ``image_fetch_failed`` and
@@ -14,7 +17,9 @@ not retryable (except 408 and 429, which say "try later"); bytes that are not an
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import ssl
 from collections.abc import Mapping
 from typing import Final
 
@@ -24,8 +29,9 @@ import httpx
 from PIL import Image
 
 from fastwan_adapters.config import env_bool
+from fastwan_adapters.deadline import DeadlinePassed, within
 from fastwan_adapters.images.decode import SNIFF_BYTES, decode_base64, decode_image, sniff
-from fastwan_adapters.images.network import BlockedAddress, GuardedBackend, deadline
+from fastwan_adapters.images.network import BlockedAddress, GuardedBackend
 from fastwan_adapters.images.redirects import MalformedRedirect, check_location
 from fastwan_core import ErrorCode, ImageSource, JobFailure
 
@@ -63,17 +69,17 @@ class ImageLoaderSettings:
         return cls(allow_private=env_bool(env, "ALLOW_PRIVATE_IMAGE_URLS", False))
 
 
-class _GuardedTransport(httpx.HTTPTransport):
+class _GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport, on a connection pool that uses the guarded network backend.
 
     httpx has no public option for the network backend, so the pool it builds is replaced
     by an equivalent one; ``test_image_loader`` fails if that ever stops taking effect.
     """
 
-    def __init__(self, backend: GuardedBackend) -> None:
+    def __init__(self, backend: GuardedBackend, ssl_context: ssl.SSLContext) -> None:
         super().__init__(trust_env=False)
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context,
             network_backend=backend,
             max_connections=10,
             max_keepalive_connections=2,
@@ -82,7 +88,7 @@ class _GuardedTransport(httpx.HTTPTransport):
 
 
 class HttpImageLoader:
-    """Loads first frames; one instance per worker, closed on shutdown (it pools connections).
+    """Loads first frames; one instance per worker.
 
     Args:
         settings: limits; defaults to :class:`ImageLoaderSettings`'s.
@@ -94,21 +100,8 @@ class HttpImageLoader:
         self, settings: ImageLoaderSettings | None = None, *, backend: GuardedBackend | None = None
     ) -> None:
         self.settings = settings or ImageLoaderSettings()
-        if backend is None:
-            backend = GuardedBackend(allow_private=self.settings.allow_private)
-        self._client = httpx.Client(
-            transport=_GuardedTransport(backend),
-            follow_redirects=False,
-            trust_env=False,  # an environment proxy would connect for us, past the address check
-            timeout=httpx.Timeout(self.settings.total_timeout_s),
-            event_hooks={"response": [check_location]},
-            headers={
-                "User-Agent": self.settings.user_agent,
-                "Accept": _ACCEPT,
-                # Images are compressed already; refusing gzip also keeps a gzip bomb out.
-                "Accept-Encoding": "identity",
-            },
-        )
+        self._backend = backend or GuardedBackend(allow_private=self.settings.allow_private)
+        self._ssl_context = httpx.create_ssl_context()  # built once: loading the CAs takes a while
 
     def load(self, source: ImageSource) -> Image.Image:
         """The first frame as an upright RGB ``PIL.Image.Image``.
@@ -118,7 +111,7 @@ class HttpImageLoader:
         """
         settings = self.settings
         if source.url is not None:
-            data = self._fetch(source.url)
+            data = asyncio.run(self._fetch(source.url))
             origin = f"image_url {source.describe()}"
         elif source.base64 is not None:
             data = decode_base64(source.base64, max_bytes=settings.max_bytes)
@@ -127,23 +120,31 @@ class HttpImageLoader:
             raise JobFailure(ErrorCode.INVALID_INPUT, "neither image_url nor image_base64 is set")
         return decode_image(data, origin=origin, max_pixels=settings.max_pixels)
 
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> HttpImageLoader:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     # -- fetching --------------------------------------------------------------------------
 
-    def _fetch(self, url: str) -> bytes:
+    def _client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            transport=_GuardedTransport(self._backend, self._ssl_context),
+            follow_redirects=False,
+            trust_env=False,  # an environment proxy would connect for us, past the address check
+            timeout=httpx.Timeout(self.settings.total_timeout_s),
+            event_hooks={"response": [_check_location]},
+            headers={
+                "User-Agent": self.settings.user_agent,
+                "Accept": _ACCEPT,
+                # Images are compressed already; refusing gzip also keeps a gzip bomb out.
+                "Accept-Encoding": "identity",
+            },
+        )
+
+    async def _fetch(self, url: str) -> bytes:
         settings = self.settings
         shown = ImageSource(url=url).describe()
         try:
-            with deadline(settings.total_timeout_s):
-                return self._follow(httpx.URL(url), shown)
+            async with self._client() as client:
+                return await within(
+                    self._follow(client, httpx.URL(url), shown), deadline_s=settings.total_timeout_s
+                )
         except BlockedAddress as exc:
             raise JobFailure(
                 ErrorCode.INVALID_INPUT,
@@ -153,7 +154,7 @@ class HttpImageLoader:
             raise JobFailure(
                 ErrorCode.IMAGE_FETCH_FAILED, f"image_url {shown} redirects badly: {exc}", retryable=False
             ) from None
-        except httpx.TimeoutException:
+        except (DeadlinePassed, httpx.TimeoutException):
             raise JobFailure(
                 ErrorCode.IMAGE_FETCH_FAILED,
                 f"image_url {shown} did not download within {settings.total_timeout_s:g} s",
@@ -171,7 +172,7 @@ class HttpImageLoader:
                 ErrorCode.IMAGE_FETCH_FAILED, f"image_url {shown} could not be fetched: {type(exc).__name__}"
             ) from None
 
-    def _follow(self, url: httpx.URL, shown: str) -> bytes:
+    async def _follow(self, client: httpx.AsyncClient, url: httpx.URL, shown: str) -> bytes:
         for hop in range(self.settings.max_redirects + 1):
             if url.scheme not in ("http", "https"):
                 raise JobFailure(
@@ -179,13 +180,13 @@ class HttpImageLoader:
                     f"image_url {shown} redirects to a {url.scheme or 'relative'!r} URL; "
                     "only http and https are fetched",
                 )
-            with self._client.stream("GET", url) as response:
+            async with client.stream("GET", url) as response:
                 if response.is_redirect and response.next_request is not None:
                     log.debug("image_url %s: redirect %d (hop %d)", shown, response.status_code, hop + 1)
                     url = response.next_request.url
                     continue
                 self._check_status(response, shown)
-                return self._read(response, shown)
+                return await self._read(response, shown)
         raise JobFailure(
             ErrorCode.IMAGE_FETCH_FAILED,
             f"image_url {shown} redirects more than {self.settings.max_redirects} times",
@@ -203,7 +204,7 @@ class HttpImageLoader:
             ErrorCode.IMAGE_FETCH_FAILED, f"image_url {shown} answered HTTP {status}", retryable=False
         )
 
-    def _read(self, response: httpx.Response, shown: str) -> bytes:
+    async def _read(self, response: httpx.Response, shown: str) -> bytes:
         """The body, streamed: stopped as soon as it is too big or plainly not an image."""
         limit = self.settings.max_bytes
         declared = response.headers.get("Content-Length", "")
@@ -211,7 +212,7 @@ class HttpImageLoader:
             raise _too_big(shown, limit)
         body = bytearray()
         sniffed = False
-        for chunk in response.iter_bytes():
+        async for chunk in response.aiter_bytes():
             body += chunk
             if len(body) > limit:
                 raise _too_big(shown, limit)
@@ -222,6 +223,10 @@ class HttpImageLoader:
         if not sniffed and sniff(bytes(body)) is None:
             raise _not_an_image(response, shown)
         return bytes(body)
+
+
+async def _check_location(response: httpx.Response) -> None:
+    check_location(response)  # an AsyncClient's hooks are awaited
 
 
 def _too_big(shown: str, limit: int) -> JobFailure:

@@ -7,7 +7,6 @@ again, however many calls fail in between.
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Final
 
 import httpx
@@ -27,10 +26,10 @@ _RETRY_LATER: Final = frozenset({408, 429})
 
 
 class AnswerCheck:
-    """Classifies answers for one client; remembers whether the key is being refused."""
+    """Classifies answers for one client (on its event loop); remembers whether the key is
+    being refused."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._failing = False
 
     def check(self, response: httpx.Response, path: str) -> None:
@@ -48,8 +47,7 @@ class AnswerCheck:
         raise OrchestratorRejected(f"POST {path}: HTTP {code}", path=path, status_code=code)
 
     def _auth_failed(self, message: str) -> None:
-        with self._lock:
-            first, self._failing = not self._failing, True
+        first, self._failing = not self._failing, True
         if first:
             log.error(
                 "%s: set INTERNAL_API_KEY to the orchestrator's internal key; backing off and retrying",
@@ -57,8 +55,7 @@ class AnswerCheck:
             )
 
     def _auth_recovered(self) -> None:
-        with self._lock:
-            was_failing, self._failing = self._failing, False
+        was_failing, self._failing = self._failing, False
         if was_failing:
             log.info("the orchestrator accepts INTERNAL_API_KEY again")
 

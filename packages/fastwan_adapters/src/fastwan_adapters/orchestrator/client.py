@@ -1,16 +1,17 @@
 """The orchestrator's HTTP API as the worker uses it: claim, heartbeat, status, progress.
 
-One pooled, synchronous ``httpx.Client`` per process: the workers call it from threads (the
-claim loop, the heartbeat ticker, the progress sender), and httpx's pool is thread-safe. Each
-call follows the contract's own retry rule, so callers never write retry loops:
+One pooled ``httpx.AsyncClient`` per process, used from the worker's event loop (the claim loop,
+the heartbeat, the progress sender, the statuses left from the last run). Each call follows the
+contract's own retry rule (``retry.RetryPolicy``), so callers never write retry loops:
 
 - ``claim``: one try; ``claim_with_backoff`` retries with capped, jittered backoff.
 - ``heartbeat``: one try; a failure is the caller's to log, the next tick is the retry.
 - ``post_status``: retries until the orchestrator records it or says the job is gone.
 - ``post_progress``: one try, never raises.
 
-Every call has an overall deadline (``deadline.py``: httpx's timeouts bound each read, not the
-answer), and a claim or status call is abandoned as soon as the caller's stop signal is set.
+Every call has an overall deadline (``fastwan_adapters.deadline``: httpx's timeouts bound each
+read, not the answer), and a claim or status call is abandoned as soon as the caller's stop
+event is set.
 
 A 401/403 is logged once (naming ``INTERNAL_API_KEY``, never its value) until a call succeeds
 again, however many calls fail in between.
@@ -18,15 +19,15 @@ again, however many calls fail in between.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any, Final, TypeVar
+from collections.abc import Mapping
+from typing import Any, Final
 
 import httpx
 
 from fastwan_adapters.config import env_str
 from fastwan_adapters.orchestrator.answers import AnswerCheck, json_or_none
-from fastwan_adapters.orchestrator.backoff import Backoff, Sleep, StopSignal, retrying
 from fastwan_adapters.orchestrator.errors import (
     DeliveryInterrupted,
     OrchestratorAuthError,
@@ -37,6 +38,7 @@ from fastwan_adapters.orchestrator.errors import (
 )
 from fastwan_adapters.orchestrator.messages import Heartbeat, HeartbeatAnswer, StatusOutcome
 from fastwan_adapters.orchestrator.posting import post, segment
+from fastwan_adapters.orchestrator.retry import RetryPolicy
 from fastwan_core import ProgressUpdate, progress_to_wire
 
 __all__ = ["API_KEY_HEADER", "DEFAULT_DEADLINE_S", "DEFAULT_TIMEOUT", "OrchestratorClient"]
@@ -52,8 +54,6 @@ DEFAULT_DEADLINE_S: Final = 15.0
 CLAIM_PATH: Final = "/internal/buffer/jobs/claim"
 _GONE: Final = frozenset({404, 409})
 
-_T = TypeVar("_T")
-
 
 class OrchestratorClient:
     """The orchestrator's API, with the contract's retry rule for each call.
@@ -65,9 +65,8 @@ class OrchestratorClient:
         deadline_s: ``ORCHESTRATOR_CALL_DEADLINE_S``: the most one call may take in all, however
             slowly the answer trickles in.
         transport: an ``httpx`` transport to use instead of the network (unit tests).
-        sleep: how backoff waits are spent; default: really wait, cut short by the call's stop
-            event. Tests pass a fake that records the waits.
-        backoff: the retry curve (default: up to 1 s first, doubling, capped at 30 s).
+        retry: the retry curve (default: up to 1 s first, doubling, capped at 30 s); tests give
+            it a ``sleep`` that records the waits.
     """
 
     def __init__(
@@ -76,9 +75,8 @@ class OrchestratorClient:
         api_key: str,
         *,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Sleep | None = None,
-        backoff: Backoff | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        retry: RetryPolicy | None = None,
         deadline_s: float = DEFAULT_DEADLINE_S,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
@@ -88,14 +86,13 @@ class OrchestratorClient:
         if not deadline_s > 0:
             raise ValueError(f"ORCHESTRATOR_CALL_DEADLINE_S must be positive, got {deadline_s!r}")
         self._deadline_s = deadline_s
-        self._http = httpx.Client(
+        self._http = httpx.AsyncClient(
             base_url=base_url,
             headers={API_KEY_HEADER: api_key},
             timeout=timeout,
             transport=transport,
         )
-        self._sleep = sleep
-        self._backoff = backoff or Backoff()
+        self._retry = retry or RetryPolicy()
         self._answers = AnswerCheck()
 
     @classmethod
@@ -105,19 +102,24 @@ class OrchestratorClient:
         api_key = env_str(env, "INTERNAL_API_KEY", required=True) or ""
         return cls(base_url, api_key, **options)
 
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry rule of this client's calls, for callers that pace their own rounds."""
+        return self._retry
+
     def __repr__(self) -> str:  # the default would be harmless too; this one is certain to be
         return f"OrchestratorClient(base_url={str(self._http.base_url)!r})"
 
     # -- claim ----------------------------------------------------------------------------
 
-    def claim(
+    async def claim(
         self,
         worker_id: str,
         *,
         gpu_class: str | None = None,
         model_id: str | None = None,
         worker_version: str | None = None,
-        stop: StopSignal | None = None,
+        stop: asyncio.Event | None = None,
     ) -> dict[str, Any] | None:
         """Ask for a job, once (abandoned if ``stop`` is set meanwhile). Returns the raw job
         object (validated later by ``fastwan_core.parse_job``, so that a bad job can still be reported)
@@ -132,7 +134,7 @@ class OrchestratorClient:
         body: dict[str, Any] = {"worker_id": worker_id}
         extra = {"gpu_class": gpu_class, "model_id": model_id, "worker_version": worker_version}
         body.update({key: value for key, value in extra.items() if value is not None})
-        response = self._post(CLAIM_PATH, body, stop=stop)
+        response = await self._post(CLAIM_PATH, body, stop=stop)
         self._raise_for_status(response, CLAIM_PATH)
         payload = json_or_none(response)
         if not isinstance(payload, dict):
@@ -154,11 +156,11 @@ class OrchestratorClient:
             )
         return job
 
-    def claim_with_backoff(
+    async def claim_with_backoff(
         self,
         worker_id: str,
         *,
-        stop: StopSignal | None = None,
+        stop: asyncio.Event | None = None,
         gpu_class: str | None = None,
         model_id: str | None = None,
         worker_version: str | None = None,
@@ -168,19 +170,19 @@ class OrchestratorClient:
         a stopping worker claims nothing, and when it is set during a call: the claim in
         flight is abandoned. Every call starts a fresh backoff curve."""
 
-        def attempt() -> dict[str, Any] | None:
-            return self.claim(
+        async def attempt() -> dict[str, Any] | None:
+            return await self.claim(
                 worker_id, gpu_class=gpu_class, model_id=model_id, worker_version=worker_version, stop=stop
             )
 
         try:
-            return self._retrying(CLAIM_PATH, attempt, stop=stop, max_attempts=None)
+            return await self._retry.call(CLAIM_PATH, attempt, stop=stop, max_attempts=None)
         except DeliveryInterrupted:
             return None
 
     # -- heartbeat ------------------------------------------------------------------------
 
-    def heartbeat(self, worker_id: str, beat: Heartbeat | Mapping[str, Any]) -> HeartbeatAnswer:
+    async def heartbeat(self, worker_id: str, beat: Heartbeat | Mapping[str, Any]) -> HeartbeatAnswer:
         """Send one heartbeat, once; the next tick is the retry.
 
         Raises:
@@ -188,18 +190,18 @@ class OrchestratorClient:
         """
         path = f"/internal/buffer/workers/{segment(worker_id, 'worker_id')}/heartbeat"
         body = beat.to_wire() if isinstance(beat, Heartbeat) else dict(beat)
-        response = self._post(path, body)
+        response = await self._post(path, body)
         self._raise_for_status(response, path)
         return HeartbeatAnswer.from_wire(json_or_none(response))
 
     # -- status ---------------------------------------------------------------------------
 
-    def post_status(
+    async def post_status(
         self,
         buffer_job_id: str,
         body: Mapping[str, Any],
         *,
-        stop: StopSignal | None = None,
+        stop: asyncio.Event | None = None,
         max_attempts: int | None = None,
     ) -> StatusOutcome:
         """Send a job's status until the orchestrator takes it (``RECORDED``) or says the job
@@ -222,9 +224,9 @@ class OrchestratorClient:
             return StatusOutcome.REJECTED
         payload = dict(body)
 
-        def attempt() -> StatusOutcome:
+        async def attempt() -> StatusOutcome:
             try:
-                response = self._post(path, payload, stop=stop)
+                response = await self._post(path, payload, stop=stop)
             except RequestNotBuilt as error:
                 log.error("%s: not retried, it can never be sent", error)
                 return StatusOutcome.REJECTED
@@ -237,17 +239,17 @@ class OrchestratorClient:
                 return StatusOutcome.REJECTED
             return StatusOutcome.RECORDED
 
-        return self._retrying(path, attempt, stop=stop, max_attempts=max_attempts)
+        return await self._retry.call(path, attempt, stop=stop, max_attempts=max_attempts)
 
     # -- progress -------------------------------------------------------------------------
 
-    def post_progress(self, job_id: str, update: ProgressUpdate | Mapping[str, Any]) -> bool:
+    async def post_progress(self, job_id: str, update: ProgressUpdate | Mapping[str, Any]) -> bool:
         """Send one progress update, once. Never raises: progress is best effort, a failure is
         logged and reported as ``False``."""
         try:
             path = f"/internal/videogen/jobs/{segment(job_id, 'job_id')}/progress"
             body = progress_to_wire(update) if isinstance(update, ProgressUpdate) else dict(update)
-            response = self._post(path, body)
+            response = await self._post(path, body)
             self._raise_for_status(response, path)
         except OrchestratorAuthError:
             return False  # already logged once, naming INTERNAL_API_KEY
@@ -261,24 +263,21 @@ class OrchestratorClient:
 
     # -- life cycle -----------------------------------------------------------------------
 
-    def close(self) -> None:
-        self._http.close()
+    async def aclose(self) -> None:
+        await self._http.aclose()
 
-    def __enter__(self) -> OrchestratorClient:
+    async def __aenter__(self) -> OrchestratorClient:
         return self
 
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
 
     # -- the one HTTP call (``posting``) and the classification of its answer ---------------
 
-    def _post(self, path: str, body: Mapping[str, Any], *, stop: StopSignal | None = None) -> httpx.Response:
-        return post(self._http, path, body, deadline_s=self._deadline_s, stop=stop)
+    async def _post(
+        self, path: str, body: Mapping[str, Any], *, stop: asyncio.Event | None = None
+    ) -> httpx.Response:
+        return await post(self._http, path, body, deadline_s=self._deadline_s, stop=stop)
 
     def _raise_for_status(self, response: httpx.Response, path: str) -> None:
         self._answers.check(response, path)
-
-    def _retrying(
-        self, path: str, attempt: Callable[[], _T], *, stop: StopSignal | None, max_attempts: int | None
-    ) -> _T:
-        return retrying(path, self._backoff, stop=stop, sleep=self._sleep, max_attempts=max_attempts)(attempt)

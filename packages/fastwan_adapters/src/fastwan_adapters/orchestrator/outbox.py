@@ -20,9 +20,9 @@ One worker process owns a ``STATE_DIR``; two processes sharing one could send a 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,7 +37,6 @@ from fastwan_adapters.durable import (
     why_unreadable,
     write_atomically,
 )
-from fastwan_adapters.orchestrator.backoff import StopSignal
 from fastwan_adapters.orchestrator.messages import StatusOutcome
 from fastwan_core import is_job_id
 
@@ -56,12 +55,12 @@ _FORMAT_VERSION: Final = 1
 class StatusSender(Protocol):
     """What the outbox needs of the client (``OrchestratorClient`` satisfies it)."""
 
-    def post_status(
+    async def post_status(
         self,
         buffer_job_id: str,
         body: Mapping[str, Any],
         *,
-        stop: StopSignal | None = None,
+        stop: asyncio.Event | None = None,
         max_attempts: int | None = None,
     ) -> StatusOutcome: ...
 
@@ -93,7 +92,7 @@ class StatusOutbox:
         if self._dir.exists() and not self._dir.is_dir():
             _move_folder_aside(self._dir, "it is not a folder")
         self._dir.mkdir(parents=True, exist_ok=True)
-        self._sending = threading.Lock()  # one send at a time: no entry goes out twice
+        self._sending = asyncio.Lock()  # one send at a time: no entry goes out twice
         remove_temp_files(self._dir, _TEMP_PREFIX)  # puts that crashed before os.replace
 
     @property
@@ -144,23 +143,23 @@ class StatusOutbox:
                 entries.append(entry)
         return sorted(entries, key=lambda entry: (entry.written_ns, entry.buffer_job_id))
 
-    def deliver(
+    async def deliver(
         self,
         client: StatusSender,
         buffer_job_id: str,
         body: Mapping[str, Any],
         *,
-        stop: StopSignal | None = None,
+        stop: asyncio.Event | None = None,
     ) -> StatusOutcome:
         """``put`` then ``send``: the way to end a job."""
-        return self.send(client, self.put(buffer_job_id, body), stop=stop)
+        return await self.send(client, self.put(buffer_job_id, body), stop=stop)
 
-    def send(
+    async def send(
         self,
         client: StatusSender,
         entry: PendingStatus,
         *,
-        stop: StopSignal | None = None,
+        stop: asyncio.Event | None = None,
         max_attempts: int | None = None,
     ) -> StatusOutcome:
         """Send one entry until the orchestrator takes it; remove it at once when it does.
@@ -169,11 +168,11 @@ class StatusOutbox:
             DeliveryInterrupted: ``stop`` was set while retrying; the entry stays on disk.
             OrchestratorError: ``max_attempts`` tries failed; the entry stays on disk.
         """
-        with self._sending:
+        async with self._sending:
             if not entry.path.exists():
                 # Taken by a concurrent send (flush and deliver raced): it has its outcome.
                 return StatusOutcome.RECORDED
-            outcome = client.post_status(
+            outcome = await client.post_status(
                 entry.buffer_job_id, entry.body, stop=stop, max_attempts=max_attempts
             )
             if outcome is StatusOutcome.REJECTED:
@@ -196,10 +195,11 @@ class StatusOutbox:
 
     def discard(self, entry: PendingStatus) -> None:
         """Remove an entry unsent: its job turned out not to be this worker's (404/409)."""
-        with self._sending:
-            _remove_durably(entry.path)
+        _remove_durably(entry.path)
 
-    def flush(self, client: StatusSender, *, stop: StopSignal | None = None) -> dict[str, StatusOutcome]:
+    async def flush(
+        self, client: StatusSender, *, stop: asyncio.Event | None = None
+    ) -> dict[str, StatusOutcome]:
         """Send every pending status, oldest first (call it at start, before claiming).
 
         Raises:
@@ -207,7 +207,7 @@ class StatusOutbox:
         """
         outcomes = {}
         for entry in self.pending():
-            outcomes[entry.buffer_job_id] = self.send(client, entry, stop=stop)
+            outcomes[entry.buffer_job_id] = await self.send(client, entry, stop=stop)
         return outcomes
 
     def _read(self, path: Path) -> PendingStatus | None:

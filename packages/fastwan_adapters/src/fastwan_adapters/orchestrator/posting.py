@@ -4,18 +4,19 @@ Every way of getting no answer becomes one of the contract's errors here, so tha
 calls only decide what each answer means and whether to retry: a request that cannot be built
 (``RequestNotBuilt``, never retried), no complete answer in time, a refused or dropped
 connection (``OrchestratorUnavailable``), or the caller's stop (``DeliveryInterrupted``).
+The overall deadline is ``fastwan_adapters.deadline.within``'s.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import quote
 
 import httpx
 
-from fastwan_adapters.orchestrator.backoff import StopSignal
-from fastwan_adapters.orchestrator.deadline import DeadlinePassed, StopCame, call_within
+from fastwan_adapters.deadline import DeadlinePassed, StopCame, within
 from fastwan_adapters.orchestrator.errors import DeliveryInterrupted, OrchestratorUnavailable, RequestNotBuilt
 
 __all__ = ["post", "segment"]
@@ -30,13 +31,13 @@ def segment(value: str, name: str) -> str:
     return quote(value, safe="")
 
 
-def post(
-    http: httpx.Client,
+async def post(
+    http: httpx.AsyncClient,
     path: str,
     body: Mapping[str, Any],
     *,
     deadline_s: float,
-    stop: StopSignal | None = None,
+    stop: asyncio.Event | None = None,
 ) -> httpx.Response:
     """POST ``body`` to ``path`` and return the answer, whatever its status (the caller checks it).
 
@@ -55,7 +56,7 @@ def post(
             path=path,
         ) from None
     try:
-        return call_within(lambda: http.send(request), deadline_s=deadline_s, stop=stop)
+        return await within(http.send(request), deadline_s=deadline_s, stop=stop)
     except DeadlinePassed:
         raise OrchestratorUnavailable(
             f"POST {path}: no complete answer within {deadline_s:g} s (ORCHESTRATOR_CALL_DEADLINE_S)",

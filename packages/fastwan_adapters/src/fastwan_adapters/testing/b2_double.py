@@ -43,6 +43,7 @@ from b2sdk.v2 import REALM_URLS, B2Api, B2HttpApiConfig, InMemoryAccountInfo, In
 from b2sdk.v2.exception import B2Error, FileSha1Mismatch, InvalidAuthToken, Unauthorized
 
 from fastwan_adapters.testing.orchestrator_faults import Fault
+from fastwan_adapters.testing.serving import BackgroundServer
 
 __all__ = ["REALM_ENV", "B2Call", "B2Double", "ProductionLikeSimulator"]
 
@@ -114,28 +115,21 @@ class B2Double:
         self._faults: dict[B2Call, deque[_Armed]] = {kind: deque() for kind in B2Call}
         self._outage: Fault | None = None
         self._closing = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="b2-double", daemon=True
-        )
+        self._serving = BackgroundServer(ThreadingHTTPServer(("127.0.0.1", 0), _handler(self)), "b2-double")
 
     # -- life cycle -------------------------------------------------------------------------
 
     def __enter__(self) -> B2Double:
-        self._thread.start()
+        self._serving.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self._closing.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        self._serving.stop()
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._serving.url
 
     def process_env(self, prefix: str | None = None) -> dict[str, str]:
         """What a worker process needs to use this double as its B2: the credentials, and the

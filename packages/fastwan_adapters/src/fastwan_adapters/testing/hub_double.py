@@ -20,6 +20,8 @@ from urllib.parse import unquote, urlsplit
 
 import attrs
 
+from fastwan_adapters.testing.serving import BackgroundServer
+
 __all__ = ["DROP", "HubDouble", "HubFault"]
 
 #: A fault's ``status`` that closes the connection without any answer.
@@ -60,14 +62,11 @@ class HubDouble:
         self.requests: list[tuple[str, str]] = []
         self._faults: list[HubFault] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="hub-double", daemon=True)
+        self._serving = BackgroundServer(ThreadingHTTPServer(("127.0.0.1", 0), _handler(self)), "hub-double")
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._serving.url
 
     def fail(self, fault: HubFault) -> None:
         """Put ``fault`` in front of the matching requests (faults added first apply first)."""
@@ -75,13 +74,11 @@ class HubDouble:
             self._faults.append(fault)
 
     def __enter__(self) -> HubDouble:
-        self._thread.start()
+        self._serving.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        self._serving.stop()
 
     # -- used by the handler ------------------------------------------------------------
 

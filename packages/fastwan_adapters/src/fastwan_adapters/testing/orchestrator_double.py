@@ -1,12 +1,12 @@
 """A real HTTP orchestrator for tests: the orchestrator's side of the whole contract.
 
-It listens on 127.0.0.1 (an ephemeral port) in a background thread, hands out the jobs it is
+It listens on 127.0.0.1 (an ephemeral port) from a thread of its own (``serving``), hands out the jobs it is
 given, checks ``X-Internal-API-Key``, answers status calls as the orchestrator does (2xx, 404
 for a job it does not know, 409 for one that is not this worker's or already ended), and
 records every request. Faults (a status code, a delay, a dropped connection, an answer dripped
 a byte at a time) can be injected for the next N calls of an endpoint, and a standing refusal
 for every status call of one job or of one status (``refuse``). Everything is thread-safe;
-``wait_for`` lets a test wait for what a background thread (heartbeat, progress sender) will send.
+``wait_for`` lets a test wait for what the worker (heartbeat, progress sender) will send.
 What it knows and how it answers lives in ``orchestrator_state``; this module serves it over HTTP.
 
     with OrchestratorDouble() as orch:
@@ -37,6 +37,7 @@ from fastwan_adapters.testing.orchestrator_faults import (
 )
 from fastwan_adapters.testing.orchestrator_leases import LeaseRules
 from fastwan_adapters.testing.orchestrator_state import DEFAULT_API_KEY, OrchestratorState
+from fastwan_adapters.testing.serving import BackgroundServer
 
 __all__ = ["DEFAULT_API_KEY", "Endpoint", "Fault", "OrchestratorDouble", "RecordedRequest", "RecordingSleep"]
 
@@ -44,8 +45,6 @@ log = logging.getLogger(__name__)
 
 
 class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
     def __init__(self, address: tuple[str, int], double: OrchestratorDouble) -> None:
         super().__init__(address, _Handler)
         self.double = double
@@ -72,7 +71,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class OrchestratorDouble(OrchestratorState):
-    """The orchestrator, in a thread, for tests.
+    """The orchestrator, on loopback, for tests.
 
     Args:
         api_key: the only ``X-Internal-API-Key`` accepted (anything else: 401).
@@ -96,32 +95,22 @@ class OrchestratorDouble(OrchestratorState):
         super().__init__(api_key, terminal_conflict=terminal_conflict, lease=lease, clock=clock)
         self._host = host
         self._closing = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: BackgroundServer | None = None
 
     # -- life cycle -----------------------------------------------------------------------
 
     def start(self) -> OrchestratorDouble:
-        if self._server is not None:
+        if self._serving is not None:
             raise RuntimeError("the orchestrator double is already started")
-        self._server = _Server((self._host, 0), self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="orchestrator-double",
-            daemon=True,
-        )
-        self._thread.start()
+        self._serving = BackgroundServer(_Server((self._host, 0), self), "orchestrator-double")
+        self._serving.start()
         return self
 
     def stop(self) -> None:
         self._closing.set()  # cuts injected delays short
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
-        self._server = self._thread = None
+        if self._serving is not None:
+            self._serving.stop()
+        self._serving = None
 
     def __enter__(self) -> OrchestratorDouble:
         return self.start()
@@ -132,10 +121,9 @@ class OrchestratorDouble(OrchestratorState):
     @property
     def url(self) -> str:
         """The base URL, e.g. ``http://127.0.0.1:54321``."""
-        if self._server is None:
+        if self._serving is None:
             raise RuntimeError("the orchestrator double is not started: use it as a context manager")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._serving.url
 
     # -- serving --------------------------------------------------------------------------
 

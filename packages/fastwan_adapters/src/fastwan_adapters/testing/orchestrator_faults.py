@@ -3,9 +3,9 @@ told to answer with, a standing refusal, the requests it records, and a recordin
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import re
-import threading
 from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import unquote
@@ -110,17 +110,17 @@ class RecordedRequest:
 
 @attrs.define(kw_only=True)
 class RecordingSleep:
-    """A ``sleep`` for ``OrchestratorClient`` that returns at once and records each wait.
+    """A ``RetryPolicy.sleep`` that returns at once and records each wait.
 
     Attributes:
         stop, stop_after: set ``stop`` once ``stop_after`` waits were asked (to test shutdown).
     """
 
     waits: list[float] = attrs.field(factory=list)
-    stop: threading.Event | None = None
+    stop: asyncio.Event | None = None
     stop_after: int | None = None
 
-    def __call__(self, seconds: float) -> None:
+    async def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
         if self.stop is not None and self.stop_after is not None and len(self.waits) >= self.stop_after:
             self.stop.set()

@@ -53,6 +53,8 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from fastwan_adapters.testing.serving import background
+
 __all__ = [
     "MAX_OUTPUT_BYTES",
     "MAX_RETRIES",
@@ -312,8 +314,8 @@ class _Binary:
         self._connection: http.client.HTTPConnection | None = None
         self._lock = threading.Lock()
         self._threads = [
-            threading.Thread(target=self._poll_readiness, name=f"salad-ready-{node}", daemon=True),
-            threading.Thread(target=self._run, name=f"salad-jobs-{node}", daemon=True),
+            background(self._poll_readiness, f"salad-ready-{node}"),
+            background(self._run, f"salad-jobs-{node}"),
         ]
 
     def start(self) -> None:

@@ -1,9 +1,11 @@
-"""One job at a time, off the event loop, stopped when its caller leaves or the worker stops.
+"""The one job slot: a job at a time, run on the job thread, stopped when its caller leaves or
+the worker stops.
 
-The runner admits a job only when the model is ready and no other job holds the slot (Salad's
-binary sends one job at a time; a second one is a retry or a mistake and gets 429). The job runs
-in its own daemon thread; the slot is freed when that thread really ends, not when the request
-does, so that a job whose caller left can never overlap the next one on the GPU.
+The slot admits a job only when the model is ready and no other job holds it (Salad's binary
+sends one job at a time; a second one is a retry or a mistake and gets 429). The job runs on the
+job thread (``fastwan_adapters.job_runner``); the slot is freed when the job really ends there,
+not when the request does, so that a job whose caller left can never overlap the next one on
+the GPU. Everything else happens on the event loop uvicorn runs.
 
 A job is stopped at its next step for one of two reasons, and the core reports it by the reason
 (``fastwan_core.Cancellation``): its caller hung up (``cancelled``, nobody is listening), or the
@@ -14,13 +16,14 @@ Salad and the orchestrator run it again).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import threading
 from collections.abc import Awaitable, Callable
 
 import attrs
 
 from fastwan_adapters.exit_code import ExitCode
+from fastwan_adapters.job_runner import JobRunner
 from fastwan_adapters.logs import bind_job
 from fastwan_adapters.salad import DeletionCost
 from fastwan_core import Cancellation, ErrorCode, Job, JobResult, JobState, JobValidationError, parse_job
@@ -29,11 +32,10 @@ from queue_worker.metrics import QueueMetrics
 from queue_worker.process import ProcessExit
 from queue_worker.readiness import Readiness, WorkerState
 from queue_worker.status_codes import BUSY, NOT_READY
-from queue_worker.threads import run_in_daemon_thread
 
-__all__ = ["JobRunner", "Rejection"]
+__all__ = ["JobSlot", "Rejection"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("queue_worker.runner")  # the logger of these lines, as before the rename
 
 
 @attrs.frozen
@@ -51,24 +53,31 @@ class Rejection:
 
 
 @attrs.define
-class JobRunner:
-    """Admits, runs and stops jobs.
+class JobSlot:
+    """Admits, runs and stops jobs; used on the event loop (but :meth:`begin_shutdown`).
 
     Attributes:
+        jobs: the job thread (the model's loader runs there too).
         fatal_exit_delay_s: how long a worker whose GPU became unusable keeps answering
             probes with the reason before it exits.
         deletion_cost: on SaladCloud, told when a job starts and ends (never waited for).
     """
 
+    jobs: JobRunner
     readiness: Readiness
     metrics: QueueMetrics
     process_exit: ProcessExit
     fatal_exit_delay_s: float = 5.0
     deletion_cost: DeletionCost | None = None
-    _slot: threading.Lock = attrs.field(factory=threading.Lock)
+    _taken: bool = False
     _job_id: str | None = None
     _cancel: Cancellation | None = None
-    _stop_timer: threading.Timer | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _stop_timer: asyncio.TimerHandle | None = None
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The event loop the app runs on (where a shutdown signal is handed)."""
+        self._loop = loop
 
     # -- admission ------------------------------------------------------------------------
 
@@ -87,14 +96,15 @@ class JobRunner:
             )
         if state is WorkerState.FAILED:
             return self._reject(NOT_READY, "failed", f"the worker cannot run jobs: {self.readiness.reason}")
-        if not self._slot.acquire(blocking=False):
+        if self._taken:
             job = f"job {self._job_id}" if self._job_id else "another job"
             return self._reject(BUSY, "busy", f"the worker is busy with {job}; it runs one job at a time")
+        self._taken = True
         return None
 
     def withdraw(self) -> None:
         """Give back the slot of an admitted job that will not run (its body never arrived whole)."""
-        self._slot.release()
+        self._taken = False
 
     def _reject(self, status: int, reason: str, message: str, code: ErrorCode | None = None) -> Rejection:
         self.metrics.job_rejected(reason)
@@ -105,7 +115,7 @@ class JobRunner:
     async def run(self, body: bytes, *, caller_gone: Callable[[], Awaitable[None]]) -> JobResult:
         """Run an admitted job from its raw body; stop it at its next step if ``caller_gone`` returns.
 
-        Decoding happens in the job's thread too: a 30 MB body must not stall ``/health``.
+        Decoding happens on the job thread too: a 30 MB body must not stall ``/health``.
 
         Args:
             caller_gone: returns when the client disconnects.
@@ -115,6 +125,11 @@ class JobRunner:
         self.metrics.busy.set(1)
         if self.deletion_cost is not None:
             self.deletion_cost.busy()
+        loop = asyncio.get_running_loop()
+
+        def on_the_loop(callback: Callable[..., object], *args: object) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed first: nobody is waiting
+                loop.call_soon_threadsafe(callback, *args)
 
         def work() -> JobResult:
             try:
@@ -126,16 +141,17 @@ class JobRunner:
                     parsed: Job | JobValidationError = parse_job(payload)
                 except JobValidationError as error:
                     parsed = error
-                self._job_id = parsed.musetalk_job_id if isinstance(parsed, Job) else parsed.job_id
-                with bind_job(self._job_id):
+                job_id = parsed.musetalk_job_id if isinstance(parsed, Job) else parsed.job_id
+                on_the_loop(setattr, self, "_job_id", job_id)
+                with bind_job(job_id):
                     log.info("job started")
                     if isinstance(parsed, Job):
                         return usecase.run(parsed, cancel)
                     return usecase.refuse(parsed)
             finally:
-                self._release()
+                on_the_loop(self._release)
 
-        job = run_in_daemon_thread(work, name="job")
+        job = asyncio.ensure_future(self.jobs.run(work))
         watcher = asyncio.create_task(self._cancel_when_gone(caller_gone, cancel))
         try:
             result = await job
@@ -144,7 +160,7 @@ class JobRunner:
             cancel.cancel(ErrorCode.WORKER_SHUTDOWN)
             raise
         except Exception as error:  # run and refuse never raise; if they ever do, say so
-            log.exception("the job's thread raised")
+            log.exception("the job raised")
             result = JobResult.failure(ErrorCode.INTERNAL_ERROR, f"internal error: {type(error).__name__}")
         finally:
             watcher.cancel()
@@ -173,7 +189,7 @@ class JobRunner:
         self.metrics.busy.set(0)
         if self.deletion_cost is not None:
             self.deletion_cost.idle()
-        self._slot.release()
+        self._taken = False
 
     def _fatal(self, result: JobResult) -> None:
         reason = f"the GPU is unusable after job {result.job_id}: {result.error}"
@@ -185,7 +201,7 @@ class JobRunner:
 
     @property
     def busy(self) -> bool:
-        return self._slot.locked()
+        return self._taken
 
     @property
     def job_id(self) -> str | None:
@@ -204,16 +220,17 @@ class JobRunner:
     def begin_shutdown(self, grace_s: float) -> None:
         """Take no more jobs; stop the job in hand if it still runs ``grace_s`` seconds from now.
 
-        Safe to call from a signal handler: it only sets state and starts a timer.
+        Safe to call from a signal handler or another thread: the rest happens on the loop.
         """
+        loop = self._loop or asyncio.get_running_loop()
+        loop.call_soon_threadsafe(self._shut_down, grace_s)
+
+    def _shut_down(self, grace_s: float) -> None:
         self.readiness.stop()
         self.metrics.ready.set(0)
         if self._stop_timer is not None:
             return
-        self._stop_timer = threading.Timer(grace_s, self._stop_for_shutdown)
-        self._stop_timer.daemon = True
-        self._stop_timer.name = "shutdown-grace"
-        self._stop_timer.start()
+        self._stop_timer = asyncio.get_running_loop().call_later(grace_s, self._stop_for_shutdown)
         if self.busy:
             log.info("shutting down: job %s may run for %.1f s more", self._job_id, grace_s)
 
