@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
@@ -39,6 +40,7 @@ from fastwan_adapters.config import ConfigError
 from fastwan_adapters.container import on_the_loop
 from fastwan_adapters.deadline import first_of, pause
 from fastwan_adapters.exit_code import ExitCode
+from fastwan_adapters.generator.errors import StartupStopped
 from fastwan_adapters.job_runner import JobRunner
 from fastwan_adapters.logs import bind_job
 from fastwan_adapters.orchestrator import (
@@ -118,6 +120,9 @@ class BufferWorker:
     Args:
         progress: the port the use case reports to; attached to this worker's loop when it runs.
         load_usecase: loads and warms the model (slow: once, on the job thread, heartbeating).
+        startup_stop: what ``load_usecase`` watches (``GenerationContainer.stop``): set when the
+            worker leaves, it ends a download (its attempts and their waits) at once and the
+            load between its steps.
         stop_wait_s: how long a job asked to stop has to reach its next step.
         final_report_s: after that, how long a terminal status may still be retried.
     """
@@ -132,6 +137,7 @@ class BufferWorker:
         load_usecase: Callable[[], GenerateVideo],
         metrics: WorkerMetrics,
         worker: WorkerInfo,
+        startup_stop: threading.Event | None = None,
         stop_wait_s: float = 3.0,
         final_report_s: float = 5.0,
     ) -> None:
@@ -142,6 +148,7 @@ class BufferWorker:
         self._delivery = delivery
         self._progress = progress
         self._load_usecase = load_usecase
+        self._startup_stop = startup_stop if startup_stop is not None else threading.Event()
         self._metrics = metrics
         self._worker = worker
         self._worker_id: str = worker.worker_id
@@ -214,8 +221,16 @@ class BufferWorker:
     # -- the claim loop ---------------------------------------------------------------------------
 
     async def _load_and_claim(self) -> ExitCode:
+        load = asyncio.ensure_future(self.runner.run(self._load_usecase))
         try:
-            usecase = self._usecase = await self.runner.run(self._load_usecase)
+            await first_of(load, self._give_up.wait())  # a stop ends the load (``_leave``)
+            if not load.done():  # a load step that does not look at the stop: left on its thread
+                log.error("the start-up did not stop within %.1f s; leaving", self._stop_wait_s)
+                return ExitCode.OK
+            usecase = self._usecase = load.result()
+        except StartupStopped as error:  # the worker is leaving: nothing failed
+            log.info("start-up stopped: %s", error)
+            return ExitCode.OK
         except ConfigError as error:
             log.error("cannot start: %s", error)
             self._set_error(f"cannot start: {error}")
@@ -355,6 +370,7 @@ class BufferWorker:
         elif not first:
             return
         self._stop.set()
+        self._startup_stop.set()  # a start-up under way has no grace period: nothing is in hand
         for timer in self._timers:
             timer.cancel()
         stop_at = self._since + (0.0 if self._restart_reason else self._settings.shutdown_grace_s)
