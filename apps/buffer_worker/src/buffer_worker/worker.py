@@ -262,20 +262,15 @@ class BufferWorker:
         return ExitCode.OK
 
     async def _take(self, raw: Mapping[str, Any], usecase: GenerateVideo) -> None:
-        buffer_job_id = raw.get("buffer_job_id")
-        if not is_job_id(buffer_job_id):
-            log.error(
-                "claimed a job without a usable buffer_job_id (buffer_job_id=%s, musetalk_job_id=%s): "
-                "it cannot be reported, skipped",
-                _seen(buffer_job_id),
-                _seen(raw.get("musetalk_job_id")),
-            )
-            return
         try:
             job: Job | JobValidationError = parse_job(raw)
         except JobValidationError as error:
             job = error
         job_id = job.musetalk_job_id if isinstance(job, Job) else job.job_id
+        buffer_job_id = raw.get("buffer_job_id")
+        if not is_job_id(buffer_job_id):
+            self._unreportable(raw, job, usecase)
+            return
         ticket = JobTicket(buffer_job_id, job_id, time.monotonic())
         with bind_job(job_id, buffer_job_id=buffer_job_id):
             if not await self._delivery.admit(ticket, self._window):
@@ -288,6 +283,28 @@ class BufferWorker:
                 await self._conclude(ticket, None)
             else:
                 await self._run(job, ticket, usecase)
+
+    def _unreportable(
+        self, raw: Mapping[str, Any], job: Job | JobValidationError, usecase: GenerateVideo
+    ) -> None:
+        """A job claimed without a usable ``buffer_job_id`` has no status to send (the status
+        endpoint is keyed by it): it is skipped. When its ``musetalk_job_id`` is usable, the
+        orchestrator hears of it at once through the core's refusal (a ``failed`` progress call,
+        ``invalid_input``, naming the field) instead of waiting for its own timeout."""
+        job_id = job.musetalk_job_id if isinstance(job, Job) else job.job_id
+        log.error(
+            "claimed a job without a usable buffer_job_id (buffer_job_id=%s, musetalk_job_id=%s): "
+            "no status can be sent for it, skipped%s",
+            _seen(raw.get("buffer_job_id")),
+            _seen(raw.get("musetalk_job_id")),
+            "; its failure goes out as progress" if job_id is not None else "",
+        )
+        if job_id is None:
+            return
+        problems = list(job.errors) if isinstance(job, JobValidationError) else []
+        if not any(problem.startswith("buffer_job_id") for problem in problems):  # it was missing
+            problems.insert(0, "buffer_job_id is required in buffer mode")
+        usecase.refuse(JobValidationError(problems, job_id=job_id))
 
     # -- the job in hand --------------------------------------------------------------------------
 
