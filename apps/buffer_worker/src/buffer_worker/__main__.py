@@ -2,7 +2,8 @@
 
 Exit status (:class:`fastwan_adapters.exit_code.ExitCode`, the README's table): 0 when stopped by
 SIGTERM/SIGINT; 1 when the worker cannot go on (GPU unusable, heartbeat dead, an unexpected
-error): the host should restart it; 2 for a bad setting (a ``STATE_DIR`` that cannot be written
+error) or leaves a terminal status neither sent nor kept (``STATE_DIR`` full): the host should
+restart it; 2 for a bad setting (a ``STATE_DIR`` that cannot be written
 included) or a model that cannot be loaded (restarting will not help until the setting is fixed).
 """
 

@@ -195,6 +195,8 @@ class BufferWorker:
                 log.critical("the claim loop failed", exc_info=True)
                 self._set_error("internal error in the claim loop")
                 code = ExitCode.RESTART
+            if self._delivery.lost and code is ExitCode.OK:  # a status neither sent nor kept
+                code = ExitCode.RESTART
             await self._goodbye(heartbeat)
             await asyncio.wait({leftovers}, timeout=_LEFTOVERS_END_S)  # stopped with the worker
             leftovers.cancel()
@@ -443,7 +445,7 @@ class BufferWorker:
             status=WorkerStatus.STOPPING if self._stopping else busy,
             gpu_class=self._gpu_class,
             capacity=1,
-            error=self._error,
+            error=self._said_error(),
             current_job_id=ticket.buffer_job_id if ticket is not None else None,
             phase=self._phase if ticket is not None else None,
             progress=self._done if ticket is not None else None,
@@ -493,6 +495,11 @@ class BufferWorker:
     def _silence(self, job_id: str | None) -> None:
         if job_id is not None:
             self._silenced.append(job_id)
+
+    def _said_error(self) -> str | None:
+        """The heartbeat's ``error``: the worker's own trouble (``STATE_DIR``), then the last error."""
+        said = "; ".join(part for part in (self._delivery.trouble(), self._error) if part)
+        return said[:_MAX_ERROR_CHARS] or None
 
     def _set_error(self, message: str | None) -> None:
         """The last error, sent with every heartbeat until a job succeeds (never a secret)."""
