@@ -19,12 +19,14 @@ from fastwan_adapters.config import ConfigError
 from fastwan_adapters.storage import (
     LocalResultStore,
     LocalStoreSettings,
+    UploadRetry,
     open_result_store,
     store_settings_from_env,
 )
 from fastwan_core import EncodedVideo, ErrorCode, JobFailure, Size
 
 METADATA = {"job_id": "job-1", "seed": "42", "model": "FastVideo/FastWan2.2-TI2V-5B-Diffusers"}
+NO_WAIT = UploadRetry(wait_initial_s=0.0, wait_max_s=0.0, wait_jitter_s=0.0)
 
 
 def video(data: bytes = b"fake mp4 bytes") -> EncodedVideo:
@@ -76,7 +78,7 @@ def test_running_a_job_again_overwrites_the_same_file(tmp_path: Path) -> None:
 def test_a_failed_write_leaves_the_previous_file_whole_and_no_temp_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = LocalResultStore(tmp_path)
+    store = LocalResultStore(tmp_path, retry=NO_WAIT)
     store.put("job-1.mp4", video(b"previous"), METADATA)
 
     def disk_full(fd: int) -> None:
@@ -97,7 +99,7 @@ def test_a_failed_write_leaves_the_previous_file_whole_and_no_temp_file(
 def test_a_disk_full_at_either_file_names_it_and_changes_neither(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, full_at: str
 ) -> None:
-    store = LocalResultStore(tmp_path)
+    store = LocalResultStore(tmp_path, retry=NO_WAIT)
     store.put("job-1.mp4", video(b"previous"), METADATA)
     previous_sidecar = (tmp_path / "job-1.mp4.json").read_bytes()
     real_mkstemp = tempfile.mkstemp
@@ -117,6 +119,45 @@ def test_a_disk_full_at_either_file_names_it_and_changes_neither(
     assert (tmp_path / "job-1.mp4").read_bytes() == b"previous"
     assert (tmp_path / "job-1.mp4.json").read_bytes() == previous_sidecar
     assert sorted(p.name for p in tmp_path.iterdir()) == ["job-1.mp4", "job-1.mp4.json"]
+
+
+def test_a_folder_unusable_for_two_writes_is_waited_out_and_the_job_stored(tmp_path: Path) -> None:
+    """Issue 21, chaos seed 8024: OUTPUT_DIR replaced by a file for 2.6 s failed the job at once."""
+    folder = tmp_path / "outputs"
+    folder.write_text("not a folder for a moment")
+    waits: list[float] = []
+
+    def wait(seconds: float) -> None:  # the folder comes back during the second wait
+        waits.append(seconds)
+        if len(waits) == 2:
+            folder.unlink()
+            folder.mkdir()
+
+    store = LocalResultStore(folder, retry=UploadRetry(attempts=3, sleep=wait))
+    url = store.put("job-1.mp4", video(), METADATA)
+
+    assert len(waits) == 2
+    assert (folder / "job-1.mp4").read_bytes() == b"fake mp4 bytes"
+    assert url == (folder / "job-1.mp4").as_uri()
+    assert json.loads((folder / "job-1.mp4.json").read_text())["job_id"] == "job-1"
+
+
+def test_a_folder_that_stays_unusable_fails_the_job_upload_failed_after_the_last_try(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "outputs"
+    folder.write_text("not a folder")
+    waits: list[float] = []
+    store = LocalResultStore(folder, retry=UploadRetry(attempts=3, sleep=waits.append))
+
+    with pytest.raises(JobFailure) as caught:
+        store.put("job-1.mp4", video(), METADATA)
+
+    assert len(waits) == 2  # three tries in all, then the job fails
+    assert all(0.0 < wait <= UploadRetry().wait_max_s for wait in waits)
+    assert (caught.value.code, caught.value.retryable) == (ErrorCode.UPLOAD_FAILED, True)
+    assert f"OUTPUT_DIR {str(folder)!r}" in caught.value.message
+    assert folder.read_text() == "not a folder"
 
 
 def test_a_new_video_never_appears_without_its_sidecar(

@@ -182,6 +182,31 @@ def test_a_job_with_an_unusable_buffer_job_id_is_skipped_with_both_ids_as_seen_i
     assert "buffer_job_id='has space'" in lines[1] and "musetalk_job_id='xxxx" in lines[1]
     assert long_id not in lines[1] and len(lines[1]) < 300  # cut to a readable length
     assert prompts(rig) == [JOB["prompt"]]  # only the job after them ran
+    # The one with a usable musetalk_job_id is failed through progress (issue 23, item 7): the
+    # orchestrator no longer waits for its own timeout. No status: it has no id to go under.
+    (failed,) = [u for j, u in rig.sent_progress.updates if j == "j-bad-id"]
+    assert (failed.status, failed.error_code) == (JobState.FAILED, ErrorCode.INVALID_INPUT)
+    assert failed.error is not None and failed.error.startswith("buffer_job_id must be 1 to 128 letters")
+    assert "'../escape'" in failed.error
+    assert [j for j, _u in rig.sent_progress.updates if j == long_id] == []
+
+
+def test_a_job_claimed_with_no_buffer_job_id_is_failed_through_progress_naming_the_field(
+    make_rig: Callable[..., Rig], orch: OrchestratorDouble
+) -> None:
+    orch.add_job({**JOB, "musetalk_job_id": "j-no-buffer-id", "width": 5000}, buffer_job_id="x")
+    orch._slots["x"].job.pop("buffer_job_id")  # the orchestrator sends none at all (no API for it)
+    following = add(orch, "j-after-no-id")
+    rig = make_rig().start()
+
+    rig.wait(rig.ended(following), "the next job to end")
+    rig.request_stop()
+    rig.join()
+
+    (failed,) = [u for j, u in rig.sent_progress.updates if j == "j-no-buffer-id"]
+    assert (failed.status, failed.error_code) == (JobState.FAILED, ErrorCode.INVALID_INPUT)
+    assert failed.error is not None
+    assert failed.error.startswith("buffer_job_id is required in buffer mode; width must be between")
 
 
 @pytest.mark.parametrize("again", ["at-once", "after-another-job"])

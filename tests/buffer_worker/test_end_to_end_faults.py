@@ -122,3 +122,33 @@ def test_heartbeats_keep_their_cadence_while_the_orchestrator_refuses_the_last_r
     assert [s["status"] for s in orch.statuses(meanwhile)] == ["running", "succeeded"]
     assert len(orch.statuses(refused, recorded_only=False)) >= 2  # still tried, in rounds
     assert orch.terminal_statuses(refused) == []
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """Whether the process has a handler for SIGTERM yet (Linux: ``SigCgt`` in its status)."""
+    with open(f"/proc/{pid}/status") as status:
+        caught = next(line for line in status if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+
+
+def test_a_sigterm_in_the_first_second_of_the_start_exits_0_with_a_stopping_heartbeat(
+    orch: OrchestratorDouble, tmp_path: Path, tiny_dir: Path
+) -> None:
+    """Issue 23, item 7: a SIGTERM before the handler was installed (the imports, about a
+    second) ended the worker with 143. The signal is sent as soon as the process catches it."""
+    env = worker_env(orch, tmp_path, tiny_dir, SHUTDOWN_GRACE_S="3")
+
+    with WorkerProcess(env, tmp_path / "worker.log") as worker:
+        deadline = time.monotonic() + 10
+        while not _catches_sigterm(worker.process.pid):
+            assert time.monotonic() < deadline and worker.running, worker.log()
+            time.sleep(0.002)
+        logged_before = worker.log_path.read_text()
+        worker.signal(signal.SIGTERM)
+        code = worker.wait(START_TIMEOUT_S)
+
+    assert "starting against" not in logged_before  # the signal came during the start
+    assert code == 0, worker.log()
+    beats = orch.heartbeats("vast-test")
+    assert beats and {beat["status"] for beat in beats} == {"stopping"}, beats
+    assert orch.requests(Endpoint.CLAIM) == []

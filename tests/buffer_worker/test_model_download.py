@@ -10,15 +10,17 @@ worker process, and talks to the Hub double on loopback.
 
 from __future__ import annotations
 
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from fastwan_adapters.testing import OrchestratorDouble
+from fastwan_adapters.testing import Endpoint, OrchestratorDouble
 from fastwan_adapters.testing.hub_double import HubDouble, HubFault
 
-from .harness import START_TIMEOUT_S, WorkerProcess, worker_env
+from .harness import START_TIMEOUT_S, WorkerProcess, wait_until, worker_env
 
 pytestmark = pytest.mark.slow
 
@@ -76,3 +78,39 @@ def test_a_file_missing_on_the_hub_exits_2_with_the_reason(
     assert code == 2, log[-3000:]
     assert f"FASTWAN_TINY_DECODER={decoder!r} could not be downloaded" in log
     assert "the repository has no such file" in log and "download attempt" not in log
+
+
+def test_sigterm_during_a_retried_download_ends_it_at_once_exits_0_with_a_stopping_heartbeat(
+    orch: OrchestratorDouble, tiny_dir: Path, tmp_path: Path, hub: HubDouble
+) -> None:
+    """Issue 23, finding 1: the worker went on retrying for FASTWAN_DOWNLOAD_RETRY_S (600 s),
+    heartbeating ``stopping``, until the supervisor killed it (137)."""
+    hub.fail(HubFault(503, method="GET", path_part="/resolve/"))
+    env = {
+        **download_env(orch, tmp_path, tiny_dir, hub, _DECODER),
+        "FASTWAN_DOWNLOAD_RETRY_S": "600",
+        "FASTWAN_DOWNLOAD_RETRY_INITIAL_S": "0.5",
+        "FASTWAN_DOWNLOAD_RETRY_MAX_WAIT_S": "1",
+        "SHUTDOWN_GRACE_S": "3",
+    }
+
+    with WorkerProcess(env, tmp_path / "w.log") as worker:
+        wait_until(
+            orch,
+            lambda _o: "download attempt 2 failed" in worker.log_path.read_text(),
+            worker,
+            START_TIMEOUT_S,
+            "a retried download",
+        )
+        signalled = time.monotonic()
+        worker.signal(signal.SIGTERM)
+        code = worker.wait(30)
+        took = time.monotonic() - signalled
+        log = worker.log_path.read_text()
+
+    assert code == 0, log[-3000:]
+    assert took < 3 + 2.0, log[-3000:]
+    assert f"start-up stopped: FASTWAN_TINY_DECODER={_DECODER!r}: the download was stopped" in log
+    assert "start-up failed" not in log and "download attempt 4" not in log
+    assert orch.heartbeats("vast-test")[-1]["status"] == "stopping"
+    assert orch.requests(Endpoint.CLAIM) == []

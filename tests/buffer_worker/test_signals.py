@@ -46,3 +46,20 @@ def test_the_previous_handlers_are_restored_on_exit() -> None:
         assert signal.getsignal(signal.SIGINT) is before_int
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_signals_that_came_before_the_block_are_acted_on_as_it_begins_in_order() -> None:
+    calls: list[str] = []
+
+    async def main() -> None:
+        with stop_signals(
+            lambda: calls.append("stop"), lambda: calls.append("stop now"), earlier=[signal.SIGTERM]
+        ):
+            assert calls == ["stop"]
+            os.kill(os.getpid(), signal.SIGTERM)
+            while len(calls) < 2:
+                await asyncio.sleep(0.01)
+
+    asyncio.run(asyncio.wait_for(main(), 5))
+
+    assert calls == ["stop", "stop now"]

@@ -5,7 +5,9 @@ that waits on an event), which a real generator cannot be made to do on cue.
 
 from __future__ import annotations
 
+import errno
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -161,6 +163,81 @@ def test_a_status_still_refused_when_the_worker_must_leave_stays_in_the_outbox(
     assert rig.orch.terminal_statuses(buffer_job_id) == []
     (entry,) = StatusOutbox(tmp_path / "state").pending()
     assert (entry.buffer_job_id, entry.body["error_code"]) == (buffer_job_id, "worker_shutdown")
+
+
+@pytest.fixture
+def state_dir_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Set: no file can be created under STATE_DIR (ENOSPC), as on a full disk."""
+    full = threading.Event()
+    state, real_mkstemp = tmp_path / "state", tempfile.mkstemp
+
+    def mkstemp(*args: Any, **kwargs: Any) -> Any:
+        folder = kwargs.get("dir")
+        if full.is_set() and folder is not None and Path(folder).is_relative_to(state):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    return full
+
+
+def errors_said(rig: Rig) -> list[str | None]:
+    return [beat.get("error") for beat in rig.orch.heartbeats("w-1")]
+
+
+def test_a_full_state_dir_is_in_every_heartbeat_while_it_lasts_and_the_status_goes_directly(
+    make_rig: Callable[..., Rig], state_dir_full: threading.Event
+) -> None:
+    rig = make_rig().start()
+    rig.wait(lambda o: bool(o.heartbeats("w-1")), "a first heartbeat")
+    state_dir_full.set()
+    buffer_job_id = add(rig.orch, "j-full")
+
+    rig.wait(rig.ended(buffer_job_id), "the status, sent directly")
+    full_since = len(errors_said(rig))
+    rig.wait(lambda _o: len(errors_said(rig)) > full_since + 3, "a few heartbeats")
+    said_while_full = errors_said(rig)[full_since:]
+    state_dir_full.clear()
+    cleared_at = len(errors_said(rig))
+    rig.wait(lambda _o: len(errors_said(rig)) > cleared_at + 2, "heartbeats after")
+    rig.request_stop()
+    assert rig.join() is ExitCode.OK
+
+    assert [s["status"] for s in rig.orch.terminal_statuses(buffer_job_id)] == ["succeeded"]
+    expected = "STATE_DIR cannot be written (No space left on device): statuses are not kept across a crash"
+    assert said_while_full and all(said == expected for said in said_while_full), said_while_full
+    assert errors_said(rig)[-1] is None  # gone once STATE_DIR can be written again
+
+
+def test_a_status_neither_kept_nor_taken_is_retried_until_the_stop_deadline_then_the_worker_exits_1(
+    make_rig: Callable[..., Rig], state_dir_full: threading.Event, tmp_path: Path
+) -> None:
+    """Issue 23, finding 4: STATE_DIR full, the orchestrator answering 5xx, SIGTERM: the job's
+    succeeded status was dropped with exit 0 and nothing on disk."""
+    rig = make_rig(grace=0.5).start()
+    rig.wait(lambda o: bool(o.heartbeats("w-1")), "a first heartbeat")
+    state_dir_full.set()
+    rig.orch.refuse(503, status="succeeded")
+    buffer_job_id = add(rig.orch, "j-nowhere")
+
+    def tries(o: OrchestratorDouble) -> int:
+        return sum(
+            1
+            for r in o.requests(Endpoint.STATUS)
+            if r.ident == buffer_job_id and r.body["status"] != "running"
+        )
+
+    rig.wait(lambda o: tries(o) >= 3, "the status retried")
+    rig.request_stop()
+    assert rig.join(timeout=20) is ExitCode.RESTART
+
+    assert rig.orch.terminal_statuses(buffer_job_id) == []
+    assert tries(rig.orch) > 3  # still retried after the stop, until its deadline
+    assert StatusOutbox(tmp_path / "state").pending() == []
+    last = rig.orch.heartbeats("w-1")[-1]
+    assert last["status"] == "stopping"
+    assert "STATE_DIR cannot be written (No space left on device)" in last["error"]
+    assert f"the terminal status of buffer job(s) {buffer_job_id} was neither sent nor kept" in last["error"]
 
 
 def test_a_second_signal_reports_the_job_and_returns_at_once(make_rig: Callable[..., Rig]) -> None:

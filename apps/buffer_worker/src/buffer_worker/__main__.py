@@ -2,11 +2,28 @@
 
 Exit status (:class:`fastwan_adapters.exit_code.ExitCode`, the README's table): 0 when stopped by
 SIGTERM/SIGINT; 1 when the worker cannot go on (GPU unusable, heartbeat dead, an unexpected
-error): the host should restart it; 2 for a bad setting (a ``STATE_DIR`` that cannot be written
+error) or leaves a terminal status neither sent nor kept (``STATE_DIR`` full): the host should
+restart it; 2 for a bad setting (a ``STATE_DIR`` that cannot be written
 included) or a model that cannot be loaded (restarting will not help until the setting is fixed).
 """
 
+# ruff: noqa: E402  (the stop signals are held before the slow imports: see below)
 from __future__ import annotations
+
+import signal
+
+# First of all, before the imports below (about a second): a stop signal from here on is held and
+# given to the worker once it runs, instead of ending the process with 143 (SIGTERM's default
+# action) or a KeyboardInterrupt traceback. The console script imports this module too.
+_held: list[int] = []
+
+
+def _hold(signum: int, _frame: object) -> None:
+    _held.append(signum)
+
+
+for _signum in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(_signum, _hold)
 
 import argparse
 import asyncio
@@ -80,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _run(worker: BufferWorker) -> ExitCode:
-    with stop_signals(worker.stop, worker.stop_now):
+    with stop_signals(worker.stop, worker.stop_now, earlier=_held):
         return await worker.run()
 
 

@@ -6,6 +6,8 @@ What both workers run is the nested :class:`~fastwan_adapters.container.Generati
 
 from __future__ import annotations
 
+import threading
+
 from dependency_injector import containers, providers
 
 from buffer_worker.gpu import worker_info
@@ -38,6 +40,9 @@ class Container(containers.DeclarativeContainer):
     outbox = providers.Singleton(kept_in, StatusOutbox, state_dir)
     journal = providers.Singleton(kept_in, ClaimJournal, state_dir)
 
+    # Set when the worker leaves: a start-up under way (a retried download, the load) ends.
+    startup_stop = providers.Singleton(threading.Event)
+
     # -- the use case, which reports to the worker first, then to the orchestrator ---------------
     sender = providers.Singleton(Sender, client)
     progress = providers.Singleton(JobProgress, sender)
@@ -46,6 +51,7 @@ class Container(containers.DeclarativeContainer):
         settings=config.common,
         orchestrator=client,
         worker=worker_info,
+        stop=startup_stop,
         progress=progress,
     )
 
@@ -62,4 +68,5 @@ class Container(containers.DeclarativeContainer):
         load_usecase=generation.usecase.provider,  # on the job thread, once the heartbeat runs
         metrics=metrics,
         worker=worker_info,
+        startup_stop=startup_stop,
     )

@@ -17,6 +17,12 @@ every status tried once per round, oldest first, a backoff between rounds, until
 or the worker stops (what is left stays in the outbox for the next start). An orphan's final
 progress call goes out only once its status is taken: never for a job the orchestrator says is
 no longer this worker's.
+
+A ``STATE_DIR`` that cannot be written (a full disk) takes away the net under both: while it
+lasts, it is in every heartbeat's ``error`` (``trouble()``). A status that cannot be put in the
+outbox is sent directly, retried until the stop deadline, then put once more; a status neither
+sent nor kept is named in ``lost``, and the worker exits non-zero (the job stays in the claim
+journal when that could be written, and is reported at the next start).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from buffer_worker import STARTED_AT
 from buffer_worker.metrics import WorkerMetrics
 from buffer_worker.recovery import OrphanProgress, report_orphans
 from buffer_worker.ticket import JobTicket, StopReason
+from fastwan_adapters.durable import check_writable_folder
 from fastwan_adapters.logs import bind_job
 from fastwan_adapters.orchestrator import (
     ClaimJournal,
@@ -93,6 +100,7 @@ class StatusDelivery:
         running_after_end_s: how long a finished job's status waits for its ``running``.
         first_try: set once the first leftover has been tried (or there is none).
         first_round: set once every leftover has been tried once.
+        lost: the buffer job ids whose terminal status was neither sent nor kept on disk.
     """
 
     _client: OrchestratorClient
@@ -107,6 +115,27 @@ class StatusDelivery:
     _orphans: dict[str, OrphanProgress | None] = attrs.field(init=False, factory=dict)
     first_try: asyncio.Event = attrs.field(init=False, factory=asyncio.Event)
     first_round: asyncio.Event = attrs.field(init=False, factory=asyncio.Event)
+    lost: list[str] = attrs.field(init=False, factory=list)
+    _unwritable: str | None = attrs.field(init=False, default=None)  # why STATE_DIR cannot be written
+
+    def trouble(self) -> str | None:
+        """What the heartbeat's ``error`` must say of the worker's own state, while it lasts:
+        a ``STATE_DIR`` that cannot be written (probed again each time it is asked), the
+        statuses neither sent nor kept."""
+        if self._unwritable is not None:
+            try:
+                check_writable_folder(self._outbox.directory)
+            except OSError:
+                pass
+            else:
+                log.info("STATE_DIR can be written again")
+                self._unwritable = None
+        said = [self._unwritable] if self._unwritable else []
+        if self.lost:
+            said.append(
+                f"the terminal status of buffer job(s) {', '.join(self.lost)} was neither sent nor kept"
+            )
+        return "; ".join(said) or None
 
     # -- this run's jobs ----------------------------------------------------------------------
 
@@ -119,6 +148,7 @@ class StatusDelivery:
         try:
             self._journal.record(ticket.buffer_job_id, ticket.job_id)
         except OSError as error:  # the job still runs, only without the crash net
+            self._cannot_write(error)
             log.error("the claim journal cannot be written (%s): a crash now would lose the job", error)
         return True
 
@@ -206,12 +236,18 @@ class StatusDelivery:
         try:
             entry = self._outbox.put(buffer_job_id, body)
         except OSError as error:  # the outbox cannot write: send it anyway, without the safety net
+            self._cannot_write(error)
             log.error(
                 "outbox unavailable (%s); the status of buffer job %s goes directly", error, buffer_job_id
             )
             return None
+        self._unwritable = None
         self._journal.forget(buffer_job_id)
         return entry
+
+    def _cannot_write(self, error: OSError) -> None:
+        why = error.strerror or type(error).__name__
+        self._unwritable = f"STATE_DIR cannot be written ({why}): statuses are not kept across a crash"
 
     def _let_go(self, buffer_job_id: str) -> None:
         self._journal.forget(buffer_job_id)
@@ -220,25 +256,34 @@ class StatusDelivery:
     async def _send(
         self, buffer_job_id: str, entry: PendingStatus | None, body: dict[str, object], window: asyncio.Event
     ) -> None:
-        """Send the status (from the outbox, or directly when it has none); a 404/409 is a lease lost."""
+        """Send the status (from the outbox, or directly when it has none, retried until the stop
+        deadline); a 404/409 is a lease lost. A status with no entry that is still unsent then is
+        put in the outbox once more, else it is ``lost``."""
         try:
             if entry is not None:
                 outcome = await self._outbox.send(self._client, entry, stop=window)
             else:
                 outcome = await self._client.post_status(buffer_job_id, body, stop=window)
                 self._journal.forget(buffer_job_id)
-        except DeliveryInterrupted:
-            if entry is not None:
+        except (DeliveryInterrupted, OrchestratorError) as failure:
+            if entry is None:
+                entry = self._put(buffer_job_id, body)  # the disk may have room by now
+            if entry is None:
+                self.lost.append(buffer_job_id)
+                log.error(
+                    "the status of buffer job %s is neither sent (%s) nor kept: STATE_DIR cannot be "
+                    "written; the claim journal reports the job at the next start if it holds it",
+                    buffer_job_id,
+                    failure,
+                )
+            elif isinstance(failure, DeliveryInterrupted):
                 log.warning(
                     "the status of buffer job %s stays in the outbox (%s); it is sent at the next start",
                     buffer_job_id,
                     self._outbox.directory,
                 )
-            else:  # still in the claim journal (if that can be written): the next start reports it
-                log.error("the status of buffer job %s is not sent: the worker is leaving", buffer_job_id)
-            return
-        except OrchestratorError as failure:
-            log.error("the status of buffer job %s is not sent: %s", buffer_job_id, failure)
+            else:
+                log.error("the status of buffer job %s is not sent: %s", buffer_job_id, failure)
             return
         if outcome is StatusOutcome.GONE:
             self._metrics.leases_lost.inc()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Final
 
@@ -22,9 +22,13 @@ STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
 
 
 @contextmanager
-def stop_signals(stop: Callable[[], None], stop_now: Callable[[], None]) -> Iterator[None]:
+def stop_signals(
+    stop: Callable[[], None], stop_now: Callable[[], None], *, earlier: Iterable[int] = ()
+) -> Iterator[None]:
     """Inside the block, the first of ``STOP_SIGNALS`` calls ``stop`` (claim nothing more, let
-    the job in hand finish in its grace period) and any later one ``stop_now``.
+    the job in hand finish in its grace period) and any later one ``stop_now``. ``earlier``:
+    the signals that came before the block (``__main__`` holds them from its first line), acted
+    on as the block begins, in order.
 
     Must be entered on the main thread, in a coroutine of its running loop.
     """
@@ -45,6 +49,8 @@ def stop_signals(stop: Callable[[], None], stop_now: Callable[[], None]) -> Iter
     try:
         for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, on_signal, signum)
+        for signum in earlier:
+            on_signal(signum)
         yield
     finally:
         for signum, handler in previous.items():

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
@@ -39,6 +40,7 @@ from fastwan_adapters.config import ConfigError
 from fastwan_adapters.container import on_the_loop
 from fastwan_adapters.deadline import first_of, pause
 from fastwan_adapters.exit_code import ExitCode
+from fastwan_adapters.generator.errors import StartupStopped
 from fastwan_adapters.job_runner import JobRunner
 from fastwan_adapters.logs import bind_job
 from fastwan_adapters.orchestrator import (
@@ -118,6 +120,9 @@ class BufferWorker:
     Args:
         progress: the port the use case reports to; attached to this worker's loop when it runs.
         load_usecase: loads and warms the model (slow: once, on the job thread, heartbeating).
+        startup_stop: what ``load_usecase`` watches (``GenerationContainer.stop``): set when the
+            worker leaves, it ends a download (its attempts and their waits) at once and the
+            load between its steps.
         stop_wait_s: how long a job asked to stop has to reach its next step.
         final_report_s: after that, how long a terminal status may still be retried.
     """
@@ -132,6 +137,7 @@ class BufferWorker:
         load_usecase: Callable[[], GenerateVideo],
         metrics: WorkerMetrics,
         worker: WorkerInfo,
+        startup_stop: threading.Event | None = None,
         stop_wait_s: float = 3.0,
         final_report_s: float = 5.0,
     ) -> None:
@@ -142,6 +148,7 @@ class BufferWorker:
         self._delivery = delivery
         self._progress = progress
         self._load_usecase = load_usecase
+        self._startup_stop = startup_stop if startup_stop is not None else threading.Event()
         self._metrics = metrics
         self._worker = worker
         self._worker_id: str = worker.worker_id
@@ -188,6 +195,8 @@ class BufferWorker:
                 log.critical("the claim loop failed", exc_info=True)
                 self._set_error("internal error in the claim loop")
                 code = ExitCode.RESTART
+            if self._delivery.lost and code is ExitCode.OK:  # a status neither sent nor kept
+                code = ExitCode.RESTART
             await self._goodbye(heartbeat)
             await asyncio.wait({leftovers}, timeout=_LEFTOVERS_END_S)  # stopped with the worker
             leftovers.cancel()
@@ -214,8 +223,16 @@ class BufferWorker:
     # -- the claim loop ---------------------------------------------------------------------------
 
     async def _load_and_claim(self) -> ExitCode:
+        load = asyncio.ensure_future(self.runner.run(self._load_usecase))
         try:
-            usecase = self._usecase = await self.runner.run(self._load_usecase)
+            await first_of(load, self._give_up.wait())  # a stop ends the load (``_leave``)
+            if not load.done():  # a load step that does not look at the stop: left on its thread
+                log.error("the start-up did not stop within %.1f s; leaving", self._stop_wait_s)
+                return ExitCode.OK
+            usecase = self._usecase = load.result()
+        except StartupStopped as error:  # the worker is leaving: nothing failed
+            log.info("start-up stopped: %s", error)
+            return ExitCode.OK
         except ConfigError as error:
             log.error("cannot start: %s", error)
             self._set_error(f"cannot start: {error}")
@@ -247,20 +264,15 @@ class BufferWorker:
         return ExitCode.OK
 
     async def _take(self, raw: Mapping[str, Any], usecase: GenerateVideo) -> None:
-        buffer_job_id = raw.get("buffer_job_id")
-        if not is_job_id(buffer_job_id):
-            log.error(
-                "claimed a job without a usable buffer_job_id (buffer_job_id=%s, musetalk_job_id=%s): "
-                "it cannot be reported, skipped",
-                _seen(buffer_job_id),
-                _seen(raw.get("musetalk_job_id")),
-            )
-            return
         try:
             job: Job | JobValidationError = parse_job(raw)
         except JobValidationError as error:
             job = error
         job_id = job.musetalk_job_id if isinstance(job, Job) else job.job_id
+        buffer_job_id = raw.get("buffer_job_id")
+        if not is_job_id(buffer_job_id):
+            self._unreportable(raw, job, usecase)
+            return
         ticket = JobTicket(buffer_job_id, job_id, time.monotonic())
         with bind_job(job_id, buffer_job_id=buffer_job_id):
             if not await self._delivery.admit(ticket, self._window):
@@ -273,6 +285,28 @@ class BufferWorker:
                 await self._conclude(ticket, None)
             else:
                 await self._run(job, ticket, usecase)
+
+    def _unreportable(
+        self, raw: Mapping[str, Any], job: Job | JobValidationError, usecase: GenerateVideo
+    ) -> None:
+        """A job claimed without a usable ``buffer_job_id`` has no status to send (the status
+        endpoint is keyed by it): it is skipped. When its ``musetalk_job_id`` is usable, the
+        orchestrator hears of it at once through the core's refusal (a ``failed`` progress call,
+        ``invalid_input``, naming the field) instead of waiting for its own timeout."""
+        job_id = job.musetalk_job_id if isinstance(job, Job) else job.job_id
+        log.error(
+            "claimed a job without a usable buffer_job_id (buffer_job_id=%s, musetalk_job_id=%s): "
+            "no status can be sent for it, skipped%s",
+            _seen(raw.get("buffer_job_id")),
+            _seen(raw.get("musetalk_job_id")),
+            "; its failure goes out as progress" if job_id is not None else "",
+        )
+        if job_id is None:
+            return
+        problems = list(job.errors) if isinstance(job, JobValidationError) else []
+        if not any(problem.startswith("buffer_job_id") for problem in problems):  # it was missing
+            problems.insert(0, "buffer_job_id is required in buffer mode")
+        usecase.refuse(JobValidationError(problems, job_id=job_id))
 
     # -- the job in hand --------------------------------------------------------------------------
 
@@ -355,6 +389,7 @@ class BufferWorker:
         elif not first:
             return
         self._stop.set()
+        self._startup_stop.set()  # a start-up under way has no grace period: nothing is in hand
         for timer in self._timers:
             timer.cancel()
         stop_at = self._since + (0.0 if self._restart_reason else self._settings.shutdown_grace_s)
@@ -410,7 +445,7 @@ class BufferWorker:
             status=WorkerStatus.STOPPING if self._stopping else busy,
             gpu_class=self._gpu_class,
             capacity=1,
-            error=self._error,
+            error=self._said_error(),
             current_job_id=ticket.buffer_job_id if ticket is not None else None,
             phase=self._phase if ticket is not None else None,
             progress=self._done if ticket is not None else None,
@@ -460,6 +495,11 @@ class BufferWorker:
     def _silence(self, job_id: str | None) -> None:
         if job_id is not None:
             self._silenced.append(job_id)
+
+    def _said_error(self) -> str | None:
+        """The heartbeat's ``error``: the worker's own trouble (``STATE_DIR``), then the last error."""
+        said = "; ".join(part for part in (self._delivery.trouble(), self._error) if part)
+        return said[:_MAX_ERROR_CHARS] or None
 
     def _set_error(self, message: str | None) -> None:
         """The last error, sent with every heartbeat until a job succeeds (never a secret)."""

@@ -12,8 +12,9 @@ import logging
 from collections.abc import Mapping
 from typing import TypeAlias
 
-from fastwan_adapters.storage.b2 import B2ResultStore, B2Settings, B2Unreachable, UploadRetry
+from fastwan_adapters.storage.b2 import B2ResultStore, B2Settings, B2Unreachable
 from fastwan_adapters.storage.local import LocalResultStore, LocalStoreSettings
+from fastwan_adapters.storage.retry import UploadRetry
 
 __all__ = [
     "B2ResultStore",

@@ -5,7 +5,8 @@ token and re-authorises with the stored key when B2 answers ``expired_auth_token
 caches and renews upload URLs; it retries one upload up to five times on a fresh upload URL
 (B2's advice for 503s and dropped connections); it retries other calls with backoff. What it
 does not do is wait between those upload attempts, so an outage of a few seconds fails all
-five at once: ``put`` wraps the upload in a short, bounded retry with backoff (tenacity).
+five at once: ``put`` wraps the upload in the stores' short, bounded retry with backoff
+(``storage.retry``).
 
 Secrets: the application key only ever goes to ``authorize_account``; messages name the
 environment variables, never their values, and describe b2sdk errors by type and B2 code.
@@ -19,7 +20,6 @@ from collections.abc import Mapping
 from typing import Final
 
 import attrs
-import tenacity
 from b2sdk.v2 import B2Api, Bucket, InMemoryAccountInfo, InMemoryCache, UploadSourceBytes
 from b2sdk.v2.exception import (
     B2Error,
@@ -31,9 +31,10 @@ from b2sdk.v2.exception import (
 
 from fastwan_adapters.config import ConfigError, env_str
 from fastwan_adapters.storage.names import checked_name
+from fastwan_adapters.storage.retry import UploadRetry
 from fastwan_core import EncodedVideo, ErrorCode, JobFailure
 
-__all__ = ["DEFAULT_PREFIX", "B2ResultStore", "B2Settings", "B2Unreachable", "UploadRetry"]
+__all__ = ["DEFAULT_PREFIX", "B2ResultStore", "B2Settings", "B2Unreachable"]
 
 log = logging.getLogger(__name__)
 
@@ -108,23 +109,6 @@ class B2Settings:
         return f"{self.prefix}/{name}" if self.prefix else name
 
 
-@attrs.frozen(kw_only=True)
-class UploadRetry:
-    """The retry around b2sdk's own five attempts; each of these attempts is a full b2sdk upload.
-
-    Attributes:
-        attempts: b2sdk uploads in all (1: no retry of ours).
-        timeout_s: no new attempt starts after this many seconds.
-        wait_initial_s, wait_max_s, wait_jitter_s: exponential backoff between attempts.
-    """
-
-    attempts: int = attrs.field(default=3, validator=attrs.validators.ge(1))
-    timeout_s: float = 120.0
-    wait_initial_s: float = 1.0
-    wait_max_s: float = 10.0
-    wait_jitter_s: float = 1.0
-
-
 @attrs.frozen
 class B2ResultStore:
     """Uploads each video to ``{prefix}/{name}`` and returns its download URL by name.
@@ -197,24 +181,18 @@ class B2ResultStore:
         # B2 checks the data against this SHA-1 and refuses the upload on a mismatch; the
         # large-file path (over B2's recommended part size, ~100 MB) records it as file info.
         source = UploadSourceBytes(video.data, content_sha1=video.sha1)
-        retry = self.retry
         try:
-            for attempt in tenacity.Retrying(
-                retry=tenacity.retry_if_exception(_is_transient),
-                stop=tenacity.stop_after_attempt(retry.attempts) | tenacity.stop_after_delay(retry.timeout_s),
-                wait=tenacity.wait_exponential_jitter(
-                    multiplier=retry.wait_initial_s, max=retry.wait_max_s, jitter=retry.wait_jitter_s
+            self.retry.run(
+                lambda: self.bucket.upload(
+                    source,
+                    object_name,
+                    content_type=video.content_type,
+                    file_info=file_info,
+                    large_file_sha1=video.sha1,
                 ),
-                reraise=True,
-            ):
-                with attempt:
-                    self.bucket.upload(
-                        source,
-                        object_name,
-                        content_type=video.content_type,
-                        file_info=file_info,
-                        large_file_sha1=video.sha1,
-                    )
+                transient=_is_transient,
+                what=f"the upload of {object_name}",
+            )
         except B2Error as exc:
             raise JobFailure(
                 ErrorCode.UPLOAD_FAILED,

@@ -5,6 +5,8 @@ the queue worker serve the folder over HTTP (``base_url``). Writes are atomic, s
 a crash) never sees half a video under the final name: re-running a job replaces the file in
 one step. The video and its sidecar are both written to temporary files before either is put
 in place, sidecar first, so that a full disk changes nothing and a video always has its sidecar.
+A write that fails is tried again a few times within a bound (``storage.retry``, as B2's upload
+is): a disk unusable for a moment must not fail the job.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import attrs
 from fastwan_adapters.config import ConfigError, env_str
 from fastwan_adapters.durable import check_writable_folder, fsync_directory, write_temp
 from fastwan_adapters.storage.names import checked_name
+from fastwan_adapters.storage.retry import UploadRetry
 from fastwan_core import EncodedVideo, ErrorCode, JobFailure
 
 __all__ = ["DEFAULT_OUTPUT_DIR", "LocalResultStore", "LocalStoreSettings"]
@@ -70,11 +73,13 @@ class LocalResultStore:
         base_url: when set, URLs are ``base_url/name`` (the folder is served over HTTP);
             otherwise they are ``file://`` URLs of the written file.
         named: what chose ``directory``, for messages: ``OUTPUT_DIR``, or the CLI's ``--out``.
+        retry: how a failed write is tried again.
     """
 
     directory: Path = attrs.field(converter=Path)
     base_url: str | None = None
     named: str = "OUTPUT_DIR"
+    retry: UploadRetry = attrs.field(factory=UploadRetry)
 
     @classmethod
     def open(cls, settings: LocalStoreSettings) -> LocalResultStore:
@@ -91,14 +96,22 @@ class LocalResultStore:
             "size_bytes": str(video.size_bytes),
         }
         sidecar_json = json.dumps(sidecar, indent=2, sort_keys=True).encode()
+        self.retry.run(
+            lambda: self._write(name, video.data, sidecar_json),
+            transient=lambda error: isinstance(error, JobFailure),  # any OSError: it may pass
+            what=f"writing {name}",
+        )
+        return self.url_for(name)
+
+    def _write(self, name: str, data: bytes, sidecar_json: bytes) -> None:
+        """One try: both files written in full before either final name changes (a full disk
+        fails here), then the sidecar put in place first: a video is never there without it."""
         video_path, sidecar_path = self.directory / name, self.directory / f"{name}.json"
         staged: dict[Path, Path] = {}  # final path -> its temp file, until renamed
         failing = name
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            # Both written in full before either final name changes (a full disk fails here),
-            # then the sidecar put in place first: a video is never there without its sidecar.
-            staged[video_path] = write_temp(video_path, video.data, mode=_FILE_MODE)
+            staged[video_path] = write_temp(video_path, data, mode=_FILE_MODE)
             failing = sidecar_path.name
             staged[sidecar_path] = write_temp(sidecar_path, sidecar_json, mode=_FILE_MODE)
             for final in (sidecar_path, video_path):
@@ -114,7 +127,6 @@ class LocalResultStore:
         finally:
             for temp in staged.values():
                 temp.unlink(missing_ok=True)
-        return self.url_for(name)
 
     def discard_partial(self, name: str, *, older_than: float | None = None) -> list[Path]:
         """Remove the temporary files a write of ``name`` killed mid-way left (never the
