@@ -49,8 +49,8 @@ def stop_signals(
     try:
         for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, on_signal, signum)
-        for signum in earlier:
-            on_signal(signum)
+        for held in earlier:
+            on_signal(held)
         yield
     finally:
         for signum, handler in previous.items():
