@@ -271,7 +271,7 @@ class BufferWorker:
         job_id = job.musetalk_job_id if isinstance(job, Job) else job.job_id
         buffer_job_id = raw.get("buffer_job_id")
         if not is_job_id(buffer_job_id):
-            self._unreportable(raw, job, usecase)
+            self._unreportable(raw, job, job_id, usecase)
             return
         ticket = JobTicket(buffer_job_id, job_id, time.monotonic())
         with bind_job(job_id, buffer_job_id=buffer_job_id):
@@ -287,13 +287,16 @@ class BufferWorker:
                 await self._run(job, ticket, usecase)
 
     def _unreportable(
-        self, raw: Mapping[str, Any], job: Job | JobValidationError, usecase: GenerateVideo
+        self,
+        raw: Mapping[str, Any],
+        job: Job | JobValidationError,
+        job_id: str | None,
+        usecase: GenerateVideo,
     ) -> None:
         """A job claimed without a usable ``buffer_job_id`` has no status to send (the status
         endpoint is keyed by it): it is skipped. When its ``musetalk_job_id`` is usable, the
         orchestrator hears of it at once through the core's refusal (a ``failed`` progress call,
         ``invalid_input``, naming the field) instead of waiting for its own timeout."""
-        job_id = job.musetalk_job_id if isinstance(job, Job) else job.job_id
         log.error(
             "claimed a job without a usable buffer_job_id (buffer_job_id=%s, musetalk_job_id=%s): "
             "no status can be sent for it, skipped%s",
